@@ -1,0 +1,65 @@
+"""On-disk cache of captured activations: safetensors + a small JSON, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from .capture import Activations
+
+
+def _name(key: tuple[int, str]) -> str:
+    return f"L{key[0]}.{key[1]}"
+
+
+def save_cached(root: Path, cache_key: str, acts: Activations) -> Path:
+    from .capture import Activations  # noqa: F401  (type only)
+
+    root.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, val in acts.data.items():
+        if isinstance(val, list):
+            tensors[_name(key)] = torch.cat(val) if val else torch.zeros(0)
+        else:
+            tensors[_name(key)] = val.contiguous()
+    meta = {"keys": [list(k) for k in acts.data], "positions": acts.positions, "lengths": acts.lengths}
+    fd, tmp = tempfile.mkstemp(prefix=cache_key, suffix=".tmp", dir=root)
+    os.close(fd)
+    save_file(tensors, tmp, metadata={"steerlab": json.dumps(meta)})
+    final = root / f"{cache_key}.safetensors"
+    os.replace(tmp, final)
+    return final
+
+
+def load_cached(root: Path, cache_key: str, keys: list[tuple[int, str]], positions: object) -> Activations | None:
+    from safetensors import safe_open
+
+    from .capture import Activations
+
+    path = root / f"{cache_key}.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["steerlab"])
+        tensors = load_file(str(path))
+    except Exception:  # a damaged cache entry is recomputed, never trusted
+        return None
+    lengths = meta["lengths"]
+    data: dict = {}
+    for key in keys:
+        t = tensors.get(_name(key))
+        if t is None:
+            return None
+        if positions == "all":
+            data[key] = list(torch.split(t, lengths))
+        else:
+            data[key] = t
+    return Activations(data=data, positions=meta["positions"], lengths=lengths)

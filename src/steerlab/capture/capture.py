@@ -1,0 +1,157 @@
+"""Batched activation capture at (layers, sites, positions), stopping the forward after the deepest layer asked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
+from ..models.text import PromptLike, length_sorted_batches
+from .cache import load_cached, save_cached
+
+Positions = str | int | Sequence[int]
+
+
+class _StopForward(Exception):
+    """Raised by the hook after the deepest requested layer: nothing past it is computed."""
+
+
+@dataclass
+class Activations:
+    """Captured states. ``acts[(layer, site)]`` is ``[N, d]`` for one position per prompt, ``[N, P, d]`` for P given
+    positions, and a list of ``[len_i, d]`` tensors for ``positions='all'``."""
+
+    data: dict[tuple[int, str], torch.Tensor | list[torch.Tensor]]
+    positions: Positions
+    lengths: list[int]
+
+    def __getitem__(self, key: tuple[int, str] | int) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(key, int):
+            key = (key, "block")
+        if key not in self.data:
+            raise KeyError(f"{key} was not captured; captured: {sorted(self.data)}")
+        return self.data[key]
+
+    def keys(self) -> list[tuple[int, str]]:
+        return list(self.data)
+
+
+def _check_positions(positions: Positions) -> Positions:
+    if isinstance(positions, str):
+        if positions not in ("last", "all"):
+            raise ValueError(f"positions must be 'last', 'all', an int or a list of ints, got {positions!r}")
+        return positions
+    if isinstance(positions, int):
+        return positions
+    pos = list(positions)
+    if not pos or not all(isinstance(p, int) for p in pos):
+        raise ValueError(f"positions must be a non-empty list of ints, got {positions!r}")
+    return pos
+
+
+def _gather(h: torch.Tensor, mask: torch.Tensor, positions: Positions) -> torch.Tensor | list[torch.Tensor]:
+    """Select positions relative to each row's real (unpadded) tokens; works for any padding side."""
+    lengths = mask.sum(dim=1)
+    start = mask.shape[1] - lengths if bool((mask[:, -1] == 1).all()) else torch.zeros_like(lengths)
+    if positions == "all":
+        return [h[i, int(start[i]): int(start[i] + lengths[i])] for i in range(h.shape[0])]
+    idx_list = [-1] if positions == "last" else ([positions] if isinstance(positions, int) else list(positions))
+    rows = []
+    for p in idx_list:
+        rel = torch.where(torch.tensor(p) < 0, lengths + p, torch.full_like(lengths, p))
+        if bool(((rel < 0) | (rel >= lengths)).any()):
+            bad = int(lengths[((rel < 0) | (rel >= lengths))].min())
+            raise ValueError(f"position {p} is out of range for a prompt of {bad} tokens")
+        rows.append(h[torch.arange(h.shape[0]), (start + rel).long()])
+    out = torch.stack(rows, dim=1)
+    return out[:, 0] if positions == "last" or isinstance(positions, int) else out
+
+
+def capture(lm: LoadedModel, prompts: Sequence[PromptLike], layers: int | Sequence[int],
+            sites: str | Sequence[str] = "block", positions: Positions = "last", *, batch_size: int = 16,
+            chat: bool | None = None, tools: list[dict] | None = None, system: str | None = None,
+            cache_dir: str | Path | None = None, progress: bool = True, out_dtype: torch.dtype = torch.float32,
+            ) -> Activations:
+    """Capture activations for ``prompts`` (strings or chat conversations).
+
+    Rows are batched by length with left padding and position ids that skip the padding, so a batch gives the
+    same states as one prompt at a time. The forward stops after the deepest layer asked for. With ``cache_dir``
+    the result is stored as safetensors keyed by model fingerprint + rendered inputs + layers/sites/positions.
+    """
+    layer_list = [layers] if isinstance(layers, int) else list(layers)
+    site_list = [sites] if isinstance(sites, str) else list(sites)
+    if not layer_list:
+        raise ValueError("layers is empty; give at least one layer")
+    if not site_list:
+        raise ValueError("sites is empty; give at least one site")
+    for layer in layer_list:
+        lm.arch.check_layer(layer)
+    for site in site_list:
+        lm.arch.check_site(site)
+    positions = _check_positions(positions)
+    texts = render_prompts(lm.tokenizer, prompts, chat=chat, tools=tools, system=system)
+    keys = [(layer, site) for layer in layer_list for site in site_list]
+    cache_key = None
+    if cache_dir is not None:
+        cache_key = hashlib.sha256(json.dumps(
+            {"fp": lm.fingerprint, "texts": texts, "keys": keys, "positions": positions, "dtype": str(out_dtype)},
+            sort_keys=True).encode()).hexdigest()[:24]
+        hit = load_cached(Path(cache_dir), cache_key, keys, positions)
+        if hit is not None:
+            return hit
+    ids = tokenize_texts(lm.tokenizer, texts)
+    lengths = [len(x) for x in ids]
+    deepest = max(layer_list)
+    results: dict[tuple[int, str], list] = {k: [None] * len(texts) for k in keys}
+    batch_store: dict[tuple[int, str], torch.Tensor] = {}
+    handles = []
+
+    def make_grab(key: tuple[int, str]):
+        def grab(hidden: torch.Tensor) -> None:
+            batch_store[key] = hidden.detach()
+        return grab
+
+    def stop(_h: torch.Tensor) -> None:
+        raise _StopForward
+
+    for key in keys:
+        handles.append(hook_site(lm.model, lm.arch, key[0], key[1], make_grab(key)))
+    handles.append(hook_site(lm.model, lm.arch, deepest, "block", stop))
+    pad = lm.tokenizer.pad_token_id
+    batches = length_sorted_batches(lengths, batch_size)
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="capture", disable=not progress, leave=False):
+                input_ids, mask = left_pad([ids[i] for i in batch], pad, lm.device)
+                batch_store.clear()
+                try:
+                    lm.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                             use_cache=False)
+                except _StopForward:
+                    pass
+                for key in keys:
+                    got = _gather(batch_store[key], mask, positions)
+                    for j, i in enumerate(batch):
+                        val = got[j]
+                        results[key][i] = val.to("cpu", out_dtype).clone()
+    finally:
+        for h in handles:
+            h.remove()
+    data: dict[tuple[int, str], torch.Tensor | list[torch.Tensor]] = {}
+    for key in keys:
+        data[key] = results[key] if positions == "all" else torch.stack(results[key])
+    acts = Activations(data=data, positions=positions, lengths=lengths)
+    if cache_key is not None:
+        save_cached(Path(cache_dir), cache_key, acts)
+    return acts
+
+
+def mean_norm(states: torch.Tensor) -> float:
+    """Mean L2 norm of rows: the unit in which steering strengths are stated."""
+    return float(states.float().norm(dim=-1).mean())

@@ -1,0 +1,83 @@
+"""Turn user inputs (plain strings or chat conversations) into left-padded token batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+Message = dict
+PromptLike = str | Sequence[Message]
+
+
+def render_prompt(tokenizer: object, item: PromptLike, *, chat: bool | None = None, tools: list[dict] | None = None,
+                  system: str | None = None, add_generation_prompt: bool = True) -> str:
+    """A conversation goes through the model's chat template; a string is used as is unless ``chat=True``."""
+    if isinstance(item, str):
+        if not chat:
+            return item
+        messages: list[Message] = [{"role": "user", "content": item}]
+    elif isinstance(item, Sequence) and all(isinstance(m, dict) and "role" in m for m in item):
+        if chat is False:
+            raise ValueError("a chat conversation was given with chat=False; pass chat=None or True")
+        messages = list(item)
+    else:
+        raise ValueError(f"a prompt must be a string or a list of {{'role', 'content'}} dicts, got {type(item).__name__}")
+    if system is not None and (not messages or messages[0].get("role") != "system"):
+        messages = [{"role": "system", "content": system}, *messages]
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("this tokenizer has no chat template; pass plain strings with chat=False")
+    kwargs = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **kwargs)
+
+
+def render_prompts(tokenizer: object, items: Sequence[PromptLike], **kwargs: object) -> list[str]:
+    if isinstance(items, str):
+        raise ValueError("expected a list of prompts, got a single string; wrap it in a list")
+    if len(items) == 0:
+        raise ValueError("the prompt list is empty; pass at least one prompt")
+    return [render_prompt(tokenizer, it, **kwargs) for it in items]
+
+
+def tokenize_texts(tokenizer: object, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids per text; special tokens are added only to texts that do not already start with one."""
+    out = []
+    bos = getattr(tokenizer, "bos_token", None)
+    for t in texts:
+        templated = bos is not None and t.startswith(bos) or t.startswith("<|")
+        ids = tokenizer(t, add_special_tokens=not templated)["input_ids"]
+        if len(ids) == 0:
+            raise ValueError(f"prompt {t!r} tokenizes to zero tokens")
+        out.append(list(ids))
+    return out
+
+
+def left_pad(batch_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded input_ids and attention_mask."""
+    width = max(len(x) for x in batch_ids)
+    ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for i, x in enumerate(batch_ids):
+        if len(x):
+            ids[i, width - len(x):] = torch.tensor(list(x), dtype=torch.long)
+            mask[i, width - len(x):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def position_ids_from_mask(mask: torch.Tensor, offset: torch.Tensor | int = 0) -> torch.Tensor:
+    """Positions that skip padding, so a left-padded row sees the same positions as the row alone."""
+    pos = mask.long().cumsum(-1) - 1
+    pos = pos.clamp(min=0)
+    if isinstance(offset, torch.Tensor):
+        return pos + offset.view(-1, 1)
+    return pos + offset
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (less padding); callers restore the order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
