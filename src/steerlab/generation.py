@@ -11,7 +11,6 @@ import contextlib
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from tqdm.auto import tqdm
@@ -21,7 +20,7 @@ from .models.text import PromptLike, length_sorted_batches
 from .steering import paused
 
 StopFn = Callable[[str], bool]
-RowSetup = Callable[[list[int]], ContextManager]
+RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
 
 
 @dataclass
@@ -58,10 +57,22 @@ def _expand_cache(cache: object, n: int) -> object:
     return c
 
 
-def generate(lm: LoadedModel, prompts: Sequence[PromptLike], *, max_new_tokens: int = 64, batch_size: int = 8,
-             chat: bool | None = None, tools: list[dict] | None = None, system: str | None = None,
-             stop: StopFn | None = None, shared_prefix: bool | str = "auto", min_shared: int = 16,
-             row_setup: RowSetup | None = None, progress: bool = True, desc: str = "generate") -> list[Generation]:
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    chat: bool | None = None,
+    tools: list[dict] | None = None,
+    system: str | None = None,
+    stop: StopFn | None = None,
+    shared_prefix: bool | str = "auto",
+    min_shared: int = 16,
+    row_setup: RowSetup | None = None,
+    progress: bool = True,
+    desc: str = "generate",
+) -> list[Generation]:
     """Greedy-decode each prompt; ``row_setup(indices)`` may return a context (e.g. a steering handle with per-row
     coefficients) that is active while that batch runs. ``stop(text_so_far)`` ends a row early."""
     if max_new_tokens < 1:
@@ -71,8 +82,12 @@ def generate(lm: LoadedModel, prompts: Sequence[PromptLike], *, max_new_tokens: 
     texts = render_prompts(lm.tokenizer, prompts, chat=chat, tools=tools, system=system)
     ids = tokenize_texts(lm.tokenizer, texts)
     tok = lm.tokenizer
-    eos = {t for t in [tok.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)]
-           if t is not None for t in (t if isinstance(t, list) else [t])}
+    eos = {
+        t
+        for t in [tok.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)]
+        if t is not None
+        for t in (t if isinstance(t, list) else [t])
+    }
     share = common_prefix_len(ids) if shared_prefix else 0
     if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
         share = 0
@@ -86,7 +101,9 @@ def generate(lm: LoadedModel, prompts: Sequence[PromptLike], *, max_new_tokens: 
         for batch in batches:
             ctx = row_setup(batch) if row_setup is not None else contextlib.nullcontext()
             with ctx:
-                outs = _generate_batch(lm, [ids[i] for i in batch], share, prefix_cache, max_new_tokens, eos, stop)
+                outs = _generate_batch(
+                    lm, [ids[i] for i in batch], share, prefix_cache, max_new_tokens, eos, stop
+                )
             for i, g in zip(batch, outs):
                 results[i] = g
             bar.update(len(batch))
@@ -94,8 +111,15 @@ def generate(lm: LoadedModel, prompts: Sequence[PromptLike], *, max_new_tokens: 
     return results  # type: ignore[return-value]
 
 
-def _generate_batch(lm: LoadedModel, rows: list[list[int]], share: int, prefix_cache: object,
-                    max_new: int, eos: set[int], stop: StopFn | None) -> list[Generation]:
+def _generate_batch(
+    lm: LoadedModel,
+    rows: list[list[int]],
+    share: int,
+    prefix_cache: object,
+    max_new: int,
+    eos: set[int],
+    stop: StopFn | None,
+) -> list[Generation]:
     tok = lm.tokenizer
     bsz = len(rows)
     suffix_ids, suffix_mask = left_pad([r[share:] for r in rows], tok.pad_token_id, lm.device)
@@ -106,8 +130,9 @@ def _generate_batch(lm: LoadedModel, rows: list[list[int]], share: int, prefix_c
         cache = None
         mask = suffix_mask
     pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
-    out = lm.model(input_ids=suffix_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                   use_cache=True)
+    out = lm.model(
+        input_ids=suffix_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+    )
     cache = out.past_key_values
     next_pos = pos[:, -1:] + 1
     logits = out.logits[:, -1]
@@ -130,10 +155,18 @@ def _generate_batch(lm: LoadedModel, rows: list[list[int]], share: int, prefix_c
         alive = torch.tensor([s is None for s in stopped], device=lm.device)
         feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(bsz, 1)
         mask = torch.cat([mask, alive.long().view(bsz, 1)], dim=1)
-        out = lm.model(input_ids=feed, attention_mask=mask, position_ids=next_pos, past_key_values=cache,
-                       use_cache=True)
+        out = lm.model(
+            input_ids=feed, attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True
+        )
         cache = out.past_key_values
         next_pos = next_pos + 1
         logits = out.logits[:, -1]
-    return [Generation(text=tok.decode(g, skip_special_tokens=False), token_ids=g, prompt_tokens=len(r),
-                       stopped_by=s or "length") for g, r, s in zip(gen, rows, stopped)]
+    return [
+        Generation(
+            text=tok.decode(g, skip_special_tokens=False),
+            token_ids=g,
+            prompt_tokens=len(r),
+            stopped_by=s or "length",
+        )
+        for g, r, s in zip(gen, rows, stopped)
+    ]

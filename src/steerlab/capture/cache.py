@@ -38,7 +38,9 @@ def save_cached(root: Path, cache_key: str, acts: Activations) -> Path:
     return final
 
 
-def load_cached(root: Path, cache_key: str, keys: list[tuple[int, str]], positions: object) -> Activations | None:
+def load_cached(
+    root: Path, cache_key: str, keys: list[tuple[int, str]], positions: object
+) -> Activations | None:
     from safetensors import safe_open
 
     from .capture import Activations

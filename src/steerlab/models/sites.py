@@ -36,6 +36,7 @@ def hook_site(model: nn.Module, arch: ArchInfo, layer: int, site: str, fn: SiteF
     """Call ``fn(hidden)`` at (layer, site); a returned tensor replaces the hidden state there."""
     module, where = arch.site_module(model, layer, site)
     if where == "output":
+
         def out_hook(_mod: nn.Module, _args: tuple, out: object) -> object:
             hidden, rebuild = _split_output(out)
             new = fn(hidden)

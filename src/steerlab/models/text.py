@@ -10,8 +10,15 @@ Message = dict
 PromptLike = str | Sequence[Message]
 
 
-def render_prompt(tokenizer: object, item: PromptLike, *, chat: bool | None = None, tools: list[dict] | None = None,
-                  system: str | None = None, add_generation_prompt: bool = True) -> str:
+def render_prompt(
+    tokenizer: object,
+    item: PromptLike,
+    *,
+    chat: bool | None = None,
+    tools: list[dict] | None = None,
+    system: str | None = None,
+    add_generation_prompt: bool = True,
+) -> str:
     """A conversation goes through the model's chat template; a string is used as is unless ``chat=True``."""
     if isinstance(item, str):
         if not chat:
@@ -22,14 +29,17 @@ def render_prompt(tokenizer: object, item: PromptLike, *, chat: bool | None = No
             raise ValueError("a chat conversation was given with chat=False; pass chat=None or True")
         messages = list(item)
     else:
-        raise ValueError(f"a prompt must be a string or a list of {{'role', 'content'}} dicts, got {type(item).__name__}")
+        raise ValueError(
+            f"a prompt must be a string or a list of {{'role', 'content'}} dicts, got {type(item).__name__}"
+        )
     if system is not None and (not messages or messages[0].get("role") != "system"):
         messages = [{"role": "system", "content": system}, *messages]
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("this tokenizer has no chat template; pass plain strings with chat=False")
     kwargs = {"tools": tools} if tools else {}
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                         **kwargs)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+    )
 
 
 def render_prompts(tokenizer: object, items: Sequence[PromptLike], **kwargs: object) -> list[str]:
@@ -53,16 +63,17 @@ def tokenize_texts(tokenizer: object, texts: Sequence[str]) -> list[list[int]]:
     return out
 
 
-def left_pad(batch_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(
+    batch_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded input_ids and attention_mask."""
     width = max(len(x) for x in batch_ids)
     ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
     for i, x in enumerate(batch_ids):
         if len(x):
-            ids[i, width - len(x):] = torch.tensor(list(x), dtype=torch.long)
-            mask[i, width - len(x):] = 1
+            ids[i, width - len(x) :] = torch.tensor(list(x), dtype=torch.long)
+            mask[i, width - len(x) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -80,4 +91,4 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

