@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's test command: set up on a fresh machine (idempotent), lint, then run the test suite.
+# Slow studies run in a reduced form by default; STEERLAB_FULL=1 runs them at full size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check src tests benchmarks scripts
+.venv/bin/python -m pytest -q "$@"
