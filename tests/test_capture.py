@@ -90,3 +90,22 @@ def test_capture_bad_input(tiny_models):
         capture(lm, ["a"], layers=0, sites="resid")
     with pytest.raises(ValueError, match="positions must be"):
         capture(lm, ["a"], layers=0, positions="first")
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma2"])
+def test_shared_prefix_equals_full_prompts(tiny_models, family):
+    lm = tiny_models(family)
+    system = "You are a careful assistant. Use tools when needed. " * 2
+    chats = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in PROMPTS]
+    fast = capture(lm, chats, layers=[0, 2], sites=["block", "mlp_in"], positions=[-2, -1], progress=False)
+    slow = capture(
+        lm,
+        chats,
+        layers=[0, 2],
+        sites=["block", "mlp_in"],
+        positions=[-2, -1],
+        progress=False,
+        shared_prefix=False,
+    )
+    for key in fast.keys():
+        torch.testing.assert_close(fast[key], slow[key], atol=1e-5, rtol=1e-4)

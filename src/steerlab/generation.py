@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .models import LoadedModel, left_pad, render_prompts, tokenize_texts
+from .models.prefix import common_prefix_len, expand_cache, prefix_cache
 from .models.text import PromptLike, length_sorted_batches
 from .steering import paused
 
@@ -29,32 +30,6 @@ class Generation:
     token_ids: list[int]
     prompt_tokens: int
     stopped_by: str  # "eos", "stop" (the stop rule fired) or "length"
-
-
-def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest common token prefix, leaving at least one token in every sequence."""
-    if not seqs:
-        return 0
-    n = min(len(s) for s in seqs) - 1
-    first = seqs[0]
-    k = 0
-    while k < n and all(s[k] == first[k] for s in seqs):
-        k += 1
-    return k
-
-
-def _prefix_cache(lm: LoadedModel, prefix: list[int]) -> object:
-    ids = torch.tensor([prefix], device=lm.device)
-    with paused():
-        out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-    return out.past_key_values
-
-
-def _expand_cache(cache: object, n: int) -> object:
-    c = copy.deepcopy(cache)
-    if n > 1:
-        c.batch_repeat_interleave(n)
-    return c
 
 
 def generate(
@@ -97,13 +72,11 @@ def generate(
     batches = length_sorted_batches([len(x) for x in ids], batch_size)
     bar = tqdm(total=len(ids), desc=desc, disable=not progress, leave=False)
     with torch.inference_mode():
-        prefix_cache = _prefix_cache(lm, ids[0][:share]) if share else None
+        pcache = prefix_cache(lm, ids[0][:share]) if share else None
         for batch in batches:
             ctx = row_setup(batch) if row_setup is not None else contextlib.nullcontext()
             with ctx:
-                outs = _generate_batch(
-                    lm, [ids[i] for i in batch], share, prefix_cache, max_new_tokens, eos, stop
-                )
+                outs = _generate_batch(lm, [ids[i] for i in batch], share, pcache, max_new_tokens, eos, stop)
             for i, g in zip(batch, outs):
                 results[i] = g
             bar.update(len(batch))
@@ -111,34 +84,24 @@ def generate(
     return results  # type: ignore[return-value]
 
 
-def _generate_batch(
+def _decode(
     lm: LoadedModel,
-    rows: list[list[int]],
-    share: int,
-    prefix_cache: object,
+    out: object,
+    mask: torch.Tensor,
+    next_pos: torch.Tensor,
     max_new: int,
     eos: set[int],
     stop: StopFn | None,
+    rows: list[list[int]],
 ) -> list[Generation]:
+    """Greedy decoding from a prefill's output; a finished row keeps feeding padding that its mask hides."""
     tok = lm.tokenizer
     bsz = len(rows)
-    suffix_ids, suffix_mask = left_pad([r[share:] for r in rows], tok.pad_token_id, lm.device)
-    if share:
-        cache = _expand_cache(prefix_cache, bsz)
-        mask = torch.cat([torch.ones(bsz, share, dtype=torch.long, device=lm.device), suffix_mask], dim=1)
-    else:
-        cache = None
-        mask = suffix_mask
-    pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
-    out = lm.model(
-        input_ids=suffix_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
-    )
     cache = out.past_key_values
-    next_pos = pos[:, -1:] + 1
     logits = out.logits[:, -1]
     gen: list[list[int]] = [[] for _ in range(bsz)]
     stopped: list[str | None] = [None] * bsz
-    for _step in range(max_new):
+    for step in range(max_new):
         nxt = logits.argmax(dim=-1)
         for b in range(bsz):
             if stopped[b] is not None:
@@ -150,7 +113,7 @@ def _generate_batch(
             gen[b].append(t)
             if stop is not None and stop(tok.decode(gen[b], skip_special_tokens=False)):
                 stopped[b] = "stop"
-        if all(s is not None for s in stopped) or _step == max_new - 1:
+        if all(s is not None for s in stopped) or step == max_new - 1:
             break
         alive = torch.tensor([s is None for s in stopped], device=lm.device)
         feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(bsz, 1)
@@ -170,3 +133,128 @@ def _generate_batch(
         )
         for g, r, s in zip(gen, rows, stopped)
     ]
+
+
+def _prefill(
+    lm: LoadedModel,
+    rows: list[list[int]],
+    share: int,
+    pcache: object,
+    cache: object = None,
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """Forward the rows' tokens after the shared prefix; returns (output, full mask, last position ids)."""
+    bsz = len(rows)
+    suffix_ids, suffix_mask = left_pad([r[share:] for r in rows], lm.tokenizer.pad_token_id, lm.device)
+    if share:
+        cache = expand_cache(pcache, bsz)
+        mask = torch.cat([torch.ones(bsz, share, dtype=torch.long, device=lm.device), suffix_mask], dim=1)
+    else:
+        mask = suffix_mask
+    pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
+    out = lm.model(
+        input_ids=suffix_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+    )
+    return out, mask, pos[:, -1:]
+
+
+def _generate_batch(
+    lm: LoadedModel,
+    rows: list[list[int]],
+    share: int,
+    pcache: object,
+    max_new: int,
+    eos: set[int],
+    stop: StopFn | None,
+) -> list[Generation]:
+    out, mask, last_pos = _prefill(lm, rows, share, pcache)
+    return _decode(lm, out, mask, last_pos + 1, max_new, eos, stop, rows)
+
+
+def generate_conditions(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    conditions: dict[str, RowSetup | None],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    chat: bool | None = None,
+    tools: list[dict] | None = None,
+    system: str | None = None,
+    stop: StopFn | None = None,
+    shared_prefix: bool | str = "auto",
+    min_shared: int = 16,
+    progress: bool = True,
+    desc: str = "generate",
+) -> dict[str, list[Generation]]:
+    """Generate under several conditions that differ only from the last prompt token on (``prompt_last`` or
+    ``generated`` steering): everything before it is computed once per batch, so each extra condition costs a
+    one-token forward plus decoding. Results equal one ``generate`` call per condition."""
+    from .steering import active_handles, prompt_phase
+
+    if not conditions:
+        raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
+    texts = render_prompts(lm.tokenizer, prompts, chat=chat, tools=tools, system=system)
+    ids = tokenize_texts(lm.tokenizer, texts)
+    share = common_prefix_len(ids) if shared_prefix else 0
+    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
+        share = 0
+    if "conv" in lm.arch.layer_kinds or min(len(x) for x in ids) - share < 2:
+        # conv states cannot be cloned per condition here: run each condition whole
+        return {
+            name: generate(
+                lm,
+                prompts,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                chat=chat,
+                tools=tools,
+                system=system,
+                stop=stop,
+                shared_prefix=shared_prefix,
+                row_setup=setup,
+                progress=progress,
+                desc=f"{desc}:{name}",
+            )
+            for name, setup in conditions.items()
+        }
+    eos = _eos_ids(lm)
+    results: dict[str, list[Generation | None]] = {name: [None] * len(ids) for name in conditions}
+    batches = length_sorted_batches([len(x) for x in ids], batch_size)
+    bar = tqdm(total=len(ids) * len(conditions), desc=desc, disable=not progress, leave=False)
+    with torch.inference_mode():
+        pcache = prefix_cache(lm, ids[0][:share]) if share else None
+        for batch in batches:
+            rows = [ids[i] for i in batch]
+            with paused():
+                ctx_out, ctx_mask, ctx_pos = _prefill(lm, [r[:-1] for r in rows], share, pcache)
+            last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
+            mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            for name, setup in conditions.items():
+                cache = copy.deepcopy(ctx_out.past_key_values)
+                with setup(batch) if setup is not None else contextlib.nullcontext():
+                    bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
+                    if bad:
+                        raise ValueError(
+                            f"generate_conditions needs steering that starts at the last prompt token; "
+                            f"a handle with policy {bad[0].policy!r} is active (use generate instead)"
+                        )
+                    with prompt_phase():
+                        out = lm.model(
+                            input_ids=last,
+                            attention_mask=mask,
+                            position_ids=ctx_pos + 1,
+                            past_key_values=cache,
+                            use_cache=True,
+                        )
+                    gens = _decode(lm, out, mask, ctx_pos + 2, max_new_tokens, eos, stop, rows)
+                for i, g in zip(batch, gens):
+                    results[name][i] = g
+                bar.update(len(batch))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _eos_ids(lm: LoadedModel) -> set[int]:
+    tok = lm.tokenizer
+    found = [tok.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)]
+    return {t for x in found if x is not None for t in (x if isinstance(x, list) else [x])}

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
+from ..models.prefix import common_prefix_len, expand_cache, prefix_cache
 from ..models.text import PromptLike, length_sorted_batches
 from .cache import load_cached, save_cached
 
@@ -89,11 +90,17 @@ def capture(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     out_dtype: torch.dtype = torch.float32,
+    shared_prefix: bool = True,
+    min_shared: int = 16,
 ) -> Activations:
     """Capture activations for ``prompts`` (strings or chat conversations).
 
     Rows are batched by length with left padding and position ids that skip the padding, so a batch gives the
-    same states as one prompt at a time. The forward stops after the deepest layer asked for. With ``cache_dir``
+    same states as one prompt at a time. The forward stops after the deepest layer asked for. A token prefix
+    common to all prompts (system prompt, few-shot turns) is computed once when only end-relative positions
+    are asked for. A token prefix
+    common to all prompts (system prompt, few-shot turns) is computed once when only end-relative positions
+    are asked for. With ``cache_dir``
     the result is stored as safetensors keyed by model fingerprint + rendered inputs + layers/sites/positions.
     """
     layer_list = [layers] if isinstance(layers, int) else list(layers)
@@ -142,6 +149,9 @@ def capture(
     def stop(_h: torch.Tensor) -> None:
         raise _StopForward
 
+    share = _usable_prefix(lm, ids, positions, min_shared) if shared_prefix else 0
+    with torch.inference_mode():  # before the hooks: the prefix must not be captured
+        pcache = prefix_cache(lm, ids[0][:share]) if share else None
     for key in keys:
         handles.append(hook_site(lm.model, lm.arch, key[0], key[1], make_grab(key)))
     handles.append(hook_site(lm.model, lm.arch, deepest, "block", stop))
@@ -150,14 +160,20 @@ def capture(
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="capture", disable=not progress, leave=False):
-                input_ids, mask = left_pad([ids[i] for i in batch], pad, lm.device)
+                input_ids, mask = left_pad([ids[i][share:] for i in batch], pad, lm.device)
                 batch_store.clear()
+                kwargs: dict = {"use_cache": False}
+                full_mask = mask
+                if share:
+                    ones = torch.ones(len(batch), share, dtype=torch.long, device=lm.device)
+                    kwargs = {"past_key_values": expand_cache(pcache, len(batch)), "use_cache": True}
+                    full_mask = torch.cat([ones, mask], dim=1)
                 try:
                     lm.model(
                         input_ids=input_ids,
-                        attention_mask=mask,
-                        position_ids=position_ids_from_mask(mask),
-                        use_cache=False,
+                        attention_mask=full_mask,
+                        position_ids=position_ids_from_mask(mask, share),
+                        **kwargs,
                     )
                 except _StopForward:
                     pass
@@ -176,6 +192,22 @@ def capture(
     if cache_key is not None:
         save_cached(Path(cache_dir), cache_key, acts)
     return acts
+
+
+def _usable_prefix(lm: LoadedModel, ids: list[list[int]], positions: Positions, min_shared: int) -> int:
+    """Shared prefix length, or 0 where it cannot be used (positions counted from the start, conv caches)."""
+    if "conv" in lm.arch.layer_kinds or len(ids) < 2:
+        return 0
+    if positions == "last":
+        need = 1
+    elif isinstance(positions, int) and positions < 0:
+        need = -positions
+    elif isinstance(positions, list) and all(p < 0 for p in positions):
+        need = -min(positions)
+    else:
+        return 0
+    share = min(common_prefix_len(ids), min(len(x) for x in ids) - need)
+    return share if share >= min_shared else 0
 
 
 def mean_norm(states: torch.Tensor) -> float:

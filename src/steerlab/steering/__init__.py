@@ -1,8 +1,8 @@
 """The steering primitive (add coef * vector at a site under a position policy) and splices."""
 
-from .phase import ForwardPositions, PhaseTracker
+from .phase import ForwardPositions, PhaseTracker, prompt_phase
 from .splice import SpliceHandle, splice
-from .steer import POLICIES, SteeringHandle, check_vector, hidden_norm_units, paused, steer
+from .steer import POLICIES, SteeringHandle, active_handles, check_vector, hidden_norm_units, paused, steer
 
 __all__ = [
     "POLICIES",
@@ -10,6 +10,8 @@ __all__ = [
     "PhaseTracker",
     "SpliceHandle",
     "SteeringHandle",
+    "active_handles",
+    "prompt_phase",
     "check_vector",
     "hidden_norm_units",
     "paused",

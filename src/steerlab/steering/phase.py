@@ -8,11 +8,26 @@ prefix being the last prompt seen. So ``prompt_last`` means the same token with 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
+
+_forced_prompt = 0
+
+
+@contextlib.contextmanager
+def prompt_phase() -> Iterator[None]:
+    """Treat every forward inside as prompt, e.g. the last prompt token fed alone after a cached prompt prefix."""
+    global _forced_prompt
+    _forced_prompt += 1
+    try:
+        yield
+    finally:
+        _forced_prompt -= 1
 
 
 @dataclass
@@ -81,7 +96,7 @@ class PhaseTracker:
         past = _cache_len(kwargs.get("past_key_values"))
         pos = torch.arange(seq, device=ref.device).expand(bsz, seq)
         if past > 0:
-            prompt = valid.clone() if seq > 1 else torch.zeros_like(valid)
+            prompt = valid.clone() if (seq > 1 or _forced_prompt) else torch.zeros_like(valid)
         else:
             p_ids = self._prompt_ids
             continuing = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections.abc import Callable, Iterator
 
 import torch
@@ -16,6 +17,12 @@ POLICIES = ("prompt_last", "prompt_all", "generated", "all")
 Controller = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 _paused = 0
+_registry: weakref.WeakSet = weakref.WeakSet()
+
+
+def active_handles() -> list[SteeringHandle]:
+    """Steering handles currently registered on any model."""
+    return [h for h in _registry if h._active]
 
 
 @contextlib.contextmanager
@@ -83,6 +90,7 @@ class SteeringHandle:
         self._tracker = PhaseTracker(base_model(lm.model, lm.arch))
         self._hook = hook_site(lm.model, lm.arch, layer, site, self._apply)
         self._active = True
+        _registry.add(self)
 
     def set_coef(self, coef: float | torch.Tensor) -> None:
         self.coef = _check_coef(coef)

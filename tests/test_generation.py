@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from steerlab.generation import common_prefix_len, generate, generate_conditions
+from steerlab.steering import steer
+
+PROMPTS = ["hello there, how are you today?", "hi", "what is the weather like in Paris right now?"]
+SYSTEM = "You are a tool-using assistant. Think before answering. " * 2
+
+
+def test_common_prefix_len():
+    assert common_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2  # always leaves one token per row
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3", "lfm2"])
+def test_shared_prefix_and_batching_do_not_change_outputs(tiny_models, family):
+    lm = tiny_models(family)
+    kw = dict(max_new_tokens=6, chat=True, system=SYSTEM, progress=False)
+    full = generate(lm, PROMPTS, shared_prefix=False, batch_size=3, **kw)
+    shared = generate(lm, PROMPTS, shared_prefix=True, batch_size=2, **kw)
+    single = [generate(lm, [p], shared_prefix=False, **kw)[0] for p in PROMPTS]
+    assert [g.token_ids for g in full] == [g.token_ids for g in shared] == [g.token_ids for g in single]
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2", "lfm2"])
+def test_conditions_equal_separate_runs(tiny_models, family):
+    lm = tiny_models(family)
+    v = torch.randn(32, generator=torch.Generator().manual_seed(3)) * 8
+    conds = {
+        "plain": None,
+        "push": lambda idx: steer(lm, v, layer=1, coef=torch.tensor([1.0, -1.0, 2.0])[idx]),
+        "gen": lambda idx: steer(lm, v, layer=2, coef=1.0, policy="generated"),
+    }
+    kw = dict(max_new_tokens=6, chat=True, system=SYSTEM, progress=False, batch_size=2)
+    multi = generate_conditions(lm, PROMPTS, conds, **kw)
+    for name, setup in conds.items():
+        ref = generate(lm, PROMPTS, row_setup=setup, **kw)
+        assert [g.token_ids for g in ref] == [g.token_ids for g in multi[name]], name
+    assert [g.token_ids for g in multi["plain"]] != [g.token_ids for g in multi["push"]]
+
+
+def test_conditions_reject_policies_touching_earlier_tokens(tiny_models):
+    lm = tiny_models("llama")
+    conds = {"all": lambda idx: steer(lm, torch.ones(32), layer=1, policy="all")}
+    with pytest.raises(ValueError, match="policy 'all'"):
+        generate_conditions(lm, PROMPTS, conds, max_new_tokens=2, chat=True, system=SYSTEM, progress=False)
+
+
+def test_stop_rule_ends_rows_early(tiny_models):
+    lm = tiny_models("llama")
+    out = generate(lm, PROMPTS, max_new_tokens=8, chat=True, stop=lambda text: len(text) >= 2, progress=False)
+    assert all(g.stopped_by in ("stop", "eos") and len(g.token_ids) <= 2 for g in out)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        generate(lm, PROMPTS, max_new_tokens=0)
