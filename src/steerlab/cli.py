@@ -18,8 +18,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .models import SITE_DOC, load_model
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    info = {"model": lm.name, "fingerprint": lm.fingerprint, "device": str(lm.device), "dtype": str(lm.dtype),
-            **lm.arch.describe(), "sites": SITE_DOC, "source": lm.source}
+    info = {
+        "model": lm.name,
+        "fingerprint": lm.fingerprint,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype),
+        **lm.arch.describe(),
+        "sites": SITE_DOC,
+        "source": lm.source,
+    }
     print(json.dumps(info, indent=2))
     return 0
 
@@ -53,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
