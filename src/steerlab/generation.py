@@ -229,8 +229,11 @@ def generate_conditions(
                 ctx_out, ctx_mask, ctx_pos = _prefill(lm, [r[:-1] for r in rows], share, pcache)
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            ctx_cache = ctx_out.past_key_values
+            ctx_len = ctx_mask.shape[1]
             for name, setup in conditions.items():
-                cache = copy.deepcopy(ctx_out.past_key_values)
+                # each condition appends to the context cache; crop it back instead of copying it
+                cache = ctx_cache if _croppable(ctx_cache) else copy.deepcopy(ctx_cache)
                 with setup(batch) if setup is not None else contextlib.nullcontext():
                     bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
                     if bad:
@@ -247,11 +250,26 @@ def generate_conditions(
                             use_cache=True,
                         )
                     gens = _decode(lm, out, mask, ctx_pos + 2, max_new_tokens, eos, stop, rows)
+                if cache is ctx_cache:
+                    _crop(cache, ctx_len)
                 for i, g in zip(batch, gens):
                     results[name][i] = g
                 bar.update(len(batch))
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _croppable(cache: object) -> bool:
+    """Plain full-attention caches can be cut back; sliding-window and other layer kinds are copied instead."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(x).__name__ == "DynamicLayer" and hasattr(x, "keys") for x in layers)
+
+
+def _crop(cache: object, length: int) -> None:
+    """Cut every layer's keys and values back to ``length`` positions."""
+    for layer in cache.layers:
+        layer.keys = layer.keys[..., :length, :]
+        layer.values = layer.values[..., :length, :]
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:
