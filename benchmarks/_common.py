@@ -11,16 +11,42 @@ from pathlib import Path
 
 import torch
 
-TOPICS = ["the weather in Lyon", "prime numbers", "Python decorators", "the French revolution", "photosynthesis",
-          "a haiku about rain", "how to boil an egg", "the capital of Peru", "compound interest", "black holes",
-          "the rules of chess", "a polite email declining a meeting", "the speed of light", "sourdough bread",
-          "the Pythagorean theorem", "translating 'good night' into German"]
-FORMS = ["Tell me about {}.", "Can you explain {} briefly?", "What should I know about {}?",
-         "Give me three facts on {}.", "Write two sentences on {}, please.", "Why do people care about {}?",
-         "Summarise {} for a child.", "What is surprising about {}?", "Explain {} like I am new to it.",
-         "How would you describe {} to a friend?", "Is there a common mistake people make about {}?",
-         "What is the history of {}?", "List the key ideas of {}.", "Quiz me on {}.", "Help me understand {}.",
-         "Say something interesting about {}."]
+TOPICS = [
+    "the weather in Lyon",
+    "prime numbers",
+    "Python decorators",
+    "the French revolution",
+    "photosynthesis",
+    "a haiku about rain",
+    "how to boil an egg",
+    "the capital of Peru",
+    "compound interest",
+    "black holes",
+    "the rules of chess",
+    "a polite email declining a meeting",
+    "the speed of light",
+    "sourdough bread",
+    "the Pythagorean theorem",
+    "translating 'good night' into German",
+]
+FORMS = [
+    "Tell me about {}.",
+    "Can you explain {} briefly?",
+    "What should I know about {}?",
+    "Give me three facts on {}.",
+    "Write two sentences on {}, please.",
+    "Why do people care about {}?",
+    "Summarise {} for a child.",
+    "What is surprising about {}?",
+    "Explain {} like I am new to it.",
+    "How would you describe {} to a friend?",
+    "Is there a common mistake people make about {}?",
+    "What is the history of {}?",
+    "List the key ideas of {}.",
+    "Quiz me on {}.",
+    "Help me understand {}.",
+    "Say something interesting about {}.",
+]
 
 
 def prompts(n: int) -> list[str]:
@@ -41,8 +67,15 @@ def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
 
 
 def write_result(name: str, result: dict) -> None:
-    result = {**result, "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                    "threads": torch.get_num_threads(), "cpu": platform.processor() or "?"}}
+    result = {
+        **result,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or "?",
+        },
+    }
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))

@@ -38,7 +38,9 @@ def main() -> None:
     texts = render_prompts(lm.tokenizer, ps, chat=True)
 
     def ours(shared: bool) -> torch.Tensor:
-        acts = capture(lm, ps, layers, chat=True, batch_size=args.batch_size, progress=False, shared_prefix=shared)
+        acts = capture(
+            lm, ps, layers, chat=True, batch_size=args.batch_size, progress=False, shared_prefix=shared
+        )
         return torch.stack([acts[k] for k in layers], dim=1)
 
     ref = naive(lm, texts, layers)
@@ -49,11 +51,19 @@ def main() -> None:
     t_naive = timeit(lambda: naive(lm, texts, layers), repeat=args.repeat)
     t_batched = timeit(lambda: ours(False), repeat=args.repeat)
     t_shared = timeit(lambda: ours(True), repeat=args.repeat)
-    write_result("capture", {
-        "what": f"last-token state at layers {layers} for {args.n} chat prompts on {args.model}",
-        "device": str(lm.device), "naive_s": t_naive, "steerlab_batched_s": t_batched,
-        "steerlab_shared_prefix_s": t_shared, "speedup_batched": t_naive / t_batched,
-        "speedup_shared_prefix": t_naive / t_shared, "target": ">= 5x"})
+    write_result(
+        "capture",
+        {
+            "what": f"last-token state at layers {layers} for {args.n} chat prompts on {args.model}",
+            "device": str(lm.device),
+            "naive_s": t_naive,
+            "steerlab_batched_s": t_batched,
+            "steerlab_shared_prefix_s": t_shared,
+            "speedup_batched": t_naive / t_batched,
+            "speedup_shared_prefix": t_naive / t_shared,
+            "target": ">= 5x",
+        },
+    )
 
 
 if __name__ == "__main__":

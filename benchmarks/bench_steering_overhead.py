@@ -33,8 +33,14 @@ def main() -> None:
     def run() -> float:
         t = time.perf_counter()
         with torch.no_grad():
-            lm.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=args.tokens,
-                              min_new_tokens=args.tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+            lm.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                max_new_tokens=args.tokens,
+                min_new_tokens=args.tokens,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.pad_token_id,
+            )
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t
@@ -46,9 +52,17 @@ def main() -> None:
         with steer(lm, v, layer=lm.n_layers // 2, coef=1.0, policy="generated"):
             steered.append(run())
     p, s = statistics.median(plain), statistics.median(steered)
-    write_result("steering_overhead", {
-        "what": f"greedy generate, batch {args.batch}, {args.tokens} new tokens, {args.model}",
-        "device": str(lm.device), "plain_s": p, "steered_s": s, "overhead": s / p - 1, "target": "<= 0.03"})
+    write_result(
+        "steering_overhead",
+        {
+            "what": f"greedy generate, batch {args.batch}, {args.tokens} new tokens, {args.model}",
+            "device": str(lm.device),
+            "plain_s": p,
+            "steered_s": s,
+            "overhead": s / p - 1,
+            "target": "<= 0.03",
+        },
+    )
 
 
 if __name__ == "__main__":

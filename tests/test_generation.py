@@ -53,3 +53,28 @@ def test_stop_rule_ends_rows_early(tiny_models):
     assert all(g.stopped_by in ("stop", "eos") and len(g.token_ids) <= 2 for g in out)
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
         generate(lm, PROMPTS, max_new_tokens=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "lfm2"])
+def test_next_token_scores_match_full_forward(tiny_models, family):
+    from steerlab.generation import next_token_scores
+    from steerlab.models import left_pad, position_ids_from_mask, render_prompts, tokenize_texts
+
+    lm = tiny_models(family)
+    v = torch.randn(32, generator=torch.Generator().manual_seed(5)) * 6
+    answer_ids = [[10, 11], [12], [13, 14]]
+    conds = {"plain": None, "push": lambda idx: steer(lm, v, layer=1, coef=1.0)}
+    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in PROMPTS]
+    got = next_token_scores(lm, chats, conds, token_ids=answer_ids, batch_size=2, progress=False)
+    ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, chats))
+    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id)
+    for name, setup in conds.items():
+        with setup([0, 1, 2]) if setup else torch.no_grad():
+            with torch.no_grad():
+                logits = lm.model(
+                    input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
+                ).logits[:, -1]
+        logp = torch.log_softmax(logits, -1)
+        ref = torch.stack([torch.logsumexp(logp[:, t], -1) for t in answer_ids], -1)
+        torch.testing.assert_close(got[name], ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(got["plain"], got["push"])

@@ -276,3 +276,85 @@ def _eos_ids(lm: LoadedModel) -> set[int]:
     tok = lm.tokenizer
     found = [tok.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)]
     return {t for x in found if x is not None for t in (x if isinstance(x, list) else [x])}
+
+
+def next_token_scores(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    conditions: dict[str, RowSetup | None],
+    *,
+    token_ids: Sequence[Sequence[int]] | None = None,
+    batch_size: int = 16,
+    chat: bool | None = None,
+    shared_prefix: bool | str = "auto",
+    min_shared: int = 16,
+    progress: bool = True,
+    desc: str = "score",
+) -> dict[str, torch.Tensor]:
+    """Log-probabilities of the next token after each prompt, under several last-token conditions.
+
+    ``token_ids[j]`` lists the ids that count as answer j (e.g. "A" and " A"): their probabilities are summed,
+    giving ``[N, len(token_ids)]`` log-scores per condition (``[N, vocab]`` log-probs when ``token_ids`` is None).
+    Everything before the last prompt token is computed once per batch, so a layer x strength sweep costs one
+    token per condition.
+    """
+    from .steering import active_handles, prompt_phase
+
+    if not conditions:
+        raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
+    texts = render_prompts(lm.tokenizer, prompts, chat=chat)
+    ids = tokenize_texts(lm.tokenizer, texts)
+    share = common_prefix_len(ids) if shared_prefix else 0
+    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
+        share = 0
+    if "conv" in lm.arch.layer_kinds:
+        share = 0
+    out: dict[str, list] = {name: [None] * len(ids) for name in conditions}
+    batches = length_sorted_batches([len(x) for x in ids], batch_size)
+    bar = tqdm(total=len(ids) * len(conditions), desc=desc, disable=not progress, leave=False)
+
+    def reduce(logits: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        if token_ids is None:
+            return logp.cpu()
+        return torch.stack([torch.logsumexp(logp[:, list(t)], dim=-1) for t in token_ids], dim=-1).cpu()
+
+    with torch.inference_mode():
+        pcache = prefix_cache(lm, ids[0][:share]) if share else None
+        for batch in batches:
+            rows = [ids[i] for i in batch]
+            split = min(len(r) for r in rows) - share >= 2 and "conv" not in lm.arch.layer_kinds
+            if split:
+                with paused():
+                    ctx_out, ctx_mask, ctx_pos = _prefill(lm, [r[:-1] for r in rows], share, pcache)
+                ctx_cache, ctx_len = ctx_out.past_key_values, ctx_mask.shape[1]
+                last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
+                mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            for name, setup in conditions.items():
+                with setup(batch) if setup is not None else contextlib.nullcontext():
+                    if split:
+                        bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
+                        if bad:
+                            raise ValueError(
+                                "next_token_scores needs steering at the last prompt token only; a "
+                                f"handle with policy {bad[0].policy!r} is active"
+                            )
+                        cache = ctx_cache if _croppable(ctx_cache) else copy.deepcopy(ctx_cache)
+                        with prompt_phase():
+                            res = lm.model(
+                                input_ids=last,
+                                attention_mask=mask,
+                                position_ids=ctx_pos + 1,
+                                past_key_values=cache,
+                                use_cache=True,
+                            )
+                        if cache is ctx_cache:
+                            _crop(cache, ctx_len)
+                    else:
+                        res, _, _ = _prefill(lm, rows, share, pcache)
+                scores = reduce(res.logits[:, -1])
+                for j, i in enumerate(batch):
+                    out[name][i] = scores[j]
+                bar.update(len(batch))
+    bar.close()
+    return {name: torch.stack(v) for name, v in out.items()}
