@@ -1,0 +1,5 @@
+"""Save/load steering assets as safetensors + a JSON manifest; never pickle."""
+
+from .store import AssetError, asset_size_bytes, check_asset_compat, load_asset, save_asset
+
+__all__ = ["AssetError", "asset_size_bytes", "check_asset_compat", "load_asset", "save_asset"]

@@ -1,0 +1,149 @@
+"""Steering assets: a directory with ``tensors.safetensors`` and ``manifest.json``. Loading runs no code.
+
+The manifest records the sha256 of the tensor file, so a truncated or tampered asset fails loudly, and it is
+written last into a temporary directory that is renamed into place, so a half-written asset never exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+
+log = logging.getLogger(__name__)
+FORMAT = "steerlab-asset"
+FORMAT_VERSION = 1
+TENSORS, MANIFEST = "tensors.safetensors", "manifest.json"
+
+
+class AssetError(ValueError):
+    """An asset is missing, damaged, or does not fit the model."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dict) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise AssetError(f"tensor {name!r} contains NaN/inf; refusing to save it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(clean, str(tmp / TENSORS))
+        full = {
+            **manifest,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "steerlab_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tensors": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                for k, v in clean.items()
+            },
+            "tensors_sha256": _sha256(tmp / TENSORS),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_asset(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise AssetError(f"asset {path} does not exist or is not a directory")
+    for name in (MANIFEST, TENSORS):
+        if not (path / name).is_file():
+            raise AssetError(f"asset {path} is incomplete: {name} is missing")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except json.JSONDecodeError as err:
+        raise AssetError(f"{path / MANIFEST} is not valid JSON: {err}") from None
+    if manifest.get("format") != FORMAT:
+        raise AssetError(f"{path} is not a steerlab asset (format {manifest.get('format')!r})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise AssetError(
+            f"{path} has asset format version {manifest.get('format_version')}; this steerlab reads "
+            f"version {FORMAT_VERSION}"
+        )
+    digest = _sha256(path / TENSORS)
+    if digest != manifest.get("tensors_sha256"):
+        raise AssetError(
+            f"{path / TENSORS} does not match its manifest (sha256 {digest[:12]}… vs "
+            f"{str(manifest.get('tensors_sha256'))[:12]}…): the file is truncated or was modified"
+        )
+    try:
+        tensors = load_file(str(path / TENSORS))
+    except Exception as err:  # safetensors raises its own error types
+        raise AssetError(f"{path / TENSORS} cannot be read: {err}") from None
+    expected = manifest.get("tensors", {})
+    if set(expected) != set(tensors):
+        raise AssetError(f"{path}: tensors {sorted(tensors)} differ from the manifest's {sorted(expected)}")
+    for name, t in tensors.items():
+        if list(t.shape) != expected[name]["shape"]:
+            raise AssetError(
+                f"{path}: tensor {name!r} has shape {list(t.shape)}, manifest says {expected[name]['shape']}"
+            )
+        if not torch.isfinite(t).all():
+            raise AssetError(f"{path}: tensor {name!r} contains NaN/inf")
+    return tensors, manifest
+
+
+def asset_size_bytes(path: str | Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+
+
+def check_asset_compat(
+    manifest: dict,
+    *,
+    hidden_size: int,
+    n_layers: int,
+    model_fingerprint: str | None = None,
+    strict_fingerprint: bool = False,
+) -> None:
+    """Clear errors when an asset was made for a model of another shape; a fingerprint mismatch warns."""
+    hs = manifest.get("hidden_size")
+    if hs is not None and hs != hidden_size:
+        raise AssetError(f"asset was made for hidden size {hs}, this model has {hidden_size}")
+    nl = manifest.get("n_layers")
+    if nl is not None and nl != n_layers:
+        raise AssetError(f"asset was made for a model with {nl} layers, this model has {n_layers}")
+    layers = manifest.get("layers", [manifest["layer"]] if "layer" in manifest else [])
+    bad = [x for x in layers if not 0 <= int(x) < n_layers]
+    if bad:
+        raise AssetError(f"asset layer(s) {bad} out of range for a model with layers 0..{n_layers - 1}")
+    fp = manifest.get("model_fingerprint")
+    if model_fingerprint and fp and fp != model_fingerprint:
+        msg = f"asset fingerprint {fp} differs from this model's {model_fingerprint} (made for another checkpoint?)"
+        if strict_fingerprint:
+            raise AssetError(msg)
+        log.warning(msg)

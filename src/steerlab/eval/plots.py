@@ -1,0 +1,106 @@
+"""Plots people would rather look at than read; PNG written atomically, never shown."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig: object, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def bar_with_ci(
+    labels: Sequence[str],
+    values: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    path: str | Path,
+    title: str = "",
+    ylabel: str = "",
+) -> Path:
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(labels) + 2), 3.6))
+    err = [[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]]
+    ax.bar(range(len(labels)), values, yerr=err, capsize=4, color="#4c78a8")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def grouped_bars_with_ci(
+    groups: Sequence[str],
+    series: dict[str, tuple[list, list, list]],
+    path: str | Path,
+    title: str = "",
+    ylabel: str = "",
+) -> Path:
+    """``series[name] = (values, lows, highs)`` over ``groups``."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(groups) + 2), 3.6))
+    width = 0.8 / max(1, len(series))
+    for k, (name, (vals, lows, highs)) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        err = [[v - lo for v, lo in zip(vals, lows)], [hi - v for v, hi in zip(vals, highs)]]
+        ax.bar(xs, vals, width=width, yerr=err, capsize=3, label=name)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def line_sweep(
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    mark_x: float | None = None,
+) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, ys in series.items():
+        ax.plot(list(x), list(ys), marker="o", ms=3, label=name)
+    if mark_x is not None:
+        ax.axvline(mark_x, color="grey", ls="--", lw=1, label=f"chosen: {mark_x}")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def heatmap(
+    matrix: Sequence[Sequence[float]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    fmt: str = ".2f",
+) -> Path:
+    fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(col_labels) + 2), max(3, 0.5 * len(row_labels) + 1.5)))
+    im = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, format(v, fmt), ha="center", va="center", color="w", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    return _save(fig, path)

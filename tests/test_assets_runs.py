@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+
+from steerlab.assets import AssetError, asset_size_bytes, check_asset_compat, load_asset, save_asset
+from steerlab.runs import RunDir, load_json, load_tensors, save_json, save_tensors
+
+
+def _asset(tmp_path):
+    t = {"v": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor([1.5])}
+    return save_asset(tmp_path / "a", t, {"kind": "test", "hidden_size": 3, "n_layers": 4, "layer": 2}), t
+
+
+def test_asset_round_trip(tmp_path):
+    path, t = _asset(tmp_path)
+    got, manifest = load_asset(path)
+    assert all(torch.equal(got[k], t[k]) for k in t)
+    assert manifest["format"] == "steerlab-asset" and manifest["tensors"]["v"]["shape"] == [2, 3]
+    assert asset_size_bytes(path) > 0 and not list(tmp_path.glob(".a.tmp-*"))
+
+
+def test_tampered_and_truncated_assets_fail(tmp_path):
+    path, _ = _asset(tmp_path)
+    f = path / "tensors.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(AssetError, match="truncated or was modified"):
+        load_asset(path)
+    f.write_bytes(bytes(data[:-5]))
+    with pytest.raises(AssetError, match="truncated or was modified"):
+        load_asset(path)
+    (path / "manifest.json").write_text("{broken")
+    with pytest.raises(AssetError, match="not valid JSON"):
+        load_asset(path)
+    with pytest.raises(AssetError, match="does not exist"):
+        load_asset(tmp_path / "nothing")
+    with pytest.raises(AssetError, match="NaN/inf"):
+        save_asset(tmp_path / "n", {"x": torch.tensor([float("nan")])}, {})
+
+
+def test_compat_errors(tmp_path):
+    _, manifest = load_asset(_asset(tmp_path)[0])
+    check_asset_compat(manifest, hidden_size=3, n_layers=4)
+    with pytest.raises(AssetError, match="hidden size 3, this model has 576"):
+        check_asset_compat(manifest, hidden_size=576, n_layers=4)
+    with pytest.raises(AssetError, match="4 layers, this model has 30"):
+        check_asset_compat(manifest, hidden_size=3, n_layers=30)
+    with pytest.raises(AssetError, match="fingerprint"):
+        check_asset_compat(
+            {**manifest, "model_fingerprint": "aa"},
+            hidden_size=3,
+            n_layers=4,
+            model_fingerprint="bb",
+            strict_fingerprint=True,
+        )
+
+
+def test_run_dir_is_atomic_and_keyed_by_params(tmp_path):
+    run = RunDir(tmp_path)
+    with pytest.raises(RuntimeError), run.writing("stage", {"a": 1}) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("killed mid-stage")
+    assert not run.is_done("stage") and not run.path("stage").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+    with run.writing("stage", {"a": 1}) as tmp:
+        save_json(tmp / "out.json", {"x": [1, 2]})
+        save_tensors(tmp / "t.safetensors", {"t": torch.ones(2)})
+    assert run.is_done("stage", {"a": 1}) and not run.is_done("stage", {"a": 2})
+    assert load_json(run.path("stage") / "out.json") == {"x": [1, 2]}
+    assert torch.equal(load_tensors(run.path("stage") / "t.safetensors")["t"], torch.ones(2))
+    assert json.loads((run.path("stage") / "_DONE.json").read_text())["params"] == {"a": 1}
+    with pytest.raises(FileNotFoundError, match="has the stage"):
+        load_tensors(tmp_path / "missing.safetensors")
