@@ -1,0 +1,1 @@
+"""Datasets shipped with steerlab and loaders for users' own data."""
