@@ -1,0 +1,135 @@
+"""ASA's gate and direction, as a steering controller (the steering layer owns the hook).
+
+Read the state at layer L of the last prompt token, route it to a domain, score p(tool) with that domain's probe,
+gate = +1 if p > tau, -1 if p < 1 - tau, else 0 (strict), and add gate * alpha * unit(v_domain + beta v_global)
+once, at that token, during prefill. alpha is in units of the mean hidden-state norm at L.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..probes import LogisticProbe, Router
+from ..vectors import random_direction
+
+MODES = ("full", "no_gate", "global_only", "domain_only", "random", "negative", "oracle")
+
+
+@dataclass
+class AsaParams:
+    """Everything fitted for one layer: router, probes, vectors and the norm unit."""
+
+    layer: int
+    domains: list[str]
+    router: Router
+    probes: dict[str, LogisticProbe]
+    v_domain: dict[str, torch.Tensor]
+    v_global: torch.Tensor
+    mean_norm: float
+
+    def route(self, h: torch.Tensor) -> torch.Tensor:
+        return self.router.predict(h)
+
+    def p_tool(self, h: torch.Tensor, dom_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """p(tool) from the probe of each row's routed domain."""
+        dom_idx = self.route(h) if dom_idx is None else dom_idx
+        p = torch.empty(h.shape[0], device=h.device)
+        for k, name in enumerate(self.domains):
+            rows = dom_idx == k
+            if rows.any():
+                p[rows] = self.probes[name].prob(h[rows])
+        return p
+
+    def directions(self, dom_idx: torch.Tensor, beta: float) -> torch.Tensor:
+        """unit(v_domain + beta * v_global) per row."""
+        vd = torch.stack([self.v_domain[d] for d in self.domains])[dom_idx.cpu()]
+        v = vd + beta * self.v_global.unsqueeze(0)
+        return v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = {**self.router.tensors("router"), "v_global": self.v_global}
+        for d in self.domains:
+            t.update(self.probes[d].tensors(f"probe.{d}"))
+            t[f"v_domain.{d}"] = self.v_domain[d]
+        return {k: v.detach().float().cpu().contiguous() for k, v in t.items()}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], layer: int, domains: list[str], mean_norm: float) -> AsaParams:
+        return cls(layer=layer, domains=list(domains), router=Router.from_tensors(t, domains, "router"),
+                   probes={d: LogisticProbe.from_tensors(t, f"probe.{d}") for d in domains},
+                   v_domain={d: t[f"v_domain.{d}"] for d in domains}, v_global=t["v_global"], mean_norm=mean_norm)
+
+
+def ternary_gate(p: torch.Tensor, tau: float) -> torch.Tensor:
+    """+1 if p > tau, -1 if p < 1 - tau, else 0; strict comparisons, 0.5 < tau < 1."""
+    check_tau(tau)
+    return (p > tau).float() - (p < 1 - tau).float()
+
+
+def check_tau(tau: float) -> float:
+    if not 0.5 < tau < 1.0:
+        raise ValueError(f"tau must satisfy 0.5 < tau < 1 (a strict ternary gate), got {tau}")
+    return tau
+
+
+@dataclass
+class Decision:
+    domain: torch.Tensor
+    p_tool: torch.Tensor
+    gate: torch.Tensor
+
+
+class AsaController:
+    """Callable for ``steering.steer(controller=...)``; ``mode`` selects ASA or one of its ablations."""
+
+    def __init__(self, params: AsaParams, alpha: float, tau: float, beta: float = 0.0, mode: str = "full",
+                 oracle_labels: torch.Tensor | None = None, seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown ASA mode {mode!r}; valid: {', '.join(MODES)}")
+        if mode == "oracle" and oracle_labels is None:
+            raise ValueError("mode 'oracle' needs oracle_labels (1 tool / 0 non-tool per row)")
+        check_tau(tau)
+        self.params, self.alpha, self.tau, self.beta, self.mode = params, alpha, tau, beta, mode
+        self.oracle_labels = oracle_labels
+        self.random_dir = random_direction(params.v_global.shape[0], seed) if mode == "random" else None
+        self.decisions: list[Decision] = []
+
+    def decide(self, h: torch.Tensor) -> Decision:
+        dom = self.params.route(h)
+        p = self.params.p_tool(h, dom)
+        if self.mode == "oracle":
+            gate = self.oracle_labels.to(h.device).float() * 2 - 1
+        elif self.mode == "no_gate":
+            gate = torch.ones_like(p)
+        else:
+            gate = ternary_gate(p, self.tau)
+        return Decision(dom, p, gate)
+
+    def vectors(self, dom: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        if self.mode == "global_only":
+            return (p.v_global / p.v_global.norm()).expand(len(dom), -1)
+        if self.mode == "domain_only":
+            return p.directions(dom, 0.0)
+        if self.mode == "random":
+            return self.random_dir.expand(len(dom), -1)
+        v = p.directions(dom, self.beta)
+        return -v if self.mode == "negative" else v
+
+    def __call__(self, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.decide(h_last.float())
+        self.decisions.append(d)
+        coef = d.gate.cpu() * self.alpha * self.params.mean_norm
+        return coef, self.vectors(d.domain).to(h_last.device)
+
+
+def controller_factory(params: AsaParams, alpha: float, tau: float, beta: float, mode: str,
+                       labels: list[int] | None = None, seed: int = 0) -> Callable[[list[int]], AsaController]:
+    """Per-batch controllers (the oracle needs each batch's own labels)."""
+    def make(idx: list[int]) -> AsaController:
+        lab = torch.tensor([labels[i] for i in idx]) if labels is not None else None
+        return AsaController(params, alpha, tau, beta, mode, oracle_labels=lab, seed=seed)
+    return make
