@@ -54,8 +54,15 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         out = P.run_all(r)
         print(Path(out["report"]).read_text())
         return 0
-    fn = {"extract": P.stage_extract, "sweep": P.stage_sweep, "vectors": P.stage_vectors, "fit": P.stage_fit,
-          "tune": P.stage_tune, "evaluate": P.stage_evaluate, "export": P.stage_export}[args.stage]
+    fn = {
+        "extract": P.stage_extract,
+        "sweep": P.stage_sweep,
+        "vectors": P.stage_vectors,
+        "fit": P.stage_fit,
+        "tune": P.stage_tune,
+        "evaluate": P.stage_evaluate,
+        "export": P.stage_export,
+    }[args.stage]
     res = fn(r)
     print(json.dumps(res, indent=2, default=str)[:4000] if isinstance(res, dict) else res)
     return 0
@@ -66,8 +73,10 @@ def _show(res: object, width: int = 48) -> None:
     print(f"\n> {res.prompt}\n  domain={res.domain}  p(tool)={res.p_tool:.3f}  gate={sign}")
     left = textwrap.wrap(res.baseline.text.strip() or "(empty)", width) or [""]
     right = textwrap.wrap(res.steered.text.strip() or "(empty)", width) or [""]
-    print(f"  {'baseline' + (' [CALL]' if res.baseline_triggered else ''):<{width}} | "
-          f"ASA{' [CALL]' if res.steered_triggered else ''}")
+    print(
+        f"  {'baseline' + (' [CALL]' if res.baseline_triggered else ''):<{width}} | "
+        f"ASA{' [CALL]' if res.steered_triggered else ''}"
+    )
     for i in range(max(len(left), len(right))):
         a = left[i] if i < len(left) else ""
         b = right[i] if i < len(right) else ""
@@ -108,28 +117,39 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def add_cli(sub: argparse._SubParsersAction) -> None:
     asa = sub.add_parser("asa", help="ASA: probe-gated steering for tool calling")
     asub = asa.add_subparsers(dest="asa_command", metavar="STAGE", required=True)
-    for stage, doc in [("run", "the whole pipeline + report (the main job)"),
-                       ("extract", "last-prompt-token states at every layer"), ("sweep", "probe AUC per layer"),
-                       ("vectors", "tool - non-tool mean differences on CAL"),
-                       ("fit", "router + per-domain probes on TRAIN"),
-                       ("tune", "alpha, tau, beta, layer by generated F1 on VALID"),
-                       ("evaluate", "TEST: baseline, ASA, ablations, intervals"),
-                       ("export", "the asset: safetensors + JSON manifest")]:
+    for stage, doc in [
+        ("run", "the whole pipeline + report (the main job)"),
+        ("extract", "last-prompt-token states at every layer"),
+        ("sweep", "probe AUC per layer"),
+        ("vectors", "tool - non-tool mean differences on CAL"),
+        ("fit", "router + per-domain probes on TRAIN"),
+        ("tune", "alpha, tau, beta, layer by generated F1 on VALID"),
+        ("evaluate", "TEST: baseline, ASA, ablations, intervals"),
+        ("export", "the asset: safetensors + JSON manifest"),
+    ]:
         p = asub.add_parser(stage, help=doc)
         p.add_argument("--run-dir", help="run directory (default runs/asa-<model>)")
         p.add_argument("--config", help="YAML file of AsaConfig fields")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (JSON value)")
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="override a config field (JSON value)"
+        )
         p.add_argument("--model")
         p.add_argument("--device")
         p.add_argument("--dtype")
         p.add_argument("--data", help="'builtin' or a JSONL with prompt, domain, label, split")
-        p.add_argument("--limit-per-cell", dest="limit_per_cell", type=int,
-                       help="reduced run: at most N prompts per split x domain x label")
+        p.add_argument(
+            "--limit-per-cell",
+            dest="limit_per_cell",
+            type=int,
+            help="reduced run: at most N prompts per split x domain x label",
+        )
         p.add_argument("--batch-size", dest="batch_size", type=int)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=_cmd_stage, stage=stage)
-    for name, fn, doc in [("demo", _cmd_demo, "baseline vs ASA side by side on prompts"),
-                          ("chat", _cmd_chat, "interactive, baseline vs ASA side by side")]:
+    for name, fn, doc in [
+        ("demo", _cmd_demo, "baseline vs ASA side by side on prompts"),
+        ("chat", _cmd_chat, "interactive, baseline vs ASA side by side"),
+    ]:
         p = asub.add_parser(name, help=doc)
         p.add_argument("--asset", required=True, help="an exported ASA asset directory")
         p.add_argument("--model", help="default: the model named in the asset's manifest")

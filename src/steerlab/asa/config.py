@@ -22,7 +22,9 @@ class AsaConfig:
     site: str = "block"
     n_top_layers: int = 2  # candidate layers by VALID probe AUC ...
     extra_layers: list[int] | str = "auto"  # ... plus these ("auto": 50%, 60%, 70% of depth)
-    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # units of the mean hidden norm at L
+    alphas: list[float] = field(
+        default_factory=lambda: [0.25, 0.5, 1.0]
+    )  # units of the mean hidden norm at L
     taus: list[float] = field(default_factory=lambda: [0.55, 0.6, 0.7, 0.8, 0.9, 0.95])
     betas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     trigger_mode: str = "prefix"  # "prefix": the reply starts with the marker; "anywhere": the marker appears

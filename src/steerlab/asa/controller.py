@@ -57,10 +57,18 @@ class AsaParams:
         return {k: v.detach().float().cpu().contiguous() for k, v in t.items()}
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], layer: int, domains: list[str], mean_norm: float) -> AsaParams:
-        return cls(layer=layer, domains=list(domains), router=Router.from_tensors(t, domains, "router"),
-                   probes={d: LogisticProbe.from_tensors(t, f"probe.{d}") for d in domains},
-                   v_domain={d: t[f"v_domain.{d}"] for d in domains}, v_global=t["v_global"], mean_norm=mean_norm)
+    def from_tensors(
+        cls, t: dict[str, torch.Tensor], layer: int, domains: list[str], mean_norm: float
+    ) -> AsaParams:
+        return cls(
+            layer=layer,
+            domains=list(domains),
+            router=Router.from_tensors(t, domains, "router"),
+            probes={d: LogisticProbe.from_tensors(t, f"probe.{d}") for d in domains},
+            v_domain={d: t[f"v_domain.{d}"] for d in domains},
+            v_global=t["v_global"],
+            mean_norm=mean_norm,
+        )
 
 
 def ternary_gate(p: torch.Tensor, tau: float) -> torch.Tensor:
@@ -85,8 +93,16 @@ class Decision:
 class AsaController:
     """Callable for ``steering.steer(controller=...)``; ``mode`` selects ASA or one of its ablations."""
 
-    def __init__(self, params: AsaParams, alpha: float, tau: float, beta: float = 0.0, mode: str = "full",
-                 oracle_labels: torch.Tensor | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        params: AsaParams,
+        alpha: float,
+        tau: float,
+        beta: float = 0.0,
+        mode: str = "full",
+        oracle_labels: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown ASA mode {mode!r}; valid: {', '.join(MODES)}")
         if mode == "oracle" and oracle_labels is None:
@@ -126,10 +142,19 @@ class AsaController:
         return coef, self.vectors(d.domain).to(h_last.device)
 
 
-def controller_factory(params: AsaParams, alpha: float, tau: float, beta: float, mode: str,
-                       labels: list[int] | None = None, seed: int = 0) -> Callable[[list[int]], AsaController]:
+def controller_factory(
+    params: AsaParams,
+    alpha: float,
+    tau: float,
+    beta: float,
+    mode: str,
+    labels: list[int] | None = None,
+    seed: int = 0,
+) -> Callable[[list[int]], AsaController]:
     """Per-batch controllers (the oracle needs each batch's own labels)."""
+
     def make(idx: list[int]) -> AsaController:
         lab = torch.tensor([labels[i] for i in idx]) if labels is not None else None
         return AsaController(params, alpha, tau, beta, mode, oracle_labels=lab, seed=seed)
+
     return make

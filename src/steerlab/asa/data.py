@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("cal", "train", "valid", "test")
-DOMAIN_TOOL = {"math": "calculator", "code": "python_interpreter", "search": "web_search",
-               "translation": "translator"}
+DOMAIN_TOOL = {
+    "math": "calculator",
+    "code": "python_interpreter",
+    "search": "web_search",
+    "translation": "translator",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,10 @@ def load_examples(source: str = "builtin", limit_per_cell: int | None = None) ->
     if source == "builtin":
         from ..data.asa_data import load_asa_split
 
-        raw = {s: [Example(str(e.id), e.prompt, e.domain, int(e.label)) for e in load_asa_split(s)] for s in SPLITS}
+        raw = {
+            s: [Example(str(e.id), e.prompt, e.domain, int(e.label)) for e in load_asa_split(s)]
+            for s in SPLITS
+        }
     else:
         path = Path(source)
         if not path.is_file():
@@ -52,7 +59,9 @@ def load_examples(source: str = "builtin", limit_per_cell: int | None = None) ->
                 split = row["split"]
                 ex = Example(str(row.get("id", n)), row["prompt"], row["domain"], int(row["label"]))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise ValueError(f"{path}:{n}: need JSON with prompt, domain, label (0/1), split: {err}") from None
+                raise ValueError(
+                    f"{path}:{n}: need JSON with prompt, domain, label (0/1), split: {err}"
+                ) from None
             if split not in raw:
                 raise ValueError(f"{path}:{n}: split {split!r} is not one of {', '.join(SPLITS)}")
             if ex.label not in (0, 1):
@@ -62,5 +71,7 @@ def load_examples(source: str = "builtin", limit_per_cell: int | None = None) ->
     for s, v in out.items():
         labels = {e.label for e in v}
         if labels != {0, 1}:
-            raise ValueError(f"split {s!r} needs both tool (1) and non-tool (0) prompts; it has labels {labels}")
+            raise ValueError(
+                f"split {s!r} needs both tool (1) and non-tool (0) prompts; it has labels {labels}"
+            )
     return out

@@ -50,7 +50,9 @@ class AsaRun:
         if cfg_path.is_file():
             old = AsaConfig.from_dict(load_json(cfg_path))
             if old.to_dict() != self.config.to_dict():
-                log.warning("config differs from the one in %s: stages whose inputs changed are recomputed", cfg_path)
+                log.warning(
+                    "config differs from the one in %s: stages whose inputs changed are recomputed", cfg_path
+                )
         self.root.mkdir(parents=True, exist_ok=True)
         save_json(cfg_path, self.config.to_dict())
 
@@ -81,8 +83,12 @@ class AsaRun:
             few = []
         else:
             few = json.loads(Path(shots).read_text())
-        return PromptBuilder(self.tools(), call_format=self.config.call_format, few_shot=few,
-                             use_template_tools=self.config.use_template_tools)
+        return PromptBuilder(
+            self.tools(),
+            call_format=self.config.call_format,
+            few_shot=few,
+            use_template_tools=self.config.use_template_tools,
+        )
 
     def messages(self, split: str) -> list[list[dict]]:
         pb = self.builder()
@@ -117,13 +123,25 @@ def stage_extract(r: AsaRun) -> Path:
         return r.run.path("extract")
     lm = r.lm
     with r.run.writing("extract", key) as tmp:
-        meta = {"model": lm.name, "fingerprint": lm.fingerprint, "site": r.config.site,
-                "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]",
-                "prompt": r.builder().describe(), "splits": {}}
+        meta = {
+            "model": lm.name,
+            "fingerprint": lm.fingerprint,
+            "site": r.config.site,
+            "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]",
+            "prompt": r.builder().describe(),
+            "splits": {},
+        }
         for split in SPLITS:
-            acts = capture(lm, r.messages(split), layers=list(range(lm.n_layers)), sites=r.config.site,
-                           positions="last", batch_size=r.config.batch_size, tools=r.chat_tools(),
-                           progress=r.progress)
+            acts = capture(
+                lm,
+                r.messages(split),
+                layers=list(range(lm.n_layers)),
+                sites=r.config.site,
+                positions="last",
+                batch_size=r.config.batch_size,
+                tools=r.chat_tools(),
+                progress=r.progress,
+            )
             states = torch.stack([acts[(k, r.config.site)] for k in range(lm.n_layers)], dim=1)
             save_tensors(tmp / f"{split}.safetensors", {"states": states})
             meta["splits"][split] = [e.__dict__ for e in r.examples[split]]
@@ -138,20 +156,33 @@ def stage_sweep(r: AsaRun) -> dict:
         return load_json(r.run.path("sweep") / "sweep.json")
     train, valid, cal = r.states("train"), r.states("valid"), r.states("cal")
     n_layers = train.shape[1]
-    aucs = layer_sweep(train, r.labels("train"), valid, r.labels("valid"), c=r.config.probe_c, progress=r.progress)
+    aucs = layer_sweep(
+        train, r.labels("train"), valid, r.labels("valid"), c=r.config.probe_c, progress=r.progress
+    )
     norms = {str(k): float(cal[:, k].norm(dim=-1).mean()) for k in range(n_layers)}
     ranked = sorted(aucs, key=lambda k: (-aucs[k], k))
     top = ranked[: r.config.n_top_layers]
     candidates = sorted(set(top) | set(r.config.candidate_extra_layers(n_layers)))
-    result = {"auc_valid": {str(k): v for k, v in aucs.items()}, "mean_norm": norms, "best_auc_layer": ranked[0],
-              "top_layers": top, "candidate_layers": candidates}
+    result = {
+        "auc_valid": {str(k): v for k, v in aucs.items()},
+        "mean_norm": norms,
+        "best_auc_layer": ranked[0],
+        "top_layers": top,
+        "candidate_layers": candidates,
+    }
     with r.run.writing("sweep", key) as tmp:
         save_json(tmp / "sweep.json", result)
         from ..eval.plots import line_sweep
 
-        line_sweep(list(range(n_layers)), {"probe AUC (VALID)": [aucs[k] for k in range(n_layers)]},
-                   tmp / "probe_auc.png", title="Tool vs non-tool probe AUC by layer", xlabel="layer",
-                   ylabel="ROC AUC", mark_x=ranked[0])
+        line_sweep(
+            list(range(n_layers)),
+            {"probe AUC (VALID)": [aucs[k] for k in range(n_layers)]},
+            tmp / "probe_auc.png",
+            title="Tool vs non-tool probe AUC by layer",
+            xlabel="layer",
+            ylabel="ROC AUC",
+            mark_x=ranked[0],
+        )
     return result
 
 
@@ -197,8 +228,15 @@ def stage_fit(r: AsaRun) -> Path:
             for d in domains:
                 m = np.array([x == d for x in doms])
                 probes[d] = fit_probe(h[torch.from_numpy(m)], lab[m], c=r.config.probe_c, seed=r.config.seed)
-            params = AsaParams(layer, domains, router, probes,
-                               {d: vec[f"v_domain.{d}.L{layer}"] for d in domains}, vec[f"v_global.L{layer}"], 0.0)
+            params = AsaParams(
+                layer,
+                domains,
+                router,
+                probes,
+                {d: vec[f"v_domain.{d}.L{layer}"] for d in domains},
+                vec[f"v_global.L{layer}"],
+                0.0,
+            )
             save_tensors(tmp / f"params_L{layer}.safetensors", params.tensors())
         save_json(tmp / "meta.json", {"domains": domains, "layers": vmeta["layers"]})
     return r.run.path("fit")
@@ -214,6 +252,7 @@ def _f1_fpr(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 def _steer_rows(r: AsaRun, vectors: torch.Tensor, layer: int, coef: float):  # noqa: ANN202
     def setup(idx: list[int]):  # noqa: ANN202
         return steer(r.lm, vectors[idx], layer=layer, site=r.config.site, coef=coef, policy="prompt_last")
+
     return setup
 
 
@@ -244,14 +283,25 @@ def stage_tune(r: AsaRun) -> dict:
             dirs = params.directions(dom, beta)
             for alpha in c.alphas:
                 for sign, name in ((1, "plus"), (-1, "minus")):
-                    conds[(layer, alpha, beta, name)] = _steer_rows(r, dirs, layer, sign * alpha * params.mean_norm)
+                    conds[(layer, alpha, beta, name)] = _steer_rows(
+                        r, dirs, layer, sign * alpha * params.mean_norm
+                    )
     t0 = time.time()
-    gens = generate_conditions(r.lm, r.messages("valid"), {str(k): v for k, v in conds.items()},
-                               max_new_tokens=c.max_new_tokens_decision, batch_size=c.batch_size,
-                               tools=r.chat_tools(), stop=decision_stop(c.call_format, c.trigger_mode),
-                               progress=r.progress, desc="tune (VALID)")
-    trig = {k: np.array([is_triggered(g.text, c.call_format, c.trigger_mode) for g in gens[str(k)]])
-            for k in conds}
+    gens = generate_conditions(
+        r.lm,
+        r.messages("valid"),
+        {str(k): v for k, v in conds.items()},
+        max_new_tokens=c.max_new_tokens_decision,
+        batch_size=c.batch_size,
+        tools=r.chat_tools(),
+        stop=decision_stop(c.call_format, c.trigger_mode),
+        progress=r.progress,
+        desc="tune (VALID)",
+    )
+    trig = {
+        k: np.array([is_triggered(g.text, c.call_format, c.trigger_mode) for g in gens[str(k)]])
+        for k in conds
+    }
     base_f1, base_fpr = _f1_fpr(y, trig["baseline"])
     grid = []
     for layer in layers:
@@ -262,13 +312,28 @@ def stage_tune(r: AsaRun) -> dict:
                     gate = ternary_gate(p_tool[layer], tau).numpy()
                     pred = np.where(gate > 0, plus, np.where(gate < 0, minus, trig["baseline"]))
                     f1, fpr = _f1_fpr(y, pred)
-                    grid.append({"layer": layer, "alpha": alpha, "beta": beta, "tau": tau, "f1": f1, "fpr": fpr,
-                                 "plus_rate": float(plus.mean()), "minus_rate": float(minus.mean())})
+                    grid.append(
+                        {
+                            "layer": layer,
+                            "alpha": alpha,
+                            "beta": beta,
+                            "tau": tau,
+                            "f1": f1,
+                            "fpr": fpr,
+                            "plus_rate": float(plus.mean()),
+                            "minus_rate": float(minus.mean()),
+                        }
+                    )
     ok = [g for g in grid if g["fpr"] <= base_fpr + 0.02] or grid
     best = max(ok, key=lambda g: (round(g["f1"], 9), -g["fpr"], -g["alpha"], -g["tau"]))
-    result = {"best": best, "baseline_valid": {"f1": base_f1, "fpr": base_fpr}, "layers": layers,
-              "seconds": time.time() - t0, "n_valid": int(len(y)),
-              "selection": "max VALID F1 subject to FPR <= baseline FPR + 0.02 (else max F1)"}
+    result = {
+        "best": best,
+        "baseline_valid": {"f1": base_f1, "fpr": base_fpr},
+        "layers": layers,
+        "seconds": time.time() - t0,
+        "n_valid": int(len(y)),
+        "selection": "max VALID F1 subject to FPR <= baseline FPR + 0.02 (else max F1)",
+    }
     with r.run.writing("tune", key) as tmp:
         save_json(tmp / "grid.json", grid)
         save_json(tmp / "best.json", result)
@@ -283,12 +348,24 @@ def _plot_tune(grid: list[dict], best: dict, base_f1: float, out: Path) -> None:
     alphas = sorted({g["alpha"] for g in rows})
     taus = sorted({g["tau"] for g in rows})
     mat = [[next(g["f1"] for g in rows if g["alpha"] == a and g["tau"] == t) for t in taus] for a in alphas]
-    heatmap(mat, [f"α={a}" for a in alphas], [f"τ={t}" for t in taus], out / "alpha_tau_f1.png",
-            title=f"VALID trigger F1 at layer {best['layer']}, β={best['beta']} (baseline {base_f1:.2f})")
+    heatmap(
+        mat,
+        [f"α={a}" for a in alphas],
+        [f"τ={t}" for t in taus],
+        out / "alpha_tau_f1.png",
+        title=f"VALID trigger F1 at layer {best['layer']}, β={best['beta']} (baseline {base_f1:.2f})",
+    )
     layers = sorted({g["layer"] for g in grid})
     per_layer = [max(g["f1"] for g in grid if g["layer"] == k) for k in layers]
-    line_sweep(layers, {"best VALID F1": per_layer, "baseline": [base_f1] * len(layers)}, out / "layer_f1.png",
-               title="Best VALID F1 per candidate layer", xlabel="layer", ylabel="F1", mark_x=best["layer"])
+    line_sweep(
+        layers,
+        {"best VALID F1": per_layer, "baseline": [base_f1] * len(layers)},
+        out / "layer_f1.png",
+        title="Best VALID F1 per candidate layer",
+        xlabel="layer",
+        ylabel="F1",
+        mark_x=best["layer"],
+    )
 
 
 def _metrics_block(y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -320,24 +397,43 @@ def stage_evaluate(r: AsaRun) -> dict:
             return steer(r.lm, None, layer=layer, site=c.site, policy="prompt_last", controller=ctrl)
 
         conds[mode_row] = setup
-    gens = generate_conditions(r.lm, r.messages("test"), conds, max_new_tokens=c.max_new_tokens_call,
-                               batch_size=c.batch_size, tools=r.chat_tools(), stop=call_stop(c.call_format,
-                               c.trigger_mode), progress=r.progress, desc="evaluate (TEST)")
+    gens = generate_conditions(
+        r.lm,
+        r.messages("test"),
+        conds,
+        max_new_tokens=c.max_new_tokens_call,
+        batch_size=c.batch_size,
+        tools=r.chat_tools(),
+        stop=call_stop(c.call_format, c.trigger_mode),
+        progress=r.progress,
+        desc="evaluate (TEST)",
+    )
     tools = r.tools()
     preds, rows, predictions = {}, {}, []
     for name in EVAL_ROWS:
         trig = np.array([is_triggered(g.text, c.call_format, c.trigger_mode) for g in gens[name]])
-        success = [call_success(g.text, c.call_format, tools, DOMAIN_TOOL.get(e.domain)) if t else (False, "")
-                   for g, e, t in zip(gens[name], ex, trig)]
+        success = [
+            call_success(g.text, c.call_format, tools, DOMAIN_TOOL.get(e.domain)) if t else (False, "")
+            for g, e, t in zip(gens[name], ex, trig)
+        ]
         good = np.array([ok and e.label == 1 for (ok, _), e in zip(success, ex)])
         preds[name] = trig
         rows[name] = _metrics_block(y, trig, c.n_boot, c.seed)
         rows[name]["success_precision"] = float(good[trig].mean()) if trig.any() else 0.0
         rows[name]["n_triggered"] = int(trig.sum())
         for i, (g, e) in enumerate(zip(gens[name], ex)):
-            predictions.append({"condition": name, "id": e.id, "domain": e.domain, "label": e.label,
-                                "triggered": bool(trig[i]), "call_ok": success[i][0], "why": success[i][1],
-                                "output": g.text})
+            predictions.append(
+                {
+                    "condition": name,
+                    "id": e.id,
+                    "domain": e.domain,
+                    "label": e.label,
+                    "triggered": bool(trig[i]),
+                    "call_ok": success[i][0],
+                    "why": success[i][1],
+                    "output": g.text,
+                }
+            )
     test_states = r.states("test")[:, layer]
     dom = params.route(test_states)
     p = params.p_tool(test_states, dom)
@@ -354,19 +450,29 @@ def stage_evaluate(r: AsaRun) -> dict:
 
     diffs = {}
     for metric in ("f1", "fpr", "precision", "recall"):
-        d, lo, hi, pval = paired_bootstrap_diff(metric, y, preds["baseline"], preds["asa"], n_boot=c.n_boot,
-                                                seed=c.seed)
+        d, lo, hi, pval = paired_bootstrap_diff(
+            metric, y, preds["baseline"], preds["asa"], n_boot=c.n_boot, seed=c.seed
+        )
         diffs[metric] = {"diff": d, "lo": lo, "hi": hi, "p_value": pval}
     per_domain = {}
     for d in sorted({e.domain for e in ex}):
         m = np.array([e.domain == d for e in ex])
-        per_domain[d] = {name: _metrics_block(y[m], preds[name][m], c.n_boot, c.seed)
-                         for name in ("baseline", "asa", "oracle")}
+        per_domain[d] = {
+            name: _metrics_block(y[m], preds[name][m], c.n_boot, c.seed)
+            for name in ("baseline", "asa", "oracle")
+        }
     router_acc = float((dom.numpy() == np.array([params.domains.index(e.domain) for e in ex])).mean())
     gate_counts = {str(int(g)): int((offline_gate == g).sum()) for g in (-1, 0, 1)}
-    result = {"operating_point": best, "rows": rows, "asa_minus_baseline": diffs, "per_domain": per_domain,
-              "gate_agreement_online_vs_offline": agreement, "router_accuracy_test": router_acc,
-              "gate_counts_test": gate_counts, "n_test": int(len(y))}
+    result = {
+        "operating_point": best,
+        "rows": rows,
+        "asa_minus_baseline": diffs,
+        "per_domain": per_domain,
+        "gate_agreement_online_vs_offline": agreement,
+        "router_accuracy_test": router_acc,
+        "gate_counts_test": gate_counts,
+        "n_test": int(len(y)),
+    }
     with r.run.writing("evaluate", key) as tmp:
         save_json(tmp / "metrics.json", result)
         with open(tmp / "predictions.jsonl", "w") as f:
@@ -381,15 +487,23 @@ def _plot_eval(result: dict, out: Path) -> None:
 
     names = list(result["rows"])
     f1 = [result["rows"][n]["f1"] for n in names]
-    bar_with_ci(names, [v[0] for v in f1], [v[1] for v in f1], [v[2] for v in f1], out / "f1_by_condition.png",
-                title="TEST trigger F1 by condition (95% bootstrap CI)", ylabel="F1")
+    bar_with_ci(
+        names,
+        [v[0] for v in f1],
+        [v[1] for v in f1],
+        [v[2] for v in f1],
+        out / "f1_by_condition.png",
+        title="TEST trigger F1 by condition (95% bootstrap CI)",
+        ylabel="F1",
+    )
     doms = list(result["per_domain"])
     groups = {}
     for name in ("baseline", "asa"):
         vals = [result["per_domain"][d][name]["f1"] for d in doms]
         groups[name] = ([v[0] for v in vals], [v[1] for v in vals], [v[2] for v in vals])
-    grouped_bars_with_ci(doms, groups, out / "f1_by_domain.png", title="TEST trigger F1 by domain",
-                         ylabel="F1")
+    grouped_bars_with_ci(
+        doms, groups, out / "f1_by_domain.png", title="TEST trigger F1 by domain", ylabel="F1"
+    )
 
 
 def stage_export(r: AsaRun, out: Path | None = None) -> dict:
@@ -400,15 +514,27 @@ def stage_export(r: AsaRun, out: Path | None = None) -> dict:
     lm = r.lm
     params = r.layer_params(best["layer"])
     manifest = {
-        "kind": "asa", "model": lm.name, "model_fingerprint": lm.fingerprint, "hidden_size": lm.hidden_size,
-        "n_layers": lm.n_layers, "layer": best["layer"], "site": r.config.site,
+        "kind": "asa",
+        "model": lm.name,
+        "model_fingerprint": lm.fingerprint,
+        "hidden_size": lm.hidden_size,
+        "n_layers": lm.n_layers,
+        "layer": best["layer"],
+        "site": r.config.site,
         "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]",
-        "position_policy": "prompt_last", "alpha": best["alpha"],
+        "position_policy": "prompt_last",
+        "alpha": best["alpha"],
         "alpha_unit": "mean L2 norm of the hidden state at this layer and site on CAL",
-        "mean_norm": params.mean_norm, "tau": best["tau"], "beta": best["beta"], "domains": params.domains,
-        "domain_tools": {d: DOMAIN_TOOL.get(d) for d in params.domains}, "tool_call_format": r.config.call_format,
-        "trigger_mode": r.config.trigger_mode, "prompt": r.builder().describe(),
-        "tuned_on": "VALID F1 of generated outputs", "config": r.config.to_dict(),
+        "mean_norm": params.mean_norm,
+        "tau": best["tau"],
+        "beta": best["beta"],
+        "domains": params.domains,
+        "domain_tools": {d: DOMAIN_TOOL.get(d) for d in params.domains},
+        "tool_call_format": r.config.call_format,
+        "trigger_mode": r.config.trigger_mode,
+        "prompt": r.builder().describe(),
+        "tuned_on": "VALID F1 of generated outputs",
+        "config": r.config.to_dict(),
     }
     dest = Path(out) if out else r.root / "asset"
     save_asset(dest, params.tensors(), manifest)

@@ -11,17 +11,19 @@ from dataclasses import dataclass, field
 
 FORMAT_INSTRUCTIONS = {
     "tool_call_json": 'To use a tool, reply with only <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>. '
-                      "If no tool is needed, answer directly.",
+    "If no tool is needed, answer directly.",
     "lfm2_pythonic": "To use a tool, reply with only <|tool_call_start|>[tool_name(arg=value)]<|tool_call_end|>. "
-                     "If no tool is needed, answer directly.",
+    "If no tool is needed, answer directly.",
     "functioncall": 'To use a tool, reply with only <functioncall>{"name": "<tool>", "arguments": {...}}. '
-                    "If no tool is needed, answer directly.",
+    "If no tool is needed, answer directly.",
 }
 
 # Two turns: one call and one plain answer (DESIGN.md: the embedded model needs both to call tools at all).
 DEFAULT_FEW_SHOT = [
-    {"user": "What is 1,234 multiplied by 56?",
-     "call": {"name": "calculator", "arguments": {"expression": "1234 * 56"}}},
+    {
+        "user": "What is 1,234 multiplied by 56?",
+        "call": {"name": "calculator", "arguments": {"expression": "1234 * 56"}},
+    },
     {"user": "What is the capital of Japan?", "answer": "The capital of Japan is Tokyo."},
 ]
 
@@ -45,15 +47,23 @@ class PromptBuilder:
 
     def __post_init__(self) -> None:
         if self.call_format not in FORMAT_INSTRUCTIONS:
-            raise ValueError(f"unknown tool-call format {self.call_format!r}; valid: {', '.join(FORMAT_INSTRUCTIONS)}")
+            raise ValueError(
+                f"unknown tool-call format {self.call_format!r}; valid: {', '.join(FORMAT_INSTRUCTIONS)}"
+            )
         for i, shot in enumerate(self.few_shot):
             if "user" not in shot or ("call" in shot) == ("answer" in shot):
-                raise ValueError(f"few-shot turn {i} must have 'user' and exactly one of 'call' or 'answer': {shot}")
+                raise ValueError(
+                    f"few-shot turn {i} must have 'user' and exactly one of 'call' or 'answer': {shot}"
+                )
 
     def system(self) -> str:
         if self.use_template_tools:
             return FORMAT_INSTRUCTIONS[self.call_format]
-        lines = [self.system_intro, *(_tool_line(t) for t in self.tools), FORMAT_INSTRUCTIONS[self.call_format]]
+        lines = [
+            self.system_intro,
+            *(_tool_line(t) for t in self.tools),
+            FORMAT_INSTRUCTIONS[self.call_format],
+        ]
         return "\n".join(lines)
 
     def render_call(self, call: dict) -> str:
@@ -71,7 +81,9 @@ class PromptBuilder:
         return msgs
 
     def describe(self) -> dict:
-        return {"call_format": self.call_format, "few_shot": self.few_shot,
-                "use_template_tools": self.use_template_tools, "system": self.system()}
-
-
+        return {
+            "call_format": self.call_format,
+            "few_shot": self.few_shot,
+            "use_template_tools": self.use_template_tools,
+            "system": self.system(),
+        }

@@ -30,17 +30,23 @@ def eval_table(ev: dict) -> str:
     lines = []
     for name, m in ev["rows"].items():
         sp = f"{m['success_precision']:.3f}" if "success_precision" in m else "–"
-        lines.append(f"| {name} | {_ci(m['f1'])} | {_ci(m['precision'])} | {_ci(m['recall'])} | {_ci(m['fpr'])} "
-                     f"| {_ci(m['accuracy'])} | {sp} | {ROW_DOC.get(name, '')} |")
+        lines.append(
+            f"| {name} | {_ci(m['f1'])} | {_ci(m['precision'])} | {_ci(m['recall'])} | {_ci(m['fpr'])} "
+            f"| {_ci(m['accuracy'])} | {sp} | {ROW_DOC.get(name, '')} |"
+        )
     return head + "\n".join(lines)
 
 
 def domain_table(ev: dict) -> str:
-    head = "| domain | baseline F1 | ASA F1 | oracle F1 | baseline FPR | ASA FPR |\n|---|---|---|---|---|---|\n"
+    head = (
+        "| domain | baseline F1 | ASA F1 | oracle F1 | baseline FPR | ASA FPR |\n|---|---|---|---|---|---|\n"
+    )
     lines = []
     for d, rows in ev["per_domain"].items():
-        lines.append(f"| {d} | {_ci(rows['baseline']['f1'])} | {_ci(rows['asa']['f1'])} | {_ci(rows['oracle']['f1'])} "
-                     f"| {_ci(rows['baseline']['fpr'])} | {_ci(rows['asa']['fpr'])} |")
+        lines.append(
+            f"| {d} | {_ci(rows['baseline']['f1'])} | {_ci(rows['asa']['f1'])} | {_ci(rows['oracle']['f1'])} "
+            f"| {_ci(rows['baseline']['fpr'])} | {_ci(rows['asa']['fpr'])} |"
+        )
     return head + "\n".join(lines)
 
 
@@ -48,9 +54,11 @@ def goal_line(ev: dict) -> str:
     d = ev["asa_minus_baseline"]
     f1, fpr = d["f1"], d["fpr"]
     met = f1["diff"] >= 0.15 and fpr["diff"] <= 0.02
-    return (f"ASA − baseline on TEST: ΔF1 = {f1['diff']:+.3f} [{f1['lo']:+.3f}, {f1['hi']:+.3f}] (p={f1['p_value']:.3g}), "
-            f"ΔFPR = {fpr['diff']:+.3f} [{fpr['lo']:+.3f}, {fpr['hi']:+.3f}] (p={fpr['p_value']:.3g}). "
-            f"Goal (ΔF1 ≥ +0.15 and ΔFPR ≤ +0.02): **{'met' if met else 'missed'}**.")
+    return (
+        f"ASA − baseline on TEST: ΔF1 = {f1['diff']:+.3f} [{f1['lo']:+.3f}, {f1['hi']:+.3f}] (p={f1['p_value']:.3g}), "
+        f"ΔFPR = {fpr['diff']:+.3f} [{fpr['lo']:+.3f}, {fpr['hi']:+.3f}] (p={fpr['p_value']:.3g}). "
+        f"Goal (ΔF1 ≥ +0.15 and ΔFPR ≤ +0.02): **{'met' if met else 'missed'}**."
+    )
 
 
 def write_report(r: object, sweep: dict, tune: dict, ev: dict, exp: dict, seconds: float) -> Path:
@@ -58,23 +66,36 @@ def write_report(r: object, sweep: dict, tune: dict, ev: dict, exp: dict, second
     best = tune["best"]
     aucs = sweep["auc_valid"]
     lines = [
-        f"# ASA run on `{c.model}`", "",
+        f"# ASA run on `{c.model}`",
+        "",
         f"steerlab {__version__}; data `{c.data}`"
         + (f" (reduced: {c.limit_per_cell} per split×domain×label)" if c.limit_per_cell else "")
-        + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min.", "",
-        "## Operating point (chosen on VALID by the F1 of generated outputs)", "",
+        + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min.",
+        "",
+        "## Operating point (chosen on VALID by the F1 of generated outputs)",
+        "",
         f"- layer L*={best['layer']} (candidates {tune['layers']}; best-AUC layer {sweep['best_auc_layer']} with "
         f"VALID AUC {aucs[str(sweep['best_auc_layer'])]:.3f}; AUC at L* {aucs[str(best['layer'])]:.3f})",
         f"- α={best['alpha']} × mean hidden norm, τ={best['tau']}, β={best['beta']}",
         f"- VALID: baseline F1 {tune['baseline_valid']['f1']:.3f} / FPR {tune['baseline_valid']['fpr']:.3f} → "
-        f"ASA F1 {best['f1']:.3f} / FPR {best['fpr']:.3f}; {tune['selection']}", "",
-        "## TEST (95% bootstrap intervals; every row but probe_only is real greedy generation)", "",
-        eval_table(ev), "", goal_line(ev), "",
+        f"ASA F1 {best['f1']:.3f} / FPR {best['fpr']:.3f}; {tune['selection']}",
+        "",
+        "## TEST (95% bootstrap intervals; every row but probe_only is real greedy generation)",
+        "",
+        eval_table(ev),
+        "",
+        goal_line(ev),
+        "",
         f"Router accuracy on TEST {ev['router_accuracy_test']:.3f}; gate counts (−1/0/+1) "
         f"{ev['gate_counts_test']}; online gate = offline gate on {100 * ev['gate_agreement_online_vs_offline']:.1f}% "
-        "of TEST prompts.", "",
-        "### By domain", "", domain_table(ev), "",
-        f"Asset: `{exp['path']}` ({exp['bytes']:,} bytes, safetensors + JSON).", "",
+        "of TEST prompts.",
+        "",
+        "### By domain",
+        "",
+        domain_table(ev),
+        "",
+        f"Asset: `{exp['path']}` ({exp['bytes']:,} bytes, safetensors + JSON).",
+        "",
         "Plots: `sweep/probe_auc.png`, `tune/alpha_tau_f1.png`, `tune/layer_f1.png`, "
         "`evaluate/f1_by_condition.png`, `evaluate/f1_by_domain.png`.",
     ]
