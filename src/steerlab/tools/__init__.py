@@ -1,5 +1,6 @@
 """Tool calls: parsing and rendering for every common format, schema validation, trigger detection."""
 
+from .ast_match import ast_match, values_match
 from .calls import ParseError, ParseResult, ToolCall
 from .formats import (
     TOOL_CALL_FORMATS,
