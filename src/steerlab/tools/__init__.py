@@ -18,6 +18,8 @@ __all__ = [
     "ParseError",
     "ParseResult",
     "ToolCall",
+    "ast_match",
+    "values_match",
     "check_format",
     "could_still_trigger",
     "has_trigger",
