@@ -1,0 +1,54 @@
+"""Fit a transcoder (or the delta latents of a DeltaTranscoder) to (MLP input, MLP output) pairs."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .transcoder import DeltaTranscoder, Transcoder
+
+
+def train_transcoder(
+    model: Transcoder | DeltaTranscoder,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    sparsity_coef: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Minibatch Adam on MSE + sparsity; returns history of mse, normalised mse (mse / var(y)) and L0."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    var = y.float().var(dim=0).sum().clamp(min=1e-12)
+    if isinstance(model, Transcoder):
+        with torch.no_grad():
+            model.b_dec.copy_(y.float().mean(0))
+    hist: dict[str, list[float]] = {"mse": [], "nmse": [], "l0": []}
+    bar = tqdm(range(steps), desc="train transcoder", disable=not progress, leave=False)
+    for _ in bar:
+        idx = torch.randint(0, x.shape[0], (min(batch_size, x.shape[0]),), generator=g)
+        xb, yb = x[idx].float(), y[idx].float()
+        if isinstance(model, DeltaTranscoder):
+            out, _, acts = model(xb)
+        else:
+            out, acts = model(xb)
+        mse = (out - yb).pow(2).sum(-1).mean()
+        loss = mse + sparsity_coef * model.sparsity_loss(xb, acts)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            if isinstance(model, Transcoder):
+                model.W_dec.div_(model.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-8))
+        hist["mse"].append(float(mse.detach()))
+        hist["nmse"].append(float(mse.detach() / var))
+        hist["l0"].append(float((acts > 0).float().sum(-1).mean()))
+        bar.set_postfix(nmse=f"{hist['nmse'][-1]:.3f}", l0=f"{hist['l0'][-1]:.1f}")
+    return hist

@@ -1,0 +1,220 @@
+"""Transcoders: sparse replacements of an MLP, from the MLP's input (after its norm) to the MLP's output.
+
+acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec. Activations: JumpReLU with a learned per-latent
+threshold (straight-through estimator with a rectangle-kernel pseudo-derivative), TopK, or ReLU.
+A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``alpha`` scales them, and
+``alpha=0`` is exactly the base.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("jumprelu", "topk", "relu")
+
+
+class _JumpReLU(torch.autograd.Function):
+    """z * H(z - theta); d/dtheta via a rectangle kernel of width eps around the threshold."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return z * (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        z, theta = ctx.saved_tensors
+        eps = ctx.eps
+        gz = grad * (z > theta).to(z.dtype)
+        kernel = ((z - theta).abs() < eps / 2).to(z.dtype) / eps
+        gtheta = (-(theta / 1.0) * kernel * grad).sum(dim=tuple(range(z.dim() - 1)))
+        return gz, gtheta, None
+
+
+class _Step(torch.autograd.Function):
+    """H(z - theta) (for the L0 penalty), gradient to theta only, via the same kernel."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        z, theta = ctx.saved_tensors
+        kernel = ((z - theta).abs() < ctx.eps / 2).to(z.dtype) / ctx.eps
+        return None, (-kernel * grad).sum(dim=tuple(range(z.dim() - 1))), None
+
+
+class Transcoder(nn.Module):
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        d_out: int | None = None,
+        activation: str = "jumprelu",
+        k: int = 32,
+        threshold: float = 0.01,
+        eps: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if activation == "topk" and not 0 < k <= d_sae:
+            raise ValueError(f"topk needs 0 < k <= d_sae ({d_sae}), got k={k}")
+        d_out = d_in if d_out is None else d_out
+        g = torch.Generator().manual_seed(seed)
+        w_dec = torch.randn(d_sae, d_out, generator=g)
+        w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w_dec)
+        enc = torch.randn(d_in, d_sae, generator=g) / d_in**0.5
+        self.W_enc = nn.Parameter(enc)
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.log_threshold = nn.Parameter(torch.full((d_sae,), float(torch.log(torch.tensor(threshold)))))
+        self.activation, self.k, self.eps = activation, k, eps
+        self.d_in, self.d_sae, self.d_out = d_in, d_sae, d_out
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        return self.log_threshold.exp()
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.pre_acts(x)
+        if self.activation == "jumprelu":
+            return _JumpReLU.apply(torch.relu(z), self.threshold, self.eps)
+        if self.activation == "topk":
+            vals, idx = torch.relu(z).topk(self.k, dim=-1)
+            return torch.zeros_like(z).scatter(-1, idx, vals)
+        return torch.relu(z)
+
+    def decode(self, acts: torch.Tensor) -> torch.Tensor:
+        return acts @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        acts = self.encode(x)
+        return self.decode(acts), acts
+
+    def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """JumpReLU: L0 through the straight-through step; ReLU: L1 weighted by decoder norms; TopK: none."""
+        if self.activation == "jumprelu":
+            return _Step.apply(torch.relu(self.pre_acts(x)), self.threshold, self.eps).sum(-1).mean()
+        if self.activation == "relu":
+            return (acts * self.W_dec.norm(dim=1)).sum(-1).mean()
+        return acts.new_zeros(())
+
+    def config(self) -> dict:
+        return {
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "d_out": self.d_out,
+            "activation": self.activation,
+            "k": self.k,
+            "eps": self.eps,
+        }
+
+
+class DeltaTranscoder(nn.Module):
+    """A frozen base transcoder plus ``d_new`` trainable latents: out = base + alpha * delta."""
+
+    def __init__(self, base: Transcoder, d_new: int, seed: int = 1) -> None:
+        super().__init__()
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.delta = Transcoder(
+            base.d_in,
+            d_new,
+            base.d_out,
+            activation=base.activation if base.activation != "topk" else "relu",
+            seed=seed,
+        )
+        with torch.no_grad():
+            self.delta.W_dec.mul_(0.1)
+            self.delta.b_dec.zero_()
+        self.delta.b_dec.requires_grad_(False)  # the base's bias already centres the output
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        base_out, base_acts = self.base(x)
+        d_acts = self.delta.encode(x)
+        if alpha == 0:
+            return base_out, base_acts, d_acts
+        return base_out + alpha * (d_acts @ self.delta.W_dec), base_acts, d_acts
+
+    def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        return self.delta.sparsity_loss(x, acts)
+
+
+def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra: dict | None = None) -> Path:
+    """SAELens-style directory: cfg.json + sae_weights.safetensors, written atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        if isinstance(model, DeltaTranscoder):
+            tensors = {f"base.{k}": v for k, v in _weights(model.base).items()}
+            tensors.update({f"delta.{k}": v for k, v in _weights(model.delta).items()})
+            cfg = {"kind": "delta", "base": model.base.config(), "delta": model.delta.config()}
+        else:
+            tensors, cfg = _weights(model), {"kind": "transcoder", **model.config()}
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            str(tmp / "sae_weights.safetensors"),
+        )
+        (tmp / "cfg.json").write_text(json.dumps({**cfg, **(extra or {})}, indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _weights(t: Transcoder) -> dict[str, torch.Tensor]:
+    return {"W_enc": t.W_enc, "b_enc": t.b_enc, "W_dec": t.W_dec, "b_dec": t.b_dec, "threshold": t.threshold}
+
+
+def _build(cfg: dict, w: dict[str, torch.Tensor], prefix: str = "") -> Transcoder:
+    t = Transcoder(
+        cfg["d_in"],
+        cfg["d_sae"],
+        cfg.get("d_out"),
+        cfg.get("activation", "jumprelu"),
+        cfg.get("k", 32),
+        eps=cfg.get("eps", 0.01),
+    )
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            t.get_parameter(name).copy_(w[prefix + name])
+        t.log_threshold.copy_(w[prefix + "threshold"].clamp(min=1e-8).log())
+    return t
+
+
+def load_transcoder(path: str | Path) -> Transcoder | DeltaTranscoder:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg = json.loads((path / "cfg.json").read_text())
+    w = load_file(str(path / "sae_weights.safetensors"))
+    if cfg.get("kind") == "delta":
+        base = _build(cfg["base"], w, "base.")
+        d = DeltaTranscoder(base, cfg["delta"]["d_sae"])
+        d.delta = _build(cfg["delta"], w, "delta.")
+        return d
+    return _build(cfg, w)
