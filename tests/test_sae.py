@@ -97,3 +97,33 @@ def test_calc_data_disjoint_and_metrics():
         1 / 3
     )
     assert m["math_correct_rate"][0] == pytest.approx(1 / 3)
+
+
+def test_splice_identity_transcoder_keeps_ce_and_alpha_zero_equals_base(tiny_models):
+    from steerlab.sae.splice_eval import cross_entropy, mlp_pairs, transcoder_splice
+
+    lm = tiny_models("llama")
+    texts = ["hello there, how are you?", "What is 12 times 7?", "Repeat exactly: Room 12 is on floor 3."]
+    x, y = mlp_pairs(lm, texts, layer=1, progress=False)
+    assert (
+        x.shape == y.shape and x.shape[0] == sum(len(t) for t in texts) - 3
+    )  # every char token but the first
+    plain = cross_entropy(lm, texts)
+
+    class Exact(Transcoder):  # replaces the MLP by itself: a perfect transcoder
+        def forward(self, inp):
+            mlp = lm.model.model.layers[
+                1
+            ].mlp  # its submodules, not mlp() itself, so the splice hook is not re-entered
+            return mlp.down_proj(mlp.act_fn(mlp.gate_proj(inp)) * mlp.up_proj(inp)), inp
+
+    with transcoder_splice(lm, 1, Exact(32, 4)):
+        same = cross_entropy(lm, texts)
+    torch.testing.assert_close(same, plain, atol=1e-4, rtol=1e-4)
+    base = Transcoder(32, 64)
+    d = DeltaTranscoder(base, 4)
+    with transcoder_splice(lm, 1, base):
+        ce_base = cross_entropy(lm, texts)
+    with transcoder_splice(lm, 1, d, alpha=0.0):
+        ce_zero = cross_entropy(lm, texts)
+    assert torch.equal(ce_base, ce_zero) and not torch.allclose(ce_base, plain)
