@@ -1,0 +1,163 @@
+"""``steerlab sae ...``: calculator data, and the base-splice sanity check (CE cost of replacing an MLP)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _corpus(n_train: int, n_eval: int, seed: int) -> tuple[list, list]:
+    """Offline text: ASA prompts, MCQ questions and calculator items as chat turns (user + assistant)."""
+    import random
+
+    from ..data.asa_data import load_asa_split
+    from ..pas.mcq import format_mcq_prompt, load_builtin_mcq
+    from .calc_data import make_calc_splits
+
+    convs = [
+        [{"role": "user", "content": e.prompt}]
+        for s in ("cal", "train", "valid", "test")
+        for e in load_asa_split(s)
+    ]
+    convs += [
+        [{"role": "user", "content": format_mcq_prompt(it)}, {"role": "assistant", "content": it.gold_letter}]
+        for it in load_builtin_mcq()
+    ]
+    calc = make_calc_splits(n_train=600, n_eval_per_subset=50, seed=seed)["train"]
+    convs += [
+        [{"role": "user", "content": c["prompt"]}, {"role": "assistant", "content": c["completion"]}]
+        for c in calc
+    ]
+    random.Random(seed).shuffle(convs)
+    return convs[:n_train], convs[n_train : n_train + n_eval]
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from ..runs import save_json
+    from .calc_data import make_calc_splits
+
+    splits = make_calc_splits(n_train=args.n_train, n_eval_per_subset=args.n_eval, seed=args.seed)
+    out = Path(args.out)
+    for name, rows in splits.items():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    save_json(out / "counts.json", {k: len(v) for k, v in splits.items()})
+    print({k: len(v) for k, v in splits.items()})
+    return 0
+
+
+def _cmd_splice_cost(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..eval.plots import line_sweep
+    from ..eval.stats import bootstrap_mean
+    from ..models import load_model
+    from ..runs import save_json
+    from .splice_eval import cross_entropy, mlp_pairs, transcoder_splice
+    from .train import train_transcoder
+    from .transcoder import Transcoder, save_transcoder
+
+    lm = load_model(args.model, device=args.device)
+    train, held = _corpus(args.n_train, args.n_eval, args.seed)
+    raw = cross_entropy(lm, held, chat=True)
+    out = Path(args.out)
+    rows = []
+    for layer in [int(x) for x in args.layers.split(",")]:
+        x, y = mlp_pairs(lm, train, layer, progress=not args.quiet)
+        tc = Transcoder(lm.hidden_size, args.d_sae, activation=args.activation, k=args.k, seed=args.seed)
+        hist = train_transcoder(
+            tc,
+            x,
+            y,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            sparsity_coef=args.sparsity,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        with transcoder_splice(lm, layer, tc):
+            spliced = cross_entropy(lm, held, chat=True)
+        zero_mlp = Transcoder(lm.hidden_size, 1, activation="relu")
+        with torch.no_grad():
+            for p in zero_mlp.parameters():
+                p.zero_()
+        with transcoder_splice(lm, layer, zero_mlp):
+            ablated = cross_entropy(lm, held, chat=True)
+        diff = bootstrap_mean((spliced - raw).numpy(), seed=args.seed)
+        abl = float((ablated - raw).mean())
+        rows.append(
+            {
+                "layer": layer,
+                "ce_raw": float(raw.mean()),
+                "ce_spliced": float(spliced.mean()),
+                "ce_increase": diff,
+                "ce_increase_mlp_zeroed": abl,
+                "fraction_of_mlp_recovered": 1 - diff[0] / abl if abl > 0 else None,
+                "train_nmse": sum(hist["nmse"][-50:]) / 50,
+                "l0": sum(hist["l0"][-50:]) / 50,
+                "n_train_tokens": int(x.shape[0]),
+                "n_eval_tokens": int(raw.numel()),
+            }
+        )
+        save_transcoder(
+            tc,
+            out / f"transcoder_L{layer}",
+            extra={"layer": layer, "model": lm.name, "hook": "mlp_in -> mlp (steerlab sites)"},
+        )
+        print(json.dumps(rows[-1]))
+    save_json(out / "splice_cost.json", {"rows": rows, "args": vars(args) | {"func": None}})
+    line_sweep(
+        [r["layer"] for r in rows],
+        {
+            "CE increase, base splice": [r["ce_increase"][0] for r in rows],
+            "CE increase, MLP zeroed": [r["ce_increase_mlp_zeroed"] for r in rows],
+        },
+        out / "splice_cost.png",
+        title="Cost of replacing MLP(layer) by the transcoder",
+        xlabel="layer",
+        ylabel="Δ CE (nats/token)",
+    )
+    lines = [
+        "| layer | CE raw | CE spliced | ΔCE [95% CI] | ΔCE MLP zeroed | MLP effect recovered | L0 | train NMSE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        d = r["ce_increase"]
+        rec = f"{r['fraction_of_mlp_recovered']:.1%}" if r["fraction_of_mlp_recovered"] is not None else "–"
+        lines.append(
+            f"| {r['layer']} | {r['ce_raw']:.3f} | {r['ce_spliced']:.3f} | {d[0]:.3f} [{d[1]:.3f}, {d[2]:.3f}] "
+            f"| {r['ce_increase_mlp_zeroed']:.3f} | {rec} | {r['l0']:.1f} | {r['train_nmse']:.3f} |"
+        )
+    (out / "splice_cost.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("sae", help="tool-use transcoders: data, base splice cost")
+    ssub = s.add_subparsers(dest="sae_command", metavar="COMMAND", required=True)
+    d = ssub.add_parser("data", help="write the calculator tool-call data (train + held-out subsets)")
+    d.add_argument("--out", default="runs/sae/data")
+    d.add_argument("--n-train", dest="n_train", type=int, default=2000)
+    d.add_argument("--n-eval", dest="n_eval", type=int, default=200)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_data)
+    c = ssub.add_parser("splice-cost", help="train a base transcoder per layer; CE cost of splicing it in")
+    c.add_argument("--model", default="smollm2-135m")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--layers", default="3,9,15,21,27")
+    c.add_argument("--d-sae", dest="d_sae", type=int, default=2304)
+    c.add_argument("--activation", default="jumprelu")
+    c.add_argument("--k", type=int, default=64)
+    c.add_argument("--steps", type=int, default=1500)
+    c.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--sparsity", type=float, default=3e-4)
+    c.add_argument("--n-train", dest="n_train", type=int, default=1500)
+    c.add_argument("--n-eval", dest="n_eval", type=int, default=300)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="runs/sae/splice_cost")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=_cmd_splice_cost)
