@@ -18,7 +18,7 @@ def tiny_models():
 
     def get(family: str = "llama"):
         if family not in cache:
-            cache[family] = tiny_model(family)
+            cache[family] = tiny_model(family, device=os.environ.get("STEERLAB_TEST_DEVICE", "cpu"))
         return cache[family]
 
     get.families = FAMILIES

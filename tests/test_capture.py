@@ -12,7 +12,7 @@ PROMPTS = [
 
 
 def _hf_hidden(lm, prompt):
-    ids = lm.tokenizer(prompt, return_tensors="pt")
+    ids = lm.tokenizer(prompt, return_tensors="pt").to(lm.device)
     with torch.no_grad():
         return lm.model(**ids, output_hidden_states=True).hidden_states
 
@@ -24,7 +24,7 @@ def test_block_equals_hf_hidden_states(tiny_models, family):
     for i, p in enumerate(PROMPTS):
         hs = _hf_hidden(lm, p)
         for k in (0, 1, 2):  # layer k = hidden_states[k + 1] (the last layer's HF state is post final norm)
-            torch.testing.assert_close(acts[(k, "block")][i], hs[k + 1][0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(acts[(k, "block")][i], hs[k + 1][0].cpu(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "gemma3", "gpt2", "lfm2"])

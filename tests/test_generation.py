@@ -67,7 +67,7 @@ def test_next_token_scores_match_full_forward(tiny_models, family):
     chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in PROMPTS]
     got = next_token_scores(lm, chats, conds, token_ids=answer_ids, batch_size=2, progress=False)
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, chats))
-    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id)
+    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
     for name, setup in conds.items():
         with setup([0, 1, 2]) if setup else torch.no_grad():
             with torch.no_grad():
@@ -75,6 +75,6 @@ def test_next_token_scores_match_full_forward(tiny_models, family):
                     input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
                 ).logits[:, -1]
         logp = torch.log_softmax(logits, -1)
-        ref = torch.stack([torch.logsumexp(logp[:, t], -1) for t in answer_ids], -1)
+        ref = torch.stack([torch.logsumexp(logp[:, t], -1) for t in answer_ids], -1).cpu()
         torch.testing.assert_close(got[name], ref, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(got["plain"], got["push"])

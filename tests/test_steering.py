@@ -11,7 +11,7 @@ FAMILIES = ["llama", "qwen3", "gemma2", "gpt2", "lfm2"]
 
 def _logits(lm, prompts=PROMPTS):
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts, chat=True))
-    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id)
+    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
     with torch.no_grad():
         return lm.model(
             input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
@@ -25,7 +25,7 @@ def _vec(lm, seed=1, scale=4.0):
 
 def _hf_generate(lm, prompts, use_cache, n=6):
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts, chat=True))
-    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id)
+    input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
     with torch.no_grad():
         out = lm.model.generate(
             input_ids=input_ids,

@@ -82,12 +82,13 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 3
     raise ValueError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
 
 
-def tiny_model(family: str = "llama", *, n_layers: int = 4, hidden: int = 32, seed: int = 0) -> LoadedModel:
-    """A randomly initialised model of ``family`` with a character tokenizer, in fp32 on CPU."""
+def tiny_model(family: str = "llama", *, n_layers: int = 4, hidden: int = 32, seed: int = 0,
+               device: str = "cpu") -> LoadedModel:
+    """A randomly initialised model of ``family`` with a character tokenizer, in fp32 (on CPU by default)."""
     from transformers import AutoModelForCausalLM
 
     tok = char_tokenizer()
     cfg = tiny_config(family, len(tok), n_layers=n_layers, hidden=hidden)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg).to(torch.float32)
+    model = AutoModelForCausalLM.from_config(cfg).to(device=device, dtype=torch.float32)
     return wrap_model(model, tok, name=f"tiny-{family}")
