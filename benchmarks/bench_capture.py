@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import prompts, timeit, write_result
+from _common import load_bench_model, prompts, timeit, write_result
 
 from steerlab.capture import capture
-from steerlab.models import load_model, render_prompts
+from steerlab.models import render_prompts
 
 
 def naive(lm, texts: list[str], layers: list[int]) -> torch.Tensor:  # noqa: ANN001
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    lm = load_model(args.model, device="auto")
+    lm = load_bench_model(args.model)
     layers = [5, 15, 20]
     ps = prompts(args.n)
     texts = render_prompts(lm.tokenizer, ps, chat=True)

@@ -11,9 +11,9 @@ import statistics
 import time
 
 import torch
-from _common import prompts, write_result
+from _common import load_bench_model, prompts, write_result
 
-from steerlab.models import left_pad, load_model, render_prompts, tokenize_texts
+from steerlab.models import left_pad, render_prompts, tokenize_texts
 from steerlab.steering import steer
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
-    lm = load_model(args.model, device="auto")
+    lm = load_bench_model(args.model)
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts(args.batch), chat=True))
     input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
     v = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(0))
