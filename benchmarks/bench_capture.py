@@ -21,7 +21,7 @@ def naive(lm, texts: list[str], layers: list[int]) -> torch.Tensor:  # noqa: ANN
         for t in texts:
             ids = lm.tokenizer(t, return_tensors="pt", add_special_tokens=False).to(lm.device)
             hs = lm.model(**ids, output_hidden_states=True).hidden_states
-            out.append(torch.stack([hs[k + 1][0, -1] for k in layers]))
+            out.append(torch.stack([hs[k + 1][0, -1] for k in layers]).cpu())
     return torch.stack(out)
 
 
