@@ -78,3 +78,31 @@ def test_next_token_scores_match_full_forward(tiny_models, family):
         ref = torch.stack([torch.logsumexp(logp[:, t], -1) for t in answer_ids], -1).cpu()
         torch.testing.assert_close(got[name], ref, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(got["plain"], got["push"])
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_rows_leaving_the_batch_keep_per_row_steering_right(tiny_models, family):
+    """Finished rows are dropped from the batch; per-row 'generated' steering must follow the remaining rows."""
+    lm = tiny_models(family)
+    prompts = PROMPTS + ["tell me a story", "12 x 7 = ?"]
+    coefs = torch.tensor([1.0, -1.0, 0.5, 2.0, -0.5])
+    v = torch.randn(32, generator=torch.Generator().manual_seed(9)) * 6
+
+    def setup(idx):
+        return steer(lm, v, layer=2, coef=coefs[idx], policy="generated")
+
+    free = generate(lm, prompts, max_new_tokens=8, chat=True, row_setup=setup, progress=False)
+    early = {free[0].text[:2], free[2].text[:2]}
+
+    def stop(text):  # rows 0 and 2 (and any row sharing their start) stop after two characters
+        return text in early
+
+    batched = generate(
+        lm, prompts, max_new_tokens=8, chat=True, row_setup=setup, stop=stop, progress=False, batch_size=5
+    )
+    lengths = {len(g.token_ids) for g in batched}
+    assert len(lengths) > 1  # some rows left early, others went on
+    for i, p in enumerate(prompts):
+        with steer(lm, v, layer=2, coef=float(coefs[i]), policy="generated"):
+            single = generate(lm, [p], max_new_tokens=8, chat=True, stop=stop, progress=False)[0]
+        assert single.token_ids == batched[i].token_ids

@@ -95,35 +95,58 @@ def _decode(
     rows: list[list[int]],
 ) -> list[Generation]:
     """Greedy decoding from a prefill's output; a finished row keeps feeding padding that its mask hides."""
+    from .steering import active_handles
+
     tok = lm.tokenizer
     bsz = len(rows)
     cache = out.past_key_values
     logits = out.logits[:, -1]
     gen: list[list[int]] = [[] for _ in range(bsz)]
     stopped: list[str | None] = [None] * bsz
-    for step in range(max_new):
-        nxt = logits.argmax(dim=-1)
-        for b in range(bsz):
-            if stopped[b] is not None:
-                continue
-            t = int(nxt[b])
-            if t in eos:
-                stopped[b] = "eos"
-                continue
-            gen[b].append(t)
-            if stop is not None and stop(tok.decode(gen[b], skip_special_tokens=False)):
-                stopped[b] = "stop"
-        if all(s is not None for s in stopped) or step == max_new - 1:
-            break
-        alive = torch.tensor([s is None for s in stopped], device=lm.device)
-        feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(bsz, 1)
-        mask = torch.cat([mask, alive.long().view(bsz, 1)], dim=1)
-        out = lm.model(
-            input_ids=feed, attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True
-        )
-        cache = out.past_key_values
-        next_pos = next_pos + 1
-        logits = out.logits[:, -1]
+    live = list(range(bsz))  # original row of each row still in the batch tensors
+    compact = _croppable(cache)  # finished rows leave the batch (their KV rows are dropped)
+    handles = active_handles()
+    try:
+        for step in range(max_new):
+            nxt = logits.argmax(dim=-1)
+            for j, b in enumerate(live):
+                if stopped[b] is not None:
+                    continue
+                t = int(nxt[j])
+                if t in eos:
+                    stopped[b] = "eos"
+                    continue
+                gen[b].append(t)
+                if stop is not None and stop(tok.decode(gen[b], skip_special_tokens=False)):
+                    stopped[b] = "stop"
+            if all(s is not None for s in stopped) or step == max_new - 1:
+                break
+            alive = torch.tensor([stopped[b] is None for b in live], device=lm.device)
+            if compact and not bool(alive.all()):
+                keep = torch.nonzero(alive).flatten()
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys[keep], layer.values[keep]
+                mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep]
+                live = [live[int(i)] for i in keep]
+                alive = alive[keep]
+                for h in handles:
+                    h.row_index = list(live)
+            n = len(live)
+            feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(n, 1)
+            mask = torch.cat([mask, alive.long().view(n, 1)], dim=1)
+            out = lm.model(
+                input_ids=feed,
+                attention_mask=mask,
+                position_ids=next_pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            next_pos = next_pos + 1
+            logits = out.logits[:, -1]
+    finally:
+        for h in handles:
+            h.row_index = None
     return [
         Generation(
             text=tok.decode(g, skip_special_tokens=False),
@@ -230,10 +253,10 @@ def generate_conditions(
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
             ctx_cache = ctx_out.past_key_values
-            ctx_len = ctx_mask.shape[1]
+            snap = _snapshot(ctx_cache) if _croppable(ctx_cache) else None
             for name, setup in conditions.items():
-                # each condition appends to the context cache; crop it back instead of copying it
-                cache = ctx_cache if _croppable(ctx_cache) else copy.deepcopy(ctx_cache)
+                # each condition extends the context cache; restore it afterwards instead of copying it
+                cache = ctx_cache if snap is not None else copy.deepcopy(ctx_cache)
                 with setup(batch) if setup is not None else contextlib.nullcontext():
                     bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
                     if bad:
@@ -250,8 +273,8 @@ def generate_conditions(
                             use_cache=True,
                         )
                     gens = _decode(lm, out, mask, ctx_pos + 2, max_new_tokens, eos, stop, rows)
-                if cache is ctx_cache:
-                    _crop(cache, ctx_len)
+                if snap is not None:
+                    _restore(cache, snap)
                 for i, g in zip(batch, gens):
                     results[name][i] = g
                 bar.update(len(batch))
@@ -265,11 +288,15 @@ def _croppable(cache: object) -> bool:
     return bool(layers) and all(type(x).__name__ == "DynamicLayer" and hasattr(x, "keys") for x in layers)
 
 
-def _crop(cache: object, length: int) -> None:
-    """Cut every layer's keys and values back to ``length`` positions."""
-    for layer in cache.layers:
-        layer.keys = layer.keys[..., :length, :]
-        layer.values = layer.values[..., :length, :]
+def _snapshot(cache: object) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """References to every layer's keys and values: decoding only ever replaces them (concatenation, row
+    selection), so restoring the references restores the context for the next condition."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _restore(cache: object, snap: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for layer, (k, v) in zip(cache.layers, snap):
+        layer.keys, layer.values = k, v
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:
@@ -327,7 +354,8 @@ def next_token_scores(
             if split:
                 with paused():
                     ctx_out, ctx_mask, ctx_pos = _prefill(lm, [r[:-1] for r in rows], share, pcache)
-                ctx_cache, ctx_len = ctx_out.past_key_values, ctx_mask.shape[1]
+                ctx_cache = ctx_out.past_key_values
+                snap = _snapshot(ctx_cache) if _croppable(ctx_cache) else None
                 last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
                 mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
             for name, setup in conditions.items():
@@ -339,7 +367,7 @@ def next_token_scores(
                                 "next_token_scores needs steering at the last prompt token only; a "
                                 f"handle with policy {bad[0].policy!r} is active"
                             )
-                        cache = ctx_cache if _croppable(ctx_cache) else copy.deepcopy(ctx_cache)
+                        cache = ctx_cache if snap is not None else copy.deepcopy(ctx_cache)
                         with prompt_phase():
                             res = lm.model(
                                 input_ids=last,
@@ -348,8 +376,8 @@ def next_token_scores(
                                 past_key_values=cache,
                                 use_cache=True,
                             )
-                        if cache is ctx_cache:
-                            _crop(cache, ctx_len)
+                        if snap is not None:
+                            _restore(cache, snap)
                     else:
                         res, _, _ = _prefill(lm, rows, share, pcache)
                 scores = reduce(res.logits[:, -1])

@@ -87,6 +87,7 @@ class SteeringHandle:
         self.last_decision: tuple[torch.Tensor, torch.Tensor] | None = None
         self.touched: list[torch.Tensor] = []  # masks of positions changed, when record=True
         self.record = False
+        self.row_index: list[int] | None = None  # set by a decoder that dropped finished rows from the batch
         self._tracker = PhaseTracker(base_model(lm.model, lm.arch))
         self._hook = hook_site(lm.model, lm.arch, layer, site, self._apply)
         self._active = True
@@ -110,6 +111,9 @@ class SteeringHandle:
             coef, vec = self.last_decision
         else:
             coef, vec = self.coef, self.vector
+        if self.row_index is not None and len(self.row_index) == bsz:
+            coef = coef[self.row_index] if coef.dim() == 1 and coef.shape[0] > bsz else coef
+            vec = vec[self.row_index] if vec.dim() == 2 and vec.shape[0] > bsz else vec
         if coef.dim() == 1 and coef.shape[0] != bsz:
             raise ValueError(f"{coef.shape[0]} per-row coefficients given for a batch of {bsz} rows")
         if vec.dim() == 2 and vec.shape[0] != bsz:
