@@ -78,7 +78,8 @@ def write_result(name: str, result: dict) -> None:
     }
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    device = str(result.get("device", "cpu")).split(":")[0]
+    (out / f"{name}_{device}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -56,18 +56,8 @@ def generate(
         raise ValueError(f"shared_prefix must be True, False or 'auto', got {shared_prefix!r}")
     texts = render_prompts(lm.tokenizer, prompts, chat=chat, tools=tools, system=system)
     ids = tokenize_texts(lm.tokenizer, texts)
-    tok = lm.tokenizer
-    eos = {
-        t
-        for t in [tok.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)]
-        if t is not None
-        for t in (t if isinstance(t, list) else [t])
-    }
-    share = common_prefix_len(ids) if shared_prefix else 0
-    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
-        share = 0
-    if "conv" in lm.arch.layer_kinds:  # LFM2's conv state cannot be re-batched: compute every prompt whole
-        share = 0
+    eos = _eos_ids(lm)
+    share = _shared_len(lm, ids, shared_prefix, min_shared)
     results: list[Generation | None] = [None] * len(ids)
     batches = length_sorted_batches([len(x) for x in ids], batch_size)
     bar = tqdm(total=len(ids), desc=desc, disable=not progress, leave=False)
@@ -218,9 +208,7 @@ def generate_conditions(
         raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
     texts = render_prompts(lm.tokenizer, prompts, chat=chat, tools=tools, system=system)
     ids = tokenize_texts(lm.tokenizer, texts)
-    share = common_prefix_len(ids) if shared_prefix else 0
-    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
-        share = 0
+    share = _shared_len(lm, ids, shared_prefix, min_shared)
     if "conv" in lm.arch.layer_kinds or min(len(x) for x in ids) - share < 2:
         # conv states cannot be cloned per condition here: run each condition whole
         return {
@@ -282,6 +270,15 @@ def generate_conditions(
     return results  # type: ignore[return-value]
 
 
+def _shared_len(lm: LoadedModel, ids: list[list[int]], shared_prefix: bool | str, min_shared: int) -> int:
+    """Tokens of prefix to compute once: 0 when off, too short under 'auto', or with LFM2's conv state (it
+    cannot be re-batched, so every prompt is computed whole)."""
+    share = common_prefix_len(ids) if shared_prefix else 0
+    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
+        share = 0
+    return 0 if "conv" in lm.arch.layer_kinds else share
+
+
 def _croppable(cache: object) -> bool:
     """Plain full-attention caches can be cut back; sliding-window and other layer kinds are copied instead."""
     layers = getattr(cache, "layers", None)
@@ -331,11 +328,7 @@ def next_token_scores(
         raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
     texts = render_prompts(lm.tokenizer, prompts, chat=chat)
     ids = tokenize_texts(lm.tokenizer, texts)
-    share = common_prefix_len(ids) if shared_prefix else 0
-    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
-        share = 0
-    if "conv" in lm.arch.layer_kinds:
-        share = 0
+    share = _shared_len(lm, ids, shared_prefix, min_shared)
     out: dict[str, list] = {name: [None] * len(ids) for name in conditions}
     batches = length_sorted_batches([len(x) for x in ids], batch_size)
     bar = tqdm(total=len(ids) * len(conditions), desc=desc, disable=not progress, leave=False)

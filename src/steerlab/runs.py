@@ -61,6 +61,17 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temporary directory into place; an existing one is swapped out, then deleted."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 class RunDir:
     """``root/<stage>/`` directories with a completion marker that stores the stage's parameters."""
 
@@ -99,14 +110,7 @@ class RunDir:
                     "params": params,
                 },
             )
-            final = self.path(stage)
-            if final.exists():
-                old = final.with_name(f".{stage}.old-{os.getpid()}")
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
+            replace_dir(tmp, self.path(stage))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

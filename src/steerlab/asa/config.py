@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..config_keys import check_known_keys
 
 
 @dataclass
@@ -54,11 +55,7 @@ class AsaConfig:
     @classmethod
     def from_dict(cls, d: dict) -> AsaConfig:
         names = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown ASA config key {key!r}{hint}; valid keys: {', '.join(names)}")
+        check_known_keys(d, names, "ASA config")
         return cls(**d)
 
     @classmethod

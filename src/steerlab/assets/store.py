@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..runs import replace_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "steerlab-asset"
@@ -62,13 +62,7 @@ def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dic
             "tensors_sha256": _sha256(tmp / TENSORS),
         }
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

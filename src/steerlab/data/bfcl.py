@@ -12,20 +12,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..tools.validate import TYPE_ALIASES
+
 CALL_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")
 NO_CALL_CATEGORIES = ("irrelevance", "live_irrelevance")
 CATEGORIES = CALL_CATEGORIES + NO_CALL_CATEGORIES
-_TYPE_MAP = {
-    "dict": "object",
-    "float": "number",
-    "tuple": "array",
-    "list": "array",
-    "int": "integer",
-    "bool": "boolean",
-    "str": "string",
-    "String": "string",
-    "any": None,
-}
 
 
 @dataclass
@@ -54,7 +45,7 @@ def _schema(node: object) -> object:
         out = {}
         for k, v in node.items():
             if k == "type" and isinstance(v, str):
-                mapped = _TYPE_MAP.get(v, v)
+                mapped = TYPE_ALIASES.get(v, v)
                 if mapped is not None:
                     out[k] = mapped
             else:

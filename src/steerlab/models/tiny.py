@@ -82,8 +82,9 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 3
     raise ValueError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
 
 
-def tiny_model(family: str = "llama", *, n_layers: int = 4, hidden: int = 32, seed: int = 0,
-               device: str = "cpu") -> LoadedModel:
+def tiny_model(
+    family: str = "llama", *, n_layers: int = 4, hidden: int = 32, seed: int = 0, device: str = "cpu"
+) -> LoadedModel:
     """A randomly initialised model of ``family`` with a character tokenizer, in fp32 (on CPU by default)."""
     from transformers import AutoModelForCausalLM
 

@@ -8,6 +8,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config_keys import check_known_keys
+
 METHODS = ("PASf", "iPASa", "iPASwo")
 TARGETS = {"residual": "block", "mlp": "mlp", "self_attn": "attn", "post_attention_layernorm": "mlp_in"}
 
@@ -129,11 +131,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         data.update(loaded)
     data.update(overrides or {})
     names = [f.name for f in dataclasses.fields(PasConfig)]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown PAS config key {key!r}{hint}; valid keys: {', '.join(names)}")
+    check_known_keys(data, names, "PAS config")
     _check_types(data)
     return PasConfig(**data)
 

@@ -9,13 +9,14 @@ A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..runs import replace_dir
 
 ACTIVATIONS = ("jumprelu", "topk", "relu")
 
@@ -177,9 +178,7 @@ def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra
             str(tmp / "sae_weights.safetensors"),
         )
         (tmp / "cfg.json").write_text(json.dumps({**cfg, **(extra or {})}, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .calls import ToolCall
 
 # BFCL and others use Python-ish type names; map them onto JSON schema's
-_TYPE_ALIASES = {
+TYPE_ALIASES = {
     "dict": "object",
     "float": "number",
     "tuple": "array",
@@ -27,7 +27,7 @@ def tool_spec(tool: dict) -> dict:
 
 
 def _type_ok(value: object, typ: str | None) -> bool:
-    typ = _TYPE_ALIASES.get(typ, typ) if isinstance(typ, str) else typ
+    typ = TYPE_ALIASES.get(typ, typ) if isinstance(typ, str) else typ
     if typ is None:
         return True
     if typ == "string":
