@@ -31,7 +31,7 @@ class AsaConfig:
     trigger_mode: str = "prefix"  # "prefix": the reply starts with the marker; "anywhere": the marker appears
     max_new_tokens_decision: int = 12
     max_new_tokens_call: int = 64
-    batch_size: int = 16
+    batch_size: int = 64  # decoding on CPU is memory-bound: wide batches amortise each step
     probe_c: float = 1.0
     seed: int = 0
     n_boot: int = 2000

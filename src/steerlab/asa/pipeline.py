@@ -101,9 +101,12 @@ class AsaRun:
         return np.array([e.label for e in self.examples[split]])
 
     def params_key(self, *stages: str) -> dict:
-        """What a stage depends on: the config fields that matter and the model."""
+        """What a stage depends on: the config fields that can change its result (not the batch size, which
+        cannot: batched runs equal one-at-a-time runs)."""
         c = self.config.to_dict()
-        c.pop("n_boot", None) if "evaluate" not in stages else None
+        c.pop("batch_size", None)
+        if "evaluate" not in stages:
+            c.pop("n_boot", None)
         return {"config": c, "stages": list(stages)}
 
     def states(self, split: str) -> torch.Tensor:
