@@ -211,3 +211,23 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
     sweep = json.loads((r.root / "sweep" / "sweep.json").read_text())
     assert max(sweep["auc_valid"].values()) > 0.8  # the tool/non-tool split is linearly readable
     assert out["export"]["bytes"] < 200_000
+
+
+def test_user_jsonl_with_splits(tmp_path):
+    from steerlab.asa.data import load_examples
+
+    lines = [
+        {"prompt": f"p{i}", "domain": "math", "label": i % 2, "split": s}
+        for s in ("cal", "train", "valid", "test")
+        for i in range(4)
+    ]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    ex = load_examples(str(path), limit_per_cell=1)
+    assert {s: len(v) for s, v in ex.items()} == {"cal": 2, "train": 2, "valid": 2, "test": 2}
+    path.write_text(json.dumps({"prompt": "x", "domain": "m", "label": 1}))
+    with pytest.raises(ValueError, match="every line needs a split"):
+        load_examples(str(path))
+    path.write_text(json.dumps({"prompt": "x", "domain": "m", "label": 1, "split": "dev"}))
+    with pytest.raises(ValueError, match="split 'dev' is not one of"):
+        load_examples(str(path))

@@ -17,6 +17,7 @@ class AsaExample:
     prompt: str
     domain: str
     label: int  # 1: the request needs the domain's tool, 0: answerable directly
+    split: str = ""
 
 
 def _files() -> Path:
@@ -53,10 +54,11 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
             raise ValueError(f"{path}:{n}: label must be 0 or 1, got {row['label']!r}")
         if not isinstance(row["prompt"], str) or not row["prompt"].strip():
             raise ValueError(f"{path}:{n}: prompt must be a non-empty string")
+        split = str(row.get("split", ""))
+        if split and split not in ASA_SPLITS:
+            raise ValueError(f"{path}:{n}: split {split!r} is not one of {', '.join(ASA_SPLITS)}")
         out.append(
-            AsaExample(
-                str(row.get("id", f"{path.stem}-{n}")), row["prompt"], str(row["domain"]), row["label"]
-            )
+            AsaExample(str(row.get("id", f"{path.stem}-{n}")), row["prompt"], str(row["domain"]), row["label"], split)
         )
     if not out:
         raise ValueError(f"{path} holds no examples")
