@@ -130,6 +130,7 @@ def _decode(
                 position_ids=next_pos,
                 past_key_values=cache,
                 use_cache=True,
+                logits_to_keep=1,
             )
             cache = out.past_key_values
             next_pos = next_pos + 1
@@ -165,7 +166,12 @@ def _prefill(
         mask = suffix_mask
     pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
     out = lm.model(
-        input_ids=suffix_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+        input_ids=suffix_ids,
+        attention_mask=mask,
+        position_ids=pos,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
     )
     return out, mask, pos[:, -1:]
 
@@ -259,6 +265,7 @@ def generate_conditions(
                             position_ids=ctx_pos + 1,
                             past_key_values=cache,
                             use_cache=True,
+                            logits_to_keep=1,
                         )
                     gens = _decode(lm, out, mask, ctx_pos + 2, max_new_tokens, eos, stop, rows)
                 if snap is not None:
@@ -343,7 +350,12 @@ def next_token_scores(
         pcache = prefix_cache(lm, ids[0][:share]) if share else None
         for batch in batches:
             rows = [ids[i] for i in batch]
-            split = min(len(r) for r in rows) - share >= 2 and "conv" not in lm.arch.layer_kinds
+            # one condition: a single forward; several: the context once, then one token per condition
+            split = (
+                len(conditions) > 1
+                and min(len(r) for r in rows) - share >= 2
+                and "conv" not in lm.arch.layer_kinds
+            )
             if split:
                 with paused():
                     ctx_out, ctx_mask, ctx_pos = _prefill(lm, [r[:-1] for r in rows], share, pcache)
@@ -368,6 +380,7 @@ def next_token_scores(
                                 position_ids=ctx_pos + 1,
                                 past_key_values=cache,
                                 use_cache=True,
+                                logits_to_keep=1,
                             )
                         if snap is not None:
                             _restore(cache, snap)

@@ -34,7 +34,7 @@ def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
 def prefix_cache(lm: LoadedModel, prefix: list[int]) -> object:
     ids = torch.tensor([prefix], device=lm.device)
     with paused_steering():
-        out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+        out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
     return out.past_key_values
 
 
