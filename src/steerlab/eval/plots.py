@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def bar_with_ci(
     err = [[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]]
     ax.bar(range(len(labels)), values, yerr=err, capsize=4, color="#4c78a8")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 58), fontsize=10)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
@@ -57,7 +58,7 @@ def grouped_bars_with_ci(
         err = [[v - lo for v, lo in zip(vals, lows)], [hi - v for v, hi in zip(vals, highs)]]
         ax.bar(xs, vals, width=width, yerr=err, capsize=3, label=name)
     ax.set_xticks(range(len(groups)), groups)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 58), fontsize=10)
     ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
@@ -78,7 +79,7 @@ def line_sweep(
         ax.plot(list(x), list(ys), marker="o", ms=3, label=name)
     if mark_x is not None:
         ax.axvline(mark_x, color="grey", ls="--", lw=1, label=f"chosen: {mark_x}")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 58), fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
@@ -102,5 +103,5 @@ def heatmap(
         for j, v in enumerate(row):
             ax.text(j, i, format(v, fmt), ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(im, ax=ax)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 58), fontsize=10)
     return _save(fig, path)
