@@ -208,7 +208,6 @@ def generate_conditions(
     """Generate under several conditions that differ only from the last prompt token on (``prompt_last`` or
     ``generated`` steering): everything before it is computed once per batch, so each extra condition costs a
     one-token forward plus decoding. Results equal one ``generate`` call per condition."""
-    from .steering import active_handles, prompt_phase
 
     if not conditions:
         raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
@@ -252,21 +251,7 @@ def generate_conditions(
                 # each condition extends the context cache; restore it afterwards instead of copying it
                 cache = ctx_cache if snap is not None else copy.deepcopy(ctx_cache)
                 with setup(batch) if setup is not None else contextlib.nullcontext():
-                    bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
-                    if bad:
-                        raise ValueError(
-                            f"generate_conditions needs steering that starts at the last prompt token; "
-                            f"a handle with policy {bad[0].policy!r} is active (use generate instead)"
-                        )
-                    with prompt_phase():
-                        out = lm.model(
-                            input_ids=last,
-                            attention_mask=mask,
-                            position_ids=ctx_pos + 1,
-                            past_key_values=cache,
-                            use_cache=True,
-                            logits_to_keep=1,
-                        )
+                    out = _last_token_forward(lm, last, mask, ctx_pos, cache, "generate_conditions")
                     gens = _decode(lm, out, mask, ctx_pos + 2, max_new_tokens, eos, stop, rows)
                 if snap is not None:
                     _restore(cache, snap)
@@ -275,6 +260,29 @@ def generate_conditions(
                 bar.update(len(batch))
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _last_token_forward(
+    lm: LoadedModel, last: torch.Tensor, mask: torch.Tensor, ctx_pos: torch.Tensor, cache: object, what: str
+) -> object:
+    """The last prompt token alone, after its cached context, counted as prompt by the steering handles."""
+    from .steering import active_handles, prompt_phase
+
+    bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
+    if bad:
+        raise ValueError(
+            f"{what} needs steering that starts at the last prompt token; a handle with policy "
+            f"{bad[0].policy!r} is active (use generate instead)"
+        )
+    with prompt_phase():
+        return lm.model(
+            input_ids=last,
+            attention_mask=mask,
+            position_ids=ctx_pos + 1,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
 
 
 def _shared_len(lm: LoadedModel, ids: list[list[int]], shared_prefix: bool | str, min_shared: int) -> int:
@@ -329,7 +337,6 @@ def next_token_scores(
     Everything before the last prompt token is computed once per batch, so a layer x strength sweep costs one
     token per condition.
     """
-    from .steering import active_handles, prompt_phase
 
     if not conditions:
         raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
@@ -366,22 +373,8 @@ def next_token_scores(
             for name, setup in conditions.items():
                 with setup(batch) if setup is not None else contextlib.nullcontext():
                     if split:
-                        bad = [h for h in active_handles() if h.policy in ("prompt_all", "all")]
-                        if bad:
-                            raise ValueError(
-                                "next_token_scores needs steering at the last prompt token only; a "
-                                f"handle with policy {bad[0].policy!r} is active"
-                            )
                         cache = ctx_cache if snap is not None else copy.deepcopy(ctx_cache)
-                        with prompt_phase():
-                            res = lm.model(
-                                input_ids=last,
-                                attention_mask=mask,
-                                position_ids=ctx_pos + 1,
-                                past_key_values=cache,
-                                use_cache=True,
-                                logits_to_keep=1,
-                            )
+                        res = _last_token_forward(lm, last, mask, ctx_pos, cache, "next_token_scores")
                         if snap is not None:
                             _restore(cache, snap)
                     else:
