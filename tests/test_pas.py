@@ -135,3 +135,24 @@ def test_tiny_end_to_end(tiny_models, tmp_path):
     ):
         assert (seed_dir / f).is_file()
     assert len(out["summary"]) == 3
+
+
+def test_multi_seed_aggregate_exact():
+    from steerlab.pas.run import aggregate_seeds
+
+    rows = [
+        {"benchmark": "b", "method": "PASf", "unsteered": 0.5, "steered": 0.6, "majority_letter": 0.3},
+        {"benchmark": "b", "method": "PASf", "unsteered": 0.5, "steered": 0.8, "majority_letter": 0.3},
+    ]
+    (agg,) = aggregate_seeds(rows)
+    assert agg["n_seeds"] == 2 and agg["steered_mean"] == pytest.approx(0.7)
+    assert agg["gain_mean"] == pytest.approx(0.2) and agg["gain_sd"] == pytest.approx(0.1414213, abs=1e-6)
+
+
+def test_quantization_errors_are_clear():
+    from steerlab.models import load_model
+
+    with pytest.raises(ValueError, match="quantization must be None, '4bit' or '8bit', got '3bit'"):
+        load_model("smollm2-135m", quantization="3bit")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        load_model("smollm2-135m", device="cpu", quantization="4bit")

@@ -194,6 +194,32 @@ def _save_plain(model: nn.Module, path: Path) -> None:
     save_model(model, str(path / "model.safetensors"), metadata={"format": "pt"})
 
 
+def _quantization_kwargs(quantization: str | None, dev: torch.device, spec: str) -> dict:
+    """4/8-bit loading through bitsandbytes: CUDA and the package are required, and GGUF files are excluded."""
+    if quantization is None:
+        return {}
+    if quantization not in ("4bit", "8bit"):
+        raise ValueError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
+    if dev.type != "cuda":
+        raise ValueError(
+            f"quantization {quantization!r} needs a CUDA device (got {dev}); use dtype instead on CPU"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(
+            f"quantization {quantization!r} needs the bitsandbytes package: pip install bitsandbytes"
+        )
+    if spec in _EMBEDDED or spec.endswith(".gguf"):
+        raise ValueError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
+    from transformers import BitsAndBytesConfig
+
+    cfg = (
+        BitsAndBytesConfig(load_in_4bit=True)
+        if quantization == "4bit"
+        else BitsAndBytesConfig(load_in_8bit=True)
+    )
+    return {"quantization_config": cfg, "device_map": {"": dev.index or 0}}
+
+
 def load_model(
     spec: str = EMBEDDED_DEFAULT,
     *,
@@ -202,6 +228,7 @@ def load_model(
     gguf_file: str | None = None,
     cache: bool = True,
     trust_remote_code: bool = False,
+    quantization: str | None = None,
 ) -> LoadedModel:
     """Load ``spec``: the embedded alias ``smollm2-135m``, a ``.gguf`` file, a local directory, or a hub id.
 
@@ -213,6 +240,7 @@ def load_model(
         raise ValueError(f"model spec must be a non-empty string (alias, path or hub id), got {spec!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    extra = _quantization_kwargs(quantization, dev, spec)
     if spec in _EMBEDDED:
         model, tok, source = _from_gguf(_embedded_path(spec), dt, cache)
         source["alias"] = spec
@@ -226,7 +254,9 @@ def load_model(
             raise ModelLoadError(
                 f"{spec} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id"
             )
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec, dtype=dt, trust_remote_code=trust_remote_code, **extra
+        )
         tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         source = {"kind": "dir", "path": str(Path(spec).resolve())}
     else:
@@ -237,7 +267,7 @@ def load_model(
             )
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                spec, dtype=dt, local_files_only=True, trust_remote_code=trust_remote_code
+                spec, dtype=dt, local_files_only=True, trust_remote_code=trust_remote_code, **extra
             )
             tok = AutoTokenizer.from_pretrained(
                 spec, local_files_only=True, trust_remote_code=trust_remote_code
@@ -248,10 +278,12 @@ def load_model(
                     f"model {spec!r} is not in the local Hugging Face cache and the hub cannot be reached (offline). "
                     f"Pass a local directory or .gguf file, or use the embedded default {EMBEDDED_DEFAULT!r}."
                 ) from None
-            model = AutoModelForCausalLM.from_pretrained(spec, dtype=dt, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                spec, dtype=dt, trust_remote_code=trust_remote_code, **extra
+            )
             tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         source = {"kind": "hub", "id": spec}
-    model = model.to(dev).eval()
+    model = (model if extra else model.to(dev)).eval()  # a quantised model is placed by its loader
     prepare_tokenizer(tok)
     arch = detect_architecture(model)
     return LoadedModel(

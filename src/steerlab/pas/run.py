@@ -272,16 +272,10 @@ def _write_predictions(out: Path, name: str, test: list[MCQItem], predictions: d
 
 def run_pas(cfg: PasConfig, lm: LoadedModel | None = None) -> dict:
     """All benchmarks and seeds; writes under ``output_dir/<model>/<target>/seed_<seed>/``."""
-    if cfg.quantization is not None:
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"quantization {cfg.quantization!r} needs a CUDA GPU and bitsandbytes; use null on CPU"
-            )
-        raise ValueError("4/8-bit loading is not wired into steerlab's loader yet; use dtype bfloat16 on GPU")
     if lm is None:
         from ..models import load_model
 
-        lm = load_model(cfg.model_name, device=cfg.device, dtype=cfg.dtype)
+        lm = load_model(cfg.model_name, device=cfg.device, dtype=cfg.dtype, quantization=cfg.quantization)
     root = Path(cfg.output_dir) / lm.name.replace("/", "_") / cfg.steer_target
     summary = []
     for seed in [cfg.seed, *cfg.seeds]:
@@ -327,7 +321,35 @@ def run_pas(cfg: PasConfig, lm: LoadedModel | None = None) -> dict:
                     }
                 )
     _write_csv(root / "summary_seeds.csv", summary)
-    return {"root": str(root), "summary": summary}
+    aggregate = aggregate_seeds(summary)
+    _write_csv(root / "summary_aggregate.csv", aggregate)
+    return {"root": str(root), "summary": summary, "aggregate": aggregate}
+
+
+def aggregate_seeds(summary: list[dict]) -> list[dict]:
+    """Per benchmark and method over seeds: mean and sample sd of accuracies and of the steering gain."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in summary:
+        groups.setdefault((row["benchmark"], row["method"]), []).append(row)
+    out = []
+    for (bench, method), rows in groups.items():
+        gain = np.array([r["steered"] - r["unsteered"] for r in rows])
+        steered = np.array([r["steered"] for r in rows])
+        sd = lambda a: float(a.std(ddof=1)) if len(a) > 1 else float("nan")  # noqa: E731
+        out.append(
+            {
+                "benchmark": bench,
+                "method": method,
+                "n_seeds": len(rows),
+                "unsteered_mean": float(np.mean([r["unsteered"] for r in rows])),
+                "steered_mean": float(steered.mean()),
+                "steered_sd": sd(steered),
+                "gain_mean": float(gain.mean()),
+                "gain_sd": sd(gain),
+                "majority_letter_mean": float(np.mean([r["majority_letter"] for r in rows])),
+            }
+        )
+    return out
 
 
 def forgetting_test(lm: LoadedModel, cfg: PasConfig, results: dict, seed: int, out: Path) -> dict:
