@@ -59,7 +59,10 @@ class AsaSteerer:
         m = self.manifest
         return AsaController(self.params, m["alpha"], m["tau"], m["beta"], mode)
 
-    def run(self, prompts: list[str], max_new_tokens: int = 64, progress: bool = False) -> list[AsaResult]:
+    def run(
+        self, prompts: list[str], max_new_tokens: int = 64, progress: bool = False, full_answers: bool = True
+    ) -> list[AsaResult]:
+        """Baseline and ASA outputs side by side; ``full_answers=False`` stops a row once it cannot call a tool."""
         ctrls: list[tuple[list[int], AsaController]] = []
 
         def setup(idx: list[int]):  # noqa: ANN202
@@ -82,7 +85,7 @@ class AsaSteerer:
             {"baseline": None, "asa": setup},
             max_new_tokens=max_new_tokens,
             tools=tools,
-            stop=call_stop(self.fmt, self.mode),
+            stop=call_stop(self.fmt, self.mode if not full_answers else "anywhere"),
             progress=progress,
             batch_size=len(prompts),
         )
