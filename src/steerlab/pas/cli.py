@@ -32,5 +32,4 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         epilog="Any config field can follow as --field value, e.g. --seed 7 --methods PASf,iPASwo",
     )
     r.add_argument("-c", "--config", help="YAML config (default: the shipped default_config.yaml)")
-    r.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value pairs")
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=_cmd_run, accepts_overrides=True)  # any other --field value pair overrides the config
