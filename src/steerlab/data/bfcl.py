@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tools.validate import TYPE_ALIASES
+from ..tools.validate import normalize_schema
 
 CALL_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")
 NO_CALL_CATEGORIES = ("irrelevance", "live_irrelevance")
@@ -21,6 +21,8 @@ CATEGORIES = CALL_CATEGORIES + NO_CALL_CATEGORIES
 
 @dataclass
 class BFCLItem:
+    """One BFCL question: chat turns, the tools offered, whether a call is expected, and the allowed answers."""
+
     id: str
     category: str
     messages: list[dict]
@@ -30,6 +32,7 @@ class BFCLItem:
 
 
 def bfcl_data_dir() -> Path:
+    """The ``data`` folder of the installed bfcl-eval package, found without importing the package."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
         raise ValueError("BFCL data needs the bfcl-eval package: pip install --no-deps bfcl-eval")
@@ -39,30 +42,14 @@ def bfcl_data_dir() -> Path:
     return path
 
 
-def _schema(node: object) -> object:
-    """BFCL's Python-ish schema types mapped to JSON schema, recursively."""
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            if k == "type" and isinstance(v, str):
-                mapped = TYPE_ALIASES.get(v, v)
-                if mapped is not None:
-                    out[k] = mapped
-            else:
-                out[k] = _schema(v)
-        return out
-    if isinstance(node, list):
-        return [_schema(x) for x in node]
-    return node
-
-
 def to_openai_tool(fn: dict) -> dict:
+    """A BFCL function doc as an OpenAI-style tool dict, its Python-ish types mapped to JSON schema's."""
     return {
         "type": "function",
         "function": {
             "name": fn["name"],
             "description": fn.get("description", ""),
-            "parameters": _schema(fn.get("parameters", {"type": "object"})),
+            "parameters": normalize_schema(fn.get("parameters", {"type": "object"})),
         },
     }
 
@@ -76,13 +63,22 @@ def load_bfcl(category: str, limit: int | None = None, seed: int = 0) -> list[BF
     if category not in CATEGORIES:
         raise ValueError(f"unknown BFCL category {category!r}; valid: {', '.join(CATEGORIES)}")
     root = bfcl_data_dir()
-    rows = _read_jsonl(root / f"BFCL_v4_{category}.json")
+    path = root / f"BFCL_v4_{category}.json"
+    if not path.is_file():
+        raise ValueError(
+            f"BFCL category {category!r} has no data file {path}; is bfcl-eval older than BFCL v4?"
+        )
+    rows = _read_jsonl(path)
     answers: dict[str, list] = {}
     ans_path = root / "possible_answer" / f"BFCL_v4_{category}.json"
     if category in CALL_CATEGORIES and ans_path.is_file():
         answers = {a["id"]: a["ground_truth"] for a in _read_jsonl(ans_path)}
-    if limit is not None and limit < len(rows):
-        rows = sorted(random.Random(seed).sample(rows, limit), key=lambda r: rows.index(r))
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        if limit < len(rows):
+            keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+            rows = [rows[i] for i in keep]
     items = []
     for r in rows:
         turns = r["question"][0] if r["question"] and isinstance(r["question"][0], list) else r["question"]

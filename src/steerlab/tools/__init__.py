@@ -3,29 +3,39 @@
 from .ast_match import ast_match, values_match
 from .calls import ParseError, ParseResult, ToolCall
 from .formats import (
+    FORMAT_SPECS,
     TOOL_CALL_FORMATS,
+    TRIGGER_MODES,
+    ToolCallFormat,
     check_format,
     could_still_trigger,
+    format_spec,
     has_trigger,
     parse_tool_calls,
     render_tool_call,
     trigger_marker,
 )
-from .validate import tool_spec, validate_call
+from .validate import TYPE_ALIASES, normalize_schema, tool_spec, validate_call
 
 __all__ = [
+    "FORMAT_SPECS",
     "TOOL_CALL_FORMATS",
+    "TRIGGER_MODES",
+    "TYPE_ALIASES",
     "ParseError",
     "ParseResult",
     "ToolCall",
+    "ToolCallFormat",
     "ast_match",
-    "values_match",
     "check_format",
     "could_still_trigger",
+    "format_spec",
     "has_trigger",
+    "normalize_schema",
     "parse_tool_calls",
     "render_tool_call",
     "tool_spec",
     "trigger_marker",
     "validate_call",
+    "values_match",
 ]
