@@ -98,16 +98,20 @@ def test_parser_survives_deep_nesting():
             assert _well_formed(parse_tool_calls(t, fmt))
 
 
+# strings rich in what breaks naive quoting: quotes, backslashes, brackets, markers' characters, non-ASCII
+_tricky_text = st.text(
+    alphabet=st.one_of(st.sampled_from("\\\"'[](){},=:\n\t<>|`#é€"), st.characters()), max_size=12
+)
 _json_leaf = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(10**12), 10**12),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12),
+    _tricky_text,
 )
 _json_val = st.recursive(
     _json_leaf,
-    lambda ch: st.one_of(st.lists(ch, max_size=3), st.dictionaries(st.text(max_size=5), ch, max_size=3)),
+    lambda ch: st.one_of(st.lists(ch, max_size=3), st.dictionaries(_tricky_text, ch, max_size=3)),
     max_leaves=10,
 )
 _ident = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True).filter(
