@@ -1,12 +1,9 @@
-"""Write the ASA dataset (src/steerlab/data/asa/*.jsonl) from hand-written prompts plus templated fill.
+"""Write the ASA dataset (src/steerlab/data/asa/*.jsonl) from hand-written templates and fillers.
 
-Design (see src/steerlab/data/asa/README.md): 4 domains x {tool, non-tool} x 200 prompts. 120 prompts of each
-cell are individually written sentences (src/steerlab/data/asa/source/<domain>_<tool|nontool>.txt, one a line),
-spread over the splits in proportion; the other 80 come from hand-written templates and fillers. Positives and
-negatives of a domain share fillers (numbers, code, cities, sentences, languages), so words alone do not give
-the label away. Templates AND fillers are partitioned between splits, and any prompt whose character 5-gram
-Jaccard with an earlier one reaches 0.7 is rejected. Deterministic: ``python scripts/build_asa_data.py``
-rewrites the same files.
+Design (see src/steerlab/data/asa/README.md): 4 domains x {tool, non-tool} x 200 prompts. Positives and negatives
+of a domain share fillers (numbers, code, cities, sentences, languages), so words alone do not give the label
+away. Templates AND fillers are partitioned between splits, so TEST phrasings and fillers are never seen in
+CAL/TRAIN/VALID. Deterministic: ``python scripts/build_asa_data.py`` rewrites the same files.
 """
 
 from __future__ import annotations
@@ -17,8 +14,6 @@ import re
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "steerlab" / "data" / "asa"
-SOURCE = OUT / "source"
-NEAR_DUP = 0.7  # character 5-gram Jaccard at which a prompt counts as a near-duplicate of another
 SPLITS = {"cal": 40, "train": 40, "valid": 40, "test": 80}  # per (domain, label) cell
 SEED = 20261122
 
@@ -537,18 +532,18 @@ CELLS: dict[tuple[str, int], list[str]] = {
     ],
     ("code", 0): [
         "Write a Python function that {write}.",
-        "Explain the role of {cconcept} in Python, with a small example.",
+        "Explain what {cconcept} does in Python.",
         "What is the difference between {cconcept} and {cconcept2} in Python?",
-        "How do I {write2} in Python, in the most readable way?",
+        "How do I {write2} in Python?",
         "Why would I use {cconcept} instead of a plain loop?",
         "Review this code and say what could go wrong: {snippet}",
         "What is this line trying to do: {snippet}",
-        "Is {cconcept} considered good style in Python, or do experienced developers avoid it?",
-        "Can you show me a short example of {cconcept} and explain it?",
-        "What are common pitfalls with {cconcept} that trip up new programmers?",
+        "Is {cconcept} considered good style in Python?",
+        "Can you show me an example of {cconcept}?",
+        "What are common pitfalls with {cconcept}?",
         "How would you name the variables in this snippet more clearly? {snippet}",
         "Rewrite this to be more readable: {snippet}",
-        "When did Python introduce {cconcept}, and what did people do before that?",
+        "When did Python introduce {cconcept}?",
         "Write a docstring for a function that {write}.",
         "Sketch the algorithm for a function that {write}.",
         "What is the time complexity of a function that {write}?",
@@ -556,8 +551,8 @@ CELLS: dict[tuple[str, int], list[str]] = {
         "Translate this Python into plain English: {snippet}",
         "Suggest unit tests for a function that {write}.",
         "How do I make this snippet follow PEP 8? {snippet}",
-        "Should beginners learn {cconcept} early, or wait until they know the basics?",
-        "Why do some experienced Python developers avoid {cconcept}?",
+        "Should beginners learn {cconcept} early?",
+        "Why do some people avoid {cconcept}?",
         "Write pseudocode for a program that {write}.",
         "How could I describe {task} as a programming exercise for students?",
     ],
@@ -591,10 +586,10 @@ CELLS: dict[tuple[str, int], list[str]] = {
     ],
     ("search", 0): [
         "Why is the sky blue?",
-        "Who wrote {book}, and when was it first published?",
-        "What causes {phenomenon}, in simple terms?",
+        "Who wrote {book}?",
+        "What causes {phenomenon}?",
         "What is {city} historically known for?",
-        "Explain the science behind {phenomenon}, step by step.",
+        "Explain how {phenomenon} form.",
         "What is the difference between weather and climate?",
         "Why does {city} have the climate it has?",
         "What is the plot of {book} in a few sentences?",
@@ -604,15 +599,15 @@ CELLS: dict[tuple[str, int], list[str]] = {
         "What makes {team} one of the famous names in sport?",
         "How do scientists study {phenomenon}?",
         "Why do people find {book} so influential?",
-        "What language is spoken in {city}, and has that always been the case?",
+        "What language is spoken in {city}?",
         "What is a good way to learn about the history of {city}?",
         "How did {topic_stable} change the world?",
         "What is the general idea behind inflation?",
         "Why are some cities, like {city}, built near rivers?",
-        "What does a mayor usually do, and how much power does the office have?",
+        "What does a mayor usually do?",
         "How do weather forecasts work in principle?",
         "What are the main themes of {book}?",
-        "How does physics explain {phenomenon}?",
+        "How are {phenomenon} explained in physics?",
         "Why do sports teams like {team} have rivalries?",
         "What is a version number in software like {software}?",
         "Why do exchange rates exist at all?",
@@ -643,20 +638,20 @@ CELLS: dict[tuple[str, int], list[str]] = {
     ],
     ("translation", 0): [
         "What is the difference between {gram} in {glang}?",
-        "Is {lang} hard to learn for English speakers, and what usually takes the longest?",
-        "Which countries speak {lang}, and how did it spread there?",
-        "What alphabet or script does {lang} use, and how long does it take to learn?",
-        "Does {lang} have grammatical gender, and if so, where did it come from?",
+        "Is {lang} hard to learn for English speakers?",
+        "Which countries speak {lang}?",
+        "What alphabet or script does {lang} use?",
+        "Why does {lang} have gendered nouns?",
         "What are good tips for learning {lang} vocabulary?",
-        "Where does the {lang} language come from, and what are its closest relatives?",
-        "How is {lang} related to {lang2}, if at all, historically speaking?",
+        "Where does the {lang} language come from?",
+        "How is {lang} related to {lang2}?",
         "Is '{sentence}' grammatically correct English?",
-        "How many native speakers does {lang} have, roughly, and where do most of them live?",
+        "How many native speakers does {lang} have, roughly?",
         "What makes a translation sound natural rather than literal?",
         "Why is '{sentence}' written without a comma?",
         "Which is easier to learn first, {lang} or {lang2}?",
         "What are the most common mistakes learners make with {gram}?",
-        "How long does it take to become fluent in {lang} if I study an hour every day?",
+        "How long does it take to become fluent in {lang}?",
         "Do {lang} and {lang2} share much vocabulary?",
         "What does a professional translator actually do all day?",
         "Why do some words have no equivalent in {lang}?",
@@ -825,55 +820,6 @@ def norm(s: str) -> str:
     return re.sub(r"\W+", " ", s.lower()).strip()
 
 
-def shingles(s: str) -> frozenset[str]:
-    """Character 5-grams of the lower-cased, whitespace-collapsed text (as tests/test_asa_data.py measures)."""
-    t = " ".join(s.lower().split())
-    return frozenset(t[i : i + 5] for i in range(max(1, len(t) - 4)))
-
-
-class Seen:
-    """Accepted prompts: rejects exact (normalised) and near duplicates of anything accepted before."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-        self.grams: list[tuple[frozenset[str], str]] = []
-
-    def clash(self, text: str) -> str | None:
-        if norm(text) in self.keys:
-            return text
-        g = shingles(text)
-        for h, other in self.grams:
-            inter = len(g & h)
-            if inter and inter / (len(g) + len(h) - inter) >= NEAR_DUP:
-                return other
-        return None
-
-    def add(self, text: str) -> None:
-        self.keys.add(norm(text))
-        self.grams.append((shingles(text), text))
-
-
-def read_written(domain: str, label: int) -> list[str]:
-    """The individually written prompts of one cell; at least half of the cell (100 of 200)."""
-    path = SOURCE / f"{domain}_{'tool' if label else 'nontool'}.txt"
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    if len(lines) < sum(SPLITS.values()) // 2:
-        raise ValueError(f"{path}: {len(lines)} prompts, need at least {sum(SPLITS.values()) // 2}")
-    return lines
-
-
-def allocate(n: int) -> dict[str, int]:
-    """How many of n written prompts go to each split, in proportion to its quota (remainder to test)."""
-    total = sum(SPLITS.values())
-    got = {s: n * q // total for s, q in SPLITS.items()}
-    got["test"] += n - sum(got.values())
-    for s, q in SPLITS.items():
-        if not q // 2 <= got[s] <= q:
-            raise ValueError(f"split {s}: {got[s]} written prompts of {q}; need between {q // 2} and {q}")
-    return got
-
-
 def main() -> None:
     rng = random.Random(SEED)
     pools_all = {
@@ -903,38 +849,23 @@ def main() -> None:
         for name in ("concepts", "cconcepts", "langs", "cities"):
             if len(pools_by_split[s][name]) < 2:
                 pools_by_split[s][name] = pools_all[name]
-    rows, seen = [], Seen()
-    written = {cell: read_written(*cell) for cell in CELLS}
-    for lines in written.values():  # all written prompts first: they are never dropped
-        for text in lines:
-            other = seen.clash(text)
-            if other is not None:
-                raise ValueError(f"written prompt {text!r} duplicates or nearly duplicates {other!r}")
-            seen.add(text)
+    rows, seen = [], set()
     for (domain, label), templates in CELLS.items():
-        lines = list(written[(domain, label)])
-        rng.shuffle(lines)
-        n_written = allocate(len(lines))
         tparts = partition(templates, rng)
         for split, quota in SPLITS.items():
-            for text in lines[: n_written[split]]:
-                rows.append(
-                    {"prompt": text, "domain": domain, "label": label, "split": split, "written": True}
-                )
-            lines = lines[n_written[split] :]
-            got, tries, temps = n_written[split], 0, tparts[split]
+            got, tries = 0, 0
+            temps = tparts[split]
             while got < quota:
                 tries += 1
                 if tries > 50000:
                     raise RuntimeError(f"cannot make {quota} unique prompts for {domain}/{label}/{split}")
                 t = temps[got % len(temps)] if tries < 5 * quota else rng.choice(temps)
                 text = wrap(t.format(**fill_values(rng, pools_by_split[split])), rng)
-                if seen.clash(text) is not None:
+                key = norm(text)
+                if key in seen:
                     continue
-                seen.add(text)
-                rows.append(
-                    {"prompt": text, "domain": domain, "label": label, "split": split, "written": False}
-                )
+                seen.add(key)
+                rows.append({"prompt": text, "domain": domain, "label": label, "split": split})
                 got += 1
     OUT.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
@@ -942,22 +873,8 @@ def main() -> None:
         rng.shuffle(part)
         with open(OUT / f"{split}.jsonl", "w") as f:
             for i, r in enumerate(part):
-                rec = {"id": f"{split}-{i:04d}", **{k: v for k, v in r.items() if k != "written"}}
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"id": f"{split}-{i:04d}", **r}, ensure_ascii=False) + "\n")
     print({s: sum(r["split"] == s for r in rows) for s in SPLITS})
-    print(
-        "| domain | label | prompts | written | mean words (all) | mean words (written) | mean words (templated) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for domain, label in sorted(CELLS):
-        cell = [r for r in rows if r["domain"] == domain and r["label"] == label]
-        mean = lambda rs: sum(len(r["prompt"].split()) for r in rs) / len(rs)  # noqa: E731
-        w = [r for r in cell if r["written"]]
-        t = [r for r in cell if not r["written"]]
-        name = "tool" if label else "non-tool"
-        print(
-            f"| {domain} | {name} | {len(cell)} | {len(w)} | {mean(cell):.1f} | {mean(w):.1f} | {mean(t):.1f} |"
-        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,25 +81,3 @@ def test_alpaca_loader_fails_clearly_offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(ValueError, match="(datasets|could not load)"):
         load_alpaca_examples("some/dataset-that-is-not-cached")
-
-
-SOURCE = Path(__file__).resolve().parents[1] / "src" / "steerlab" / "data" / "asa" / "source"
-
-
-def test_at_least_half_of_each_cell_is_individually_written():
-    data = {(e.domain, e.label, e.prompt) for s in ASA_SPLITS for e in load_asa_split(s)}
-    for domain in ASA_DOMAINS:
-        for label, name in ((1, "tool"), (0, "nontool")):
-            lines = [ln for ln in (SOURCE / f"{domain}_{name}.txt").read_text().splitlines() if ln.strip()]
-            assert len(lines) >= 100
-            assert all((domain, label, ln) in data for ln in lines), f"{domain}_{name}.txt not all shipped"
-
-
-def test_lengths_matched_between_labels():
-    ex = [e for s in ASA_SPLITS for e in load_asa_split(s)]
-    assert all(4 <= len(e.prompt.split()) <= 45 for e in ex)
-    for d in ASA_DOMAINS:
-        mean = [
-            np.mean([len(e.prompt.split()) for e in ex if e.domain == d and e.label == lab]) for lab in (0, 1)
-        ]
-        assert abs(mean[1] - mean[0]) < 2.0, (d, mean)
