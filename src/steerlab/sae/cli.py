@@ -75,6 +75,7 @@ def _cmd_splice_cost(args: argparse.Namespace) -> int:
             lr=args.lr,
             sparsity_coef=args.sparsity,
             seed=args.seed,
+            init_l0=args.init_l0,
             progress=not args.quiet,
         )
         with transcoder_splice(lm, layer, tc):
@@ -135,9 +136,107 @@ def _cmd_splice_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+STAGE_HELP = {
+    "finetune": "LoRA-finetune the model to the calculator format; tool-call rate before and after",
+    "base": "train the base transcoder on the base model; its splice CE cost",
+    "delta": "train delta latents on the finetuned model (and the control on the base model)",
+    "evaluate": "splice conditions (raw, base only, alpha sweep, control) by generation and completion CE",
+    "attribute": "delta latents at the decision token: tool vs copy, ablations",
+    "report": "write report.md and plots",
+}
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from .config import ToolUseConfig
+
+    p.add_argument("--out", default="runs/sae/tooluse", help="run directory (stages resume from it)")
+    p.add_argument("--quick", action="store_true", help="a small instance of the study (CI, smoke tests)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    for f in fields(ToolUseConfig):
+        flag = "--" + f.name.replace("_", "-")
+        p.add_argument(
+            flag,
+            dest=f"cfg_{f.name}",
+            default=None,
+            metavar=f.name.upper(),
+            help=f"default: {getattr(ToolUseConfig(), f.name)}",
+        )
+
+
+QUICK = {
+    "n_train": 200,
+    "n_eval": 24,
+    "lora_examples": 160,
+    "n_general": 100,
+    "d_sae": 512,
+    "steps": 100,
+    "delta_steps": 100,
+    "alphas": [0.0, 1.0],
+    "max_new_tokens": 24,
+    "top_latents": 2,
+}
+
+
+def _parse_value(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, list) or (default is None and name == "lora_layers"):
+            if raw.lower() in ("none", "all"):
+                return None
+            conv = float if name == "alphas" else int
+            return [conv(v) for v in raw.split(",") if v.strip()]
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return raw
+    except ValueError:
+        raise SystemExit(
+            f"error: --{name.replace('_', '-')} got {raw!r}, expected {type(default).__name__}"
+        ) from None
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from .config import ToolUseConfig
+    from .tooluse import STAGES, ToolUseRun
+
+    base = ToolUseConfig()
+    d = base.to_dict() | (QUICK if args.quick else {})
+    for f in fields(ToolUseConfig):
+        raw = getattr(args, f"cfg_{f.name}")
+        if raw is not None:
+            d[f.name] = _parse_value(f.name, raw, getattr(base, f.name))
+    if "cfg_layer" in vars(args) and args.cfg_layer is not None and args.cfg_lora_layers is None:
+        d["lora_layers"] = [d["layer"]]  # the finetune follows the splice layer unless told otherwise
+    try:
+        cfg = ToolUseConfig.from_dict(d)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    run = ToolUseRun(cfg, Path(args.out), progress=not args.quiet)
+    last = STAGES.index(args.stage)
+    run.run_all(STAGES[: last + 1])
+    if args.stage in ("evaluate", "attribute", "report") or args.stage == STAGES[-1]:
+        from .report import write_report
+
+        print(write_report(args.out).read_text())
+    return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("sae", help="tool-use transcoders: data, base splice cost")
+    s = sub.add_parser("sae", help="tool-use transcoders: data, finetune, transcoders, splices, attribution")
     ssub = s.add_subparsers(dest="sae_command", metavar="COMMAND", required=True)
+    r = ssub.add_parser("run", help="the whole tool-use transcoder study (every stage, resumable)")
+    _config_args(r)
+    r.set_defaults(func=_cmd_stage, stage="report")
+    for stage, text in STAGE_HELP.items():
+        sp = ssub.add_parser(stage, help=text + " (runs earlier stages that are not done)")
+        _config_args(sp)
+        sp.set_defaults(func=_cmd_stage, stage=stage)
     d = ssub.add_parser("data", help="write the calculator tool-call data (train + held-out subsets)")
     d.add_argument("--out", default="runs/sae/data")
     d.add_argument("--n-train", dest="n_train", type=int, default=2000)
@@ -149,14 +248,15 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--device", default="auto")
     c.add_argument("--layers", default="3,9,15,21,27")
     c.add_argument("--d-sae", dest="d_sae", type=int, default=2304)
-    c.add_argument("--activation", default="jumprelu")
+    c.add_argument("--activation", default="topk")
     c.add_argument("--k", type=int, default=64)
-    c.add_argument("--steps", type=int, default=1500)
+    c.add_argument("--steps", type=int, default=800)
     c.add_argument("--batch-size", dest="batch_size", type=int, default=512)
     c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--sparsity", type=float, default=3e-4)
-    c.add_argument("--n-train", dest="n_train", type=int, default=1500)
-    c.add_argument("--n-eval", dest="n_eval", type=int, default=300)
+    c.add_argument("--init-l0", dest="init_l0", type=float, default=64.0, help="JumpReLU starting L0")
+    c.add_argument("--n-train", dest="n_train", type=int, default=600)
+    c.add_argument("--n-eval", dest="n_eval", type=int, default=200)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/sae/splice_cost")
     c.add_argument("-q", "--quiet", action="store_true")

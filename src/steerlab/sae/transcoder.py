@@ -78,7 +78,9 @@ class Transcoder(nn.Module):
         w_dec = torch.randn(d_sae, d_out, generator=g)
         w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w_dec)
-        enc = torch.randn(d_in, d_sae, generator=g) / d_in**0.5
+        # tied initialisation (encoder = decoder transpose when d_in == d_out) keeps JumpReLU latents alive early;
+        # with independent random encoders most die before their decoders become useful
+        enc = 0.1 * w_dec.T if d_in == d_out else torch.randn(d_in, d_sae, generator=g) / d_in**0.5
         self.W_enc = nn.Parameter(enc)
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_out))
@@ -131,7 +133,9 @@ class Transcoder(nn.Module):
 class DeltaTranscoder(nn.Module):
     """A frozen base transcoder plus ``d_new`` trainable latents: out = base + alpha * delta."""
 
-    def __init__(self, base: Transcoder, d_new: int, seed: int = 1) -> None:
+    def __init__(
+        self, base: Transcoder, d_new: int, seed: int = 1, activation: str | None = None, k: int = 8
+    ) -> None:
         super().__init__()
         self.base = base
         for p in self.base.parameters():
@@ -140,7 +144,8 @@ class DeltaTranscoder(nn.Module):
             base.d_in,
             d_new,
             base.d_out,
-            activation=base.activation if base.activation != "topk" else "relu",
+            activation=activation or ("jumprelu" if base.activation == "topk" else base.activation),
+            k=k,
             seed=seed,
         )
         with torch.no_grad():
