@@ -29,6 +29,24 @@ def save_json(path: str | Path, obj: object) -> Path:
     return path
 
 
+def save_csv(path: str | Path, rows: list[dict]) -> Path:
+    """Rows of dicts as CSV (columns from the union of keys, first-seen order), written atomically."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(cols))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
 def _jsonable(x: object) -> object:
     if hasattr(x, "tolist"):
         return x.tolist()

@@ -105,3 +105,35 @@ def heatmap(
     fig.colorbar(im, ax=ax)
     ax.set_title(textwrap.fill(title, 58), fontsize=10)
     return _save(fig, path)
+
+
+def scatter_highlight(
+    x: Sequence[float],
+    y: Sequence[float],
+    path: str | Path,
+    highlight: Sequence[int] = (),
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Path:
+    """Points with a y = x diagonal; ``highlight`` indices drawn in red and labelled."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.scatter(list(x), list(y), s=12, color="#4c78a8", alpha=0.7)
+    for i in highlight:
+        ax.scatter([x[i]], [y[i]], s=24, color="#e45756")
+        ax.annotate(
+            labels[i] if labels else str(i),
+            (x[i], y[i]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    hi = max([*x, *y, 1e-9])
+    lo = min([*x, *y, 0.0])
+    ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1)
+    ax.set_title(textwrap.fill(title, 52), fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

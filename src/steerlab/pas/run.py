@@ -21,7 +21,7 @@ from ..capture import capture, mean_norm
 from ..eval.stats import bootstrap_mean, mcnemar_exact
 from ..generation import next_token_scores
 from ..models import LoadedModel
-from ..runs import save_json, save_tensors
+from ..runs import save_csv, save_json, save_tensors
 from ..steering import steer
 from ..vectors import random_direction, unit
 from .baselines import gold_letter_counts, leak_report, majority_letter_baseline
@@ -320,9 +320,9 @@ def run_pas(cfg: PasConfig, lm: LoadedModel | None = None) -> dict:
                         "mcnemar_p": mr["test"]["steered"]["mcnemar_vs_unsteered"]["p_value"],
                     }
                 )
-    _write_csv(root / "summary_seeds.csv", summary)
+    save_csv(root / "summary_seeds.csv", summary)
     aggregate = aggregate_seeds(summary)
-    _write_csv(root / "summary_aggregate.csv", aggregate)
+    save_csv(root / "summary_aggregate.csv", aggregate)
     return {"root": str(root), "summary": summary, "aggregate": aggregate}
 
 
@@ -406,14 +406,5 @@ def _cross_benchmark(out: Path, results: dict) -> None:
                                 "question": row["question"],
                             }
                         )
-    _write_csv(out / "cross_benchmark_summary.csv", summary)
-    _write_csv(out / "cross_benchmark_flips.csv", flips)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        if rows:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+    save_csv(out / "cross_benchmark_summary.csv", summary)
+    save_csv(out / "cross_benchmark_flips.csv", flips)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runs import load_json
+from ..runs import load_json, save_csv
 
 SUBSETS = ("tool", "ood", "copy")
+
+
+def _num(m: dict, key: str) -> str:
+    """A splice statistic, or a dash where no transcoder was spliced."""
+    return f"{m[key]:.2f}" if key in m else "–"
 
 
 def _ci(v: list | tuple, pct: bool = True) -> str:
@@ -15,7 +20,7 @@ def _ci(v: list | tuple, pct: bool = True) -> str:
 
 
 def write_report(root: str | Path) -> Path:
-    from ..eval.plots import grouped_bars_with_ci, line_sweep
+    from ..eval.plots import grouped_bars_with_ci, line_sweep, scatter_highlight
 
     root = Path(root)
     cfg = load_json(root / "config.json")
@@ -73,10 +78,10 @@ def write_report(root: str | Path) -> Path:
                     f"| {name} | {s} | {_ci(m['tool_call_rate'])} | {_ci(m['valid_tool_format_rate'])} | "
                     f"{_ci(m['math_correct_rate'])} | "
                     f"{_ci(m['copy_exact_rate']) if 'copy_exact_rate' in m else '–'} | {_ci(m['ce'], False)} | "
-                    f"{m.get('mean_abs_base_acts', 0):.2f} | {m.get('mean_abs_delta_acts', 0):.2f} | "
-                    f"{m.get('delta_l0', 0):.2f} |"
+                    f"{_num(m, 'mean_abs_base_acts')} | {_num(m, 'mean_abs_delta_acts')} | {_num(m, 'delta_l0')} |"
                 )
         lines.append("")
+        save_csv(root / "conditions.csv", _condition_rows(ev))
         names = list(conds)
         for metric, fname in (("tool_call_rate", "tool_call_rate.png"), ("copy_exact_rate", None)):
             if fname is None:
@@ -143,6 +148,38 @@ def write_report(root: str | Path) -> Path:
                 f"{j['logp_marker']['tool']:.2f} |"
             )
         lines.append("")
+        save_csv(root / "latents.csv", at["per_latent"])
+        pl = at["per_latent"]
+        scatter_highlight(
+            [p["mean_act_copy"] for p in pl],
+            [p["mean_act_tool"] for p in pl],
+            root / "latents.png",
+            highlight=[p["latent"] for p in pl if p["latent"] in set(at["top_latents"])],
+            title="Delta latents at the decision token (held-out): mean activation, tool vs copy prompts; "
+            "red = top by TRAIN tool - copy",
+            xlabel="mean act on copy prompts",
+            ylabel="mean act on tool prompts",
+        )
+        lines += ["![delta latents](latents.png)", ""]
     out = root / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def _condition_rows(ev: dict) -> list[dict]:
+    """One CSV row per condition and subset: each metric's mean and 95% interval as three columns."""
+    conds = {
+        "base model (no splice)": {"transcoder": "none", "alpha": 0.0, "subsets": ev["base_model_no_splice"]},
+        **ev["conditions"],
+    }
+    rows = []
+    for name, r in conds.items():
+        for s in SUBSETS:
+            row: dict = {"condition": name, "transcoder": r["transcoder"], "alpha": r["alpha"], "subset": s}
+            for k, v in r["subsets"][s].items():
+                if isinstance(v, list | tuple):
+                    row.update({k: v[0], f"{k}_lo": v[1], f"{k}_hi": v[2]})
+                else:
+                    row[k] = v
+            rows.append(row)
+    return rows
