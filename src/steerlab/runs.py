@@ -117,6 +117,7 @@ class RunDir:
         """Yield a temporary directory; on success it replaces ``root/<stage>`` and is marked done."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{stage}.tmp-", dir=self.root))
+        t0 = time.perf_counter()
         try:
             yield tmp
             save_json(
@@ -124,6 +125,7 @@ class RunDir:
                 {
                     "stage": stage,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "seconds": round(time.perf_counter() - t0, 1),
                     "steerlab_version": __version__,
                     "params": params,
                 },

@@ -58,7 +58,9 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
         if split and split not in ASA_SPLITS:
             raise ValueError(f"{path}:{n}: split {split!r} is not one of {', '.join(ASA_SPLITS)}")
         out.append(
-            AsaExample(str(row.get("id", f"{path.stem}-{n}")), row["prompt"], str(row["domain"]), row["label"], split)
+            AsaExample(
+                str(row.get("id", f"{path.stem}-{n}")), row["prompt"], str(row["domain"]), row["label"], split
+            )
         )
     if not out:
         raise ValueError(f"{path} holds no examples")

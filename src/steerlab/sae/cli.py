@@ -7,32 +7,6 @@ import json
 from pathlib import Path
 
 
-def _corpus(n_train: int, n_eval: int, seed: int) -> tuple[list, list]:
-    """Offline text: ASA prompts, MCQ questions and calculator items as chat turns (user + assistant)."""
-    import random
-
-    from ..data.asa_data import load_asa_split
-    from ..pas.mcq import format_mcq_prompt, load_builtin_mcq
-    from .calc_data import make_calc_splits
-
-    convs = [
-        [{"role": "user", "content": e.prompt}]
-        for s in ("cal", "train", "valid", "test")
-        for e in load_asa_split(s)
-    ]
-    convs += [
-        [{"role": "user", "content": format_mcq_prompt(it)}, {"role": "assistant", "content": it.gold_letter}]
-        for it in load_builtin_mcq()
-    ]
-    calc = make_calc_splits(n_train=600, n_eval_per_subset=50, seed=seed)["train"]
-    convs += [
-        [{"role": "user", "content": c["prompt"]}, {"role": "assistant", "content": c["completion"]}]
-        for c in calc
-    ]
-    random.Random(seed).shuffle(convs)
-    return convs[:n_train], convs[n_train : n_train + n_eval]
-
-
 def _cmd_data(args: argparse.Namespace) -> int:
     from ..runs import save_json
     from .calc_data import make_calc_splits
@@ -54,12 +28,13 @@ def _cmd_splice_cost(args: argparse.Namespace) -> int:
     from ..eval.stats import bootstrap_mean
     from ..models import load_model
     from ..runs import save_json
+    from .corpus import offline_corpus
     from .splice_eval import cross_entropy, mlp_pairs, transcoder_splice
     from .train import train_transcoder
     from .transcoder import Transcoder, save_transcoder
 
     lm = load_model(args.model, device=args.device)
-    train, held = _corpus(args.n_train, args.n_eval, args.seed)
+    train, held = offline_corpus(args.n_train, args.n_eval, args.seed)
     raw = cross_entropy(lm, held, chat=True)
     out = Path(args.out)
     rows = []

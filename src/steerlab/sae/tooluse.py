@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,35 +18,11 @@ from ..eval.stats import bootstrap_mean
 from ..runs import RunDir, load_json, save_json
 from .calc_data import make_calc_splits
 from .config import ToolUseConfig
+from .corpus import calc_conversations, general_prompts
 
 log = logging.getLogger(__name__)
 STAGES = ("data", "finetune", "base", "delta", "evaluate", "attribute", "report")
 SUBSETS = ("tool", "ood", "copy")
-
-
-def general_prompts(n: int, seed: int) -> list[list[dict]]:
-    """Offline non-calculator conversations (ASA prompts, MCQ questions with their answer letter)."""
-    from ..data.asa_data import load_asa_split
-    from ..pas.mcq import format_mcq_prompt, load_builtin_mcq
-
-    convs = [
-        [{"role": "user", "content": e.prompt}]
-        for s in ("cal", "train", "valid", "test")
-        for e in load_asa_split(s)
-    ]
-    convs += [
-        [{"role": "user", "content": format_mcq_prompt(it)}, {"role": "assistant", "content": it.gold_letter}]
-        for it in load_builtin_mcq()
-    ]
-    random.Random(seed).shuffle(convs)
-    return convs[:n]
-
-
-def calc_conversations(rows: list[dict]) -> list[list[dict]]:
-    return [
-        [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}]
-        for r in rows
-    ]
 
 
 @dataclass
