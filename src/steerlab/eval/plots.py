@@ -24,6 +24,14 @@ def _save(fig: object, path: str | Path) -> Path:
     return path
 
 
+def _yerr(values: Sequence[float], lows: Sequence[float], highs: Sequence[float]) -> list[list[float]]:
+    """Error-bar lengths, clipped at 0: an interval bound can sit a rounding error inside its point estimate."""
+    return [
+        [max(0.0, v - lo) for v, lo in zip(values, lows)],
+        [max(0.0, hi - v) for v, hi in zip(values, highs)],
+    ]
+
+
 def bar_with_ci(
     labels: Sequence[str],
     values: Sequence[float],
@@ -34,7 +42,7 @@ def bar_with_ci(
     ylabel: str = "",
 ) -> Path:
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(labels) + 2), 3.6))
-    err = [[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]]
+    err = _yerr(values, lows, highs)
     ax.bar(range(len(labels)), values, yerr=err, capsize=4, color="#4c78a8")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_title(textwrap.fill(title, 58), fontsize=10)
@@ -55,7 +63,7 @@ def grouped_bars_with_ci(
     width = 0.8 / max(1, len(series))
     for k, (name, (vals, lows, highs)) in enumerate(series.items()):
         xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
-        err = [[v - lo for v, lo in zip(vals, lows)], [hi - v for v, hi in zip(vals, highs)]]
+        err = _yerr(vals, lows, highs)
         ax.bar(xs, vals, width=width, yerr=err, capsize=3, label=name)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_title(textwrap.fill(title, 58), fontsize=10)
