@@ -32,14 +32,20 @@ def write_report(root: str | Path) -> Path:
             f"## LoRA finetune ({cfg['lora_targets']} projections, layers {cfg['lora_layers'] or 'all'}, "
             f"rank {cfg['lora_rank']}, {ft['n_examples']} examples, {ft['steps']} steps)",
             "",
-            "| subset | tool_call_rate before | after | valid format after | math correct after |",
-            "|---|---|---|---|---|",
+            "| subset | tool_call_rate before | after | valid format after | math correct after | "
+            "copy exact before | after |",
+            "|---|---|---|---|---|---|---|",
         ]
         for s in SUBSETS:
             b, a = ft["before"][s], ft["after"][s]
+            copy = (
+                f"{_ci(b['copy_exact_rate'])} | {_ci(a['copy_exact_rate'])}"
+                if "copy_exact_rate" in a
+                else "– | –"
+            )
             lines.append(
                 f"| {s} | {_ci(b['tool_call_rate'])} | {_ci(a['tool_call_rate'])} | "
-                f"{_ci(a['valid_tool_format_rate'])} | {_ci(a['math_correct_rate'])} |"
+                f"{_ci(a['valid_tool_format_rate'])} | {_ci(a['math_correct_rate'])} | {copy} |"
             )
         lines.append("")
     base_path = root / "base" / "base.json"
