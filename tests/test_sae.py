@@ -127,3 +127,12 @@ def test_splice_identity_transcoder_keeps_ce_and_alpha_zero_equals_base(tiny_mod
     with transcoder_splice(lm, 1, d, alpha=0.0):
         ce_zero = cross_entropy(lm, texts)
     assert torch.equal(ce_base, ce_zero) and not torch.allclose(ce_base, plain)
+
+
+def test_tail_mean_averages_only_the_steps_that_ran():
+    from steerlab.sae.train import tail_mean
+
+    assert tail_mean({"nmse": [4.0, 1.0, 2.0, 3.0]}, "nmse", n=3) == 2.0
+    assert tail_mean({"l0": [2.0, 4.0]}, "l0") == 3.0  # 2 steps: divide by 2, not by 50
+    with pytest.raises(ValueError, match="'l0'"):
+        tail_mean({"l0": []}, "l0")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from steerlab.sae.corpus import offline_corpus
-from steerlab.sae.splice_eval import cross_entropy, mlp_pairs, transcoder_splice
+from steerlab.sae.splice_eval import cross_entropy, mlp_pairs, transcoder_splice, zero_mlp_splice
 from steerlab.sae.train import train_transcoder
 from steerlab.sae.transcoder import Transcoder
 
@@ -22,11 +22,7 @@ def test_base_splice_recovers_most_of_the_mlp_on_the_embedded_model(smollm):
     raw = cross_entropy(smollm, held, chat=True)
     with transcoder_splice(smollm, layer, tc):
         spliced = cross_entropy(smollm, held, chat=True)
-    zero = Transcoder(smollm.hidden_size, 1, activation="relu")
-    with torch.no_grad():
-        for p in zero.parameters():
-            p.zero_()
-    with transcoder_splice(smollm, layer, zero):
+    with zero_mlp_splice(smollm, layer):
         ablated = cross_entropy(smollm, held, chat=True)
     after = cross_entropy(smollm, held, chat=True)
     assert torch.equal(after, raw)  # removing the splice restores the model exactly

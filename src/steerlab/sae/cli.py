@@ -22,15 +22,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_splice_cost(args: argparse.Namespace) -> int:
-    import torch
-
     from ..eval.plots import line_sweep
     from ..eval.stats import bootstrap_mean
     from ..models import load_model
     from ..runs import save_json
     from .corpus import offline_corpus
-    from .splice_eval import cross_entropy, mlp_pairs, transcoder_splice
-    from .train import train_transcoder
+    from .splice_eval import cross_entropy, mlp_pairs, transcoder_splice, zero_mlp_splice
+    from .train import tail_mean, train_transcoder
     from .transcoder import Transcoder, save_transcoder
 
     lm = load_model(args.model, device=args.device)
@@ -55,11 +53,7 @@ def _cmd_splice_cost(args: argparse.Namespace) -> int:
         )
         with transcoder_splice(lm, layer, tc):
             spliced = cross_entropy(lm, held, chat=True)
-        zero_mlp = Transcoder(lm.hidden_size, 1, activation="relu")
-        with torch.no_grad():
-            for p in zero_mlp.parameters():
-                p.zero_()
-        with transcoder_splice(lm, layer, zero_mlp):
+        with zero_mlp_splice(lm, layer):
             ablated = cross_entropy(lm, held, chat=True)
         diff = bootstrap_mean((spliced - raw).numpy(), seed=args.seed)
         abl = float((ablated - raw).mean())
@@ -71,8 +65,8 @@ def _cmd_splice_cost(args: argparse.Namespace) -> int:
                 "ce_increase": diff,
                 "ce_increase_mlp_zeroed": abl,
                 "fraction_of_mlp_recovered": 1 - diff[0] / abl if abl > 0 else None,
-                "train_nmse": sum(hist["nmse"][-50:]) / 50,
-                "l0": sum(hist["l0"][-50:]) / 50,
+                "train_nmse": tail_mean(hist, "nmse"),
+                "l0": tail_mean(hist, "l0"),
                 "n_train_tokens": int(x.shape[0]),
                 "n_eval_tokens": int(raw.numel()),
             }

@@ -27,6 +27,12 @@ def transcoder_splice(lm: LoadedModel, layer: int, tc: Transcoder | DeltaTransco
     return splice(lm, layer, fn)
 
 
+def zero_mlp_splice(lm: LoadedModel, layer: int):  # noqa: ANN201
+    """A splice handle that zeroes MLP(layer)'s output (at every position but BOS): the yardstick a transcoder's
+    splice cost is compared with."""
+    return splice(lm, layer, lambda inp, out, valid: torch.zeros_like(out))
+
+
 def mlp_pairs(
     lm: LoadedModel, texts: Sequence, layer: int, batch_size: int = 16, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:

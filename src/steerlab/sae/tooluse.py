@@ -166,7 +166,7 @@ class ToolUseRun:
 
     def base(self) -> None:
         from .splice_eval import cross_entropy, transcoder_splice
-        from .train import train_transcoder
+        from .train import tail_mean, train_transcoder
         from .transcoder import Transcoder, save_transcoder
 
         c = self.config
@@ -216,8 +216,8 @@ class ToolUseRun:
             save_json(
                 tmp / "base.json",
                 {
-                    "train_nmse": sum(hist["nmse"][-50:]) / 50,
-                    "l0": sum(hist["l0"][-50:]) / 50,
+                    "train_nmse": tail_mean(hist, "nmse"),
+                    "l0": tail_mean(hist, "l0"),
                     "n_train_tokens": int(x.shape[0]),
                     "ce_raw": float(raw.mean()),
                     "ce_spliced": float(spliced.mean()),
@@ -229,7 +229,7 @@ class ToolUseRun:
         self._stage("base", params, fn)
 
     def delta(self) -> None:
-        from .train import train_transcoder
+        from .train import tail_mean, train_transcoder
         from .transcoder import DeltaTranscoder, load_transcoder, save_transcoder
 
         c = self.config
@@ -270,8 +270,8 @@ class ToolUseRun:
                 out[name] = {
                     "trained_on": which,
                     "nmse_base_only": nmse0,
-                    "nmse_with_delta": sum(hist["nmse"][-50:]) / 50,
-                    "delta_l0": sum(hist["l0"][-50:]) / 50,
+                    "nmse_with_delta": tail_mean(hist, "nmse"),
+                    "delta_l0": tail_mean(hist, "l0"),
                 }
             save_json(tmp / "delta.json", out)
 

@@ -63,6 +63,15 @@ def train_transcoder(
     return hist
 
 
+def tail_mean(hist: dict, key: str, n: int = 50) -> float:
+    """Mean of the last ``n`` training steps' ``key`` (fewer when the run was shorter): the figure to report,
+    steadier than the last minibatch."""
+    vals = hist[key][-n:]
+    if not vals:
+        raise ValueError(f"the training history holds no {key!r} values")
+    return sum(vals) / len(vals)
+
+
 def init_thresholds(t: Transcoder, x: torch.Tensor, l0: float, n: int = 4096, seed: int = 0) -> None:
     """Per-latent threshold = the (1 - l0/d_sae) quantile of its positive pre-activations on a sample of x;
     eps = a tenth of the median threshold, so the kernel window holds a useful share of samples."""
