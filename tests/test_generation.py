@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from steerlab.generation import common_prefix_len, generate, generate_conditions
+from steerlab.generation import generate, generate_conditions
+from steerlab.models.prefix import common_prefix_len
 from steerlab.steering import steer
 
 PROMPTS = ["hello there, how are you today?", "hi", "what is the weather like in Paris right now?"]
@@ -40,18 +41,23 @@ def test_conditions_equal_separate_runs(tiny_models, family):
     assert [g.token_ids for g in multi["plain"]] != [g.token_ids for g in multi["push"]]
 
 
-def test_conditions_reject_policies_touching_earlier_tokens(tiny_models):
+def test_conditions_touching_earlier_tokens_are_computed_whole(tiny_models):
     lm = tiny_models("llama")
-    conds = {"all": lambda idx: steer(lm, torch.ones(32), layer=1, policy="all")}
-    with pytest.raises(ValueError, match="policy 'all'"):
-        generate_conditions(lm, PROMPTS, conds, max_new_tokens=2, chat=True, system=SYSTEM, progress=False)
+    v = torch.randn(32, generator=torch.Generator().manual_seed(4)) * 8
+    conds = {"all": lambda idx: steer(lm, v, layer=1, policy="all"), "plain": None}
+    kw = dict(max_new_tokens=4, chat=True, system=SYSTEM, progress=False)
+    multi = generate_conditions(lm, PROMPTS, conds, **kw)
+    with steer(lm, v, layer=1, policy="all"):
+        ref = generate(lm, PROMPTS, shared_prefix=False, **kw)
+    assert [g.token_ids for g in multi["all"]] == [g.token_ids for g in ref]
+    assert [g.token_ids for g in multi["all"]] != [g.token_ids for g in multi["plain"]]
 
 
 def test_stop_rule_ends_rows_early(tiny_models):
     lm = tiny_models("llama")
     out = generate(lm, PROMPTS, max_new_tokens=8, chat=True, stop=lambda text: len(text) >= 2, progress=False)
     assert all(g.stopped_by in ("stop", "eos") and len(g.token_ids) <= 2 for g in out)
-    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 1"):
         generate(lm, PROMPTS, max_new_tokens=0)
 
 

@@ -61,7 +61,9 @@ def test_completion_ids_and_ce_mask_the_prompt(tiny_models):
     p, c = pairs[1]
     ids, mask = left_pad([p + c], lm.tokenizer.pad_token_id)
     with torch.no_grad():
-        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+        logits = lm.model(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
+        ).logits
     logp = torch.log_softmax(logits[0, :-1], -1)
     manual = -logp[torch.arange(len(p) - 1, len(p) + len(c) - 1), torch.tensor(c)].mean()
     torch.testing.assert_close(ce[1], manual, atol=1e-4, rtol=1e-4)
@@ -129,16 +131,51 @@ def test_study_pipeline_end_to_end_on_a_tiny_model(tmp_path, capsys):
 
     model_dir = save_model_dir(tiny_model("llama", n_layers=3), tmp_path / "tiny")
     out = tmp_path / "run"
-    args = ["sae", "run", "--quick", "-q", "--out", str(out), "--model", str(model_dir), "--layer", "1",
-            "--n-eval", "6", "--n-general", "10", "--d-sae", "64", "--d-new", "8", "--steps", "20",
-            "--delta-steps", "20", "--max-new-tokens", "6", "--lora-examples", "32", "--k", "8", "--init-l0", "8",
-            "--delta-init-l0", "2"]
+    args = [
+        "sae",
+        "run",
+        "--quick",
+        "-q",
+        "--out",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--layer",
+        "1",
+        "--n-eval",
+        "6",
+        "--n-general",
+        "10",
+        "--d-sae",
+        "64",
+        "--d-new",
+        "8",
+        "--steps",
+        "20",
+        "--delta-steps",
+        "20",
+        "--max-new-tokens",
+        "6",
+        "--lora-examples",
+        "32",
+        "--k",
+        "8",
+        "--init-l0",
+        "8",
+        "--delta-init-l0",
+        "2",
+    ]
     assert main(args) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["layer"] == 1 and cfg["lora_layers"] == [1]
     ev = json.loads((out / "evaluate" / "evaluate.json").read_text())
     conds = ev["conditions"]
-    assert set(conds) == {"finetuned (no splice)", "base only (alpha=0)", "base + 1*delta", "base + 1*control delta"}
+    assert set(conds) == {
+        "finetuned (no splice)",
+        "base only (alpha=0)",
+        "base + 1*delta",
+        "base + 1*control delta",
+    }
     for c in conds.values():
         assert set(c["subsets"]) == {"tool", "ood", "copy"}
         assert 0 <= c["subsets"]["tool"]["tool_call_rate"][0] <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
-from ..models.prefix import common_prefix_len, expand_cache, prefix_cache
+from ..models.phase import PROMPT, active_interventions, context_safe, forward_phase
+from ..models.prefix import common_prefix_len, expand_cache, prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
 from .cache import load_cached, save_cached
 
 Positions = str | int | Sequence[int]
+log = logging.getLogger(__name__)
 
 
 class _StopForward(Exception):
@@ -98,10 +101,10 @@ def capture(
     Rows are batched by length with left padding and position ids that skip the padding, so a batch gives the
     same states as one prompt at a time. The forward stops after the deepest layer asked for. A token prefix
     common to all prompts (system prompt, few-shot turns) is computed once when only end-relative positions
-    are asked for. A token prefix
-    common to all prompts (system prompt, few-shot turns) is computed once when only end-relative positions
-    are asked for. With ``cache_dir``
-    the result is stored as safetensors keyed by model fingerprint + rendered inputs + layers/sites/positions.
+    are asked for and no active intervention changes it. Active steering handles and splices apply as in any
+    forward. With ``cache_dir`` the result is stored as safetensors keyed by the model's fingerprint + rendered
+    inputs + layers/sites/positions; the cache is neither read nor written while an intervention is active (what
+    it does is not part of the key).
     """
     layer_list = [layers] if isinstance(layers, int) else list(layers)
     site_list = [sites] if isinstance(sites, str) else list(sites)
@@ -117,7 +120,9 @@ def capture(
     texts = render_prompts(lm.tokenizer, prompts, chat=chat, tools=tools, system=system)
     keys = [(layer, site) for layer in layer_list for site in site_list]
     cache_key = None
-    if cache_dir is not None:
+    if cache_dir is not None and active_interventions(lm):
+        log.info("capture cache bypassed: steering or a splice is active on the model")
+    elif cache_dir is not None:
         cache_key = hashlib.sha256(
             json.dumps(
                 {
@@ -149,7 +154,7 @@ def capture(
     def stop(_h: torch.Tensor) -> None:
         raise _StopForward
 
-    share = _usable_prefix(lm, ids, positions, min_shared) if shared_prefix else 0
+    share = _usable_prefix(lm, ids, positions, min_shared) if shared_prefix and context_safe(lm) else 0
     with torch.inference_mode():  # before the hooks: the prefix must not be captured
         pcache = prefix_cache(lm, ids[0][:share]) if share else None
     for key in keys:
@@ -169,12 +174,13 @@ def capture(
                     kwargs = {"past_key_values": expand_cache(pcache, len(batch)), "use_cache": True}
                     full_mask = torch.cat([ones, mask], dim=1)
                 try:
-                    lm.model(
-                        input_ids=input_ids,
-                        attention_mask=full_mask,
-                        position_ids=position_ids_from_mask(mask, share),
-                        **kwargs,
-                    )
+                    with forward_phase(lm, PROMPT):
+                        lm.model(
+                            input_ids=input_ids,
+                            attention_mask=full_mask,
+                            position_ids=position_ids_from_mask(mask, share),
+                            **kwargs,
+                        )
                 except _StopForward:
                     pass
                 for key in keys:
@@ -195,8 +201,9 @@ def capture(
 
 
 def _usable_prefix(lm: LoadedModel, ids: list[list[int]], positions: Positions, min_shared: int) -> int:
-    """Shared prefix length, or 0 where it cannot be used (positions counted from the start, conv caches)."""
-    if "conv" in lm.arch.layer_kinds or len(ids) < 2:
+    """Shared prefix length, or 0 where it cannot be used (positions counted from the start, conv caches, a sliding
+    window the padded rows could exceed)."""
+    if len(ids) < 2 or not sharing_allowed(lm, max(len(x) for x in ids)):
         return 0
     if positions == "last":
         need = 1

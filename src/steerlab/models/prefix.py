@@ -1,22 +1,19 @@
-"""A prompt prefix shared by every row (system prompt, tool list, few-shot turns) is computed once."""
+"""A prompt prefix shared by every row (system prompt, tool list, few-shot turns) is computed once.
+
+Sharing is an optimisation that must not change results, so it is off wherever it would: with LFM2's convolution
+state (it cannot be re-batched), and with sliding-window attention when a padded ``[prefix | pads | suffix]`` row
+could reach past the window (the window would count the pad slots).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from .loading import LoadedModel
-
-
-@contextlib.contextmanager
-def paused_steering() -> Iterator[None]:
-    from ..steering import paused  # steering sits above models; imported at call time
-
-    with paused():
-        yield
+from .phase import CONTEXT, forward_phase
 
 
 def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
@@ -31,9 +28,19 @@ def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
     return k
 
 
+def sharing_allowed(lm: LoadedModel, width: int) -> bool:
+    """Whether a shared prefix is exact for rows that span at most ``width`` cache slots (prefix, pads, suffix and
+    generated tokens)."""
+    if "conv" in lm.arch.layer_kinds:
+        return False
+    window = lm.arch.sliding_window
+    return window is None or width <= window
+
+
 def prefix_cache(lm: LoadedModel, prefix: list[int]) -> object:
+    """The KV cache of ``prefix`` (one row), computed as prompt context: no row's last prompt token is in it."""
     ids = torch.tensor([prefix], device=lm.device)
-    with paused_steering():
+    with forward_phase(lm, CONTEXT):
         out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
     return out.past_key_values
 

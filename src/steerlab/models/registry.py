@@ -75,6 +75,7 @@ class ArchInfo:
     mixer_names: list[str]  # attribute of the token mixer in each layer
     mlp_name: str
     discovered: bool = False  # True when found by discovery rather than the registry
+    sliding_window: int | None = None  # attention window of sliding-window layers (Mistral, Gemma2/3), if any
     notes: list[str] = field(default_factory=list)
 
     def check_layer(self, layer: int) -> int:
@@ -117,6 +118,7 @@ class ArchInfo:
             "n_layers": self.n_layers,
             "hidden_size": self.hidden_size,
             "layer_kinds": self.layer_kinds,
+            "sliding_window": self.sliding_window,
             "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]",
         }
 
@@ -128,6 +130,22 @@ def _hidden_size(config: object) -> int | None:
             return val
     text_cfg = getattr(config, "text_config", None)
     return _hidden_size(text_cfg) if text_cfg is not None else None
+
+
+def _sliding_window(config: object) -> int | None:
+    """The window of a model whose attention is (partly) sliding-window, else None."""
+    if config is None:
+        return None
+    text_cfg = getattr(config, "text_config", None)
+    if text_cfg is not None and text_cfg is not config and getattr(config, "sliding_window", None) is None:
+        return _sliding_window(text_cfg)
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        return None
+    kinds = getattr(config, "layer_types", None)
+    if kinds:
+        return window if any("sliding" in str(k) for k in kinds) else None
+    return window if getattr(config, "use_sliding_window", True) else None
 
 
 def detect_architecture(model: nn.Module) -> ArchInfo:
@@ -183,6 +201,7 @@ def detect_architecture(model: nn.Module) -> ArchInfo:
         mixer_names=mixer_names,
         mlp_name=mlp_name,
         discovered=family not in KNOWN_FAMILIES,
+        sliding_window=_sliding_window(config),
     )
 
 

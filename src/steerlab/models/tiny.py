@@ -38,7 +38,9 @@ def char_tokenizer() -> object:
     return tok
 
 
-def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 32) -> object:
+def tiny_config(
+    family: str, vocab_size: int, n_layers: int = 4, hidden: int = 32, sliding_window: int | None = None
+) -> object:
     import transformers as T
 
     common = dict(
@@ -56,15 +58,15 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 3
     if family == "llama":
         return T.LlamaConfig(**common)
     if family == "mistral":
-        return T.MistralConfig(**common, sliding_window=None)
+        return T.MistralConfig(**common, sliding_window=sliding_window)
     if family == "qwen2":
         return T.Qwen2Config(**common)
     if family == "qwen3":
         return T.Qwen3Config(**common, head_dim=hidden // 4)
     if family == "gemma2":
-        return T.Gemma2Config(**common, head_dim=hidden // 4)
+        return T.Gemma2Config(**common, head_dim=hidden // 4, sliding_window=sliding_window or 4096)
     if family == "gemma3":
-        return T.Gemma3TextConfig(**common, head_dim=hidden // 4)
+        return T.Gemma3TextConfig(**common, head_dim=hidden // 4, sliding_window=sliding_window or 4096)
     if family == "gpt2":
         return T.GPT2Config(
             vocab_size=vocab_size,
@@ -83,13 +85,21 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 4, hidden: int = 3
 
 
 def tiny_model(
-    family: str = "llama", *, n_layers: int = 4, hidden: int = 32, seed: int = 0, device: str = "cpu"
+    family: str = "llama",
+    *,
+    n_layers: int = 4,
+    hidden: int = 32,
+    seed: int = 0,
+    device: str = "cpu",
+    sliding_window: int | None = None,
 ) -> LoadedModel:
-    """A randomly initialised model of ``family`` with a character tokenizer, in fp32 (on CPU by default)."""
+    """A randomly initialised model of ``family`` with a character tokenizer, in fp32 (on CPU by default).
+
+    ``sliding_window`` sets the attention window of mistral, gemma2 and gemma3 (a small one exercises it)."""
     from transformers import AutoModelForCausalLM
 
     tok = char_tokenizer()
-    cfg = tiny_config(family, len(tok), n_layers=n_layers, hidden=hidden)
+    cfg = tiny_config(family, len(tok), n_layers=n_layers, hidden=hidden, sliding_window=sliding_window)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).to(device=device, dtype=torch.float32)
     return wrap_model(model, tok, name=f"tiny-{family}")

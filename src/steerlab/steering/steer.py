@@ -4,30 +4,41 @@ from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 from collections.abc import Callable, Iterator
 
 import torch
 
 from ..models import LoadedModel, base_model, hook_site
-from .phase import ForwardPositions, PhaseTracker
+from ..models.phase import (
+    CONTEXT,
+    DECODE,
+    MIXED,
+    PROMPT,
+    ForwardInfo,
+    active_interventions,
+    register,
+    unregister,
+)
 
 POLICIES = ("prompt_last", "prompt_all", "generated", "all")
 # controller(hidden at each row's last prompt token [B, d]) -> (coef [B], vectors [B, d] or [d])
 Controller = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# the phases in which a policy can touch nothing, so its hook returns at once
+_IDLE = {"prompt_last": (CONTEXT, DECODE), "prompt_all": (DECODE,), "generated": (PROMPT, CONTEXT), "all": ()}
 
 _paused = 0
-_registry: weakref.WeakSet = weakref.WeakSet()
 
 
-def active_handles() -> list[SteeringHandle]:
-    """Steering handles currently registered on any model."""
-    return [h for h in _registry if h._active]
+def active_handles(lm: LoadedModel | None = None) -> list[SteeringHandle]:
+    """Steering handles currently active on ``lm`` (on any model when None)."""
+    if lm is not None:
+        return [h for h in active_interventions(lm) if isinstance(h, SteeringHandle)]
+    return [h for h in SteeringHandle._live if h._active]
 
 
 @contextlib.contextmanager
 def paused() -> Iterator[None]:
-    """Suspend every steering handle (e.g. while a shared prompt prefix is cached)."""
+    """Suspend every steering handle inside (e.g. to compare with the plain model without removing handles)."""
     global _paused
     _paused += 1
     try:
@@ -64,6 +75,8 @@ def _check_coef(coef: float | torch.Tensor) -> torch.Tensor:
 class SteeringHandle:
     """An active intervention; use as a context manager or call ``remove()``."""
 
+    _live: list[SteeringHandle] = []
+
     def __init__(
         self,
         lm: LoadedModel,
@@ -88,77 +101,107 @@ class SteeringHandle:
         self.touched: list[torch.Tensor] = []  # masks of positions changed, when record=True
         self.record = False
         self.row_index: list[int] | None = None  # set by a decoder that dropped finished rows from the batch
-        self._tracker = PhaseTracker(base_model(lm.model, lm.arch))
+        self._static: tuple[torch.Tensor, torch.Tensor] | None = None  # coef, vector on the hidden's device
+        self._state = register(lm, base_model(lm.model, lm.arch), self)
         self._hook = hook_site(lm.model, lm.arch, layer, site, self._apply)
         self._active = True
-        _registry.add(self)
+        SteeringHandle._live.append(self)
+
+    @property
+    def touches_context(self) -> bool:
+        """Whether this handle may change prompt tokens before the last one (so they cannot be computed once)."""
+        return self.policy in ("prompt_all", "all")
+
+    @property
+    def needs_whole_prompt(self) -> bool:
+        """A controller that steers tokens before the last decides from the last one: the prompt must be one forward."""
+        return self.controller is not None and self.touches_context
 
     def set_coef(self, coef: float | torch.Tensor) -> None:
         self.coef = _check_coef(coef)
+        self._static = None
 
-    def _row_values(self, hidden: torch.Tensor, pos: ForwardPositions) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decide(self, hidden: torch.Tensor, pos: ForwardInfo) -> None:
+        """Run the controller on each row's last prompt token (taken whatever the policy touches)."""
+        if not bool((pos.last_prompt >= 0).any()):
+            return
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        coef, vec = self.controller(hidden[rows, pos.last_prompt.clamp(min=0)])
+        coef = _check_coef(coef)
+        vec = check_vector(vec, self.lm.hidden_size, "controller vector")
+        self.last_decision = (coef, vec.detach())
+
+    def _row_values(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bsz = hidden.shape[0]
-        if self.controller is not None and pos.prompt.any():
-            rows = torch.arange(bsz, device=hidden.device)
-            h_last = hidden[rows, pos.last_prompt.clamp(min=0)]
-            coef, vec = self.controller(h_last)
-            coef = _check_coef(coef)
-            vec = check_vector(vec, self.lm.hidden_size, "controller vector")
-            self.last_decision = (coef, vec.detach())
-        elif self.controller is not None:
+        if self.controller is not None:
             if self.last_decision is None:
-                raise RuntimeError("a controller-driven handle saw a generated step before any prompt")
-            coef, vec = self.last_decision
+                raise RuntimeError(
+                    "a controller-driven handle saw tokens before any prompt's last token (a controller decides "
+                    "from the last prompt token, so it cannot steer a shared prefix or a generated step first)"
+                )
+            coef, vec = (x.to(hidden.device) for x in self.last_decision)
         else:
-            coef, vec = self.coef, self.vector
+            if self._static is None or self._static[1].device != hidden.device:
+                self._static = (self.coef.to(hidden.device), self.vector.to(hidden.device, torch.float32))
+            coef, vec = self._static
         if self.row_index is not None and len(self.row_index) == bsz:
-            coef = coef[self.row_index] if coef.dim() == 1 and coef.shape[0] > bsz else coef
-            vec = vec[self.row_index] if vec.dim() == 2 and vec.shape[0] > bsz else vec
+            idx = torch.as_tensor(self.row_index, device=hidden.device)
+            coef = coef[idx] if coef.dim() == 1 and coef.shape[0] > bsz else coef
+            vec = vec[idx] if vec.dim() == 2 and vec.shape[0] > bsz else vec
         if coef.dim() == 1 and coef.shape[0] != bsz:
             raise ValueError(f"{coef.shape[0]} per-row coefficients given for a batch of {bsz} rows")
         if vec.dim() == 2 and vec.shape[0] != bsz:
             raise ValueError(f"{vec.shape[0]} per-row vectors given for a batch of {bsz} rows")
         return coef, vec
 
-    def _mask(self, pos: ForwardPositions, shape: torch.Size) -> torch.Tensor:
+    def _mask(self, pos: ForwardInfo) -> torch.Tensor | None:
+        """Positions to change, or None for every position of the forward (padding included: it is never read)."""
         if self.policy == "prompt_last":
-            mask = torch.zeros(shape, dtype=torch.bool, device=pos.valid.device)
+            mask = torch.zeros(pos.bsz, pos.seq, dtype=torch.bool, device=pos.valid.device)
             rows = torch.nonzero(pos.last_prompt >= 0).flatten()
             mask[rows, pos.last_prompt[rows]] = True
             return mask
         if self.policy == "prompt_all":
-            return pos.prompt
+            return None if pos.phase in (PROMPT, CONTEXT) and not self.record else pos.prompt
         if self.policy == "generated":
-            return pos.generated
-        return pos.valid
+            return None if pos.phase == DECODE and not self.record else pos.generated
+        return None if not self.record else pos.valid
 
     def _apply(self, hidden: torch.Tensor) -> torch.Tensor | None:
-        pos = self._tracker.current
+        pos = self._state.current
         if not self._active or _paused or pos is None:
             return None
-        if tuple(pos.valid.shape) != tuple(hidden.shape[:2]):
+        if self.controller is not None and pos.phase in (PROMPT, MIXED):
+            self._decide(hidden, pos)
+        if pos.phase in _IDLE[self.policy]:
+            if self.record:
+                self.touched.append(torch.zeros(pos.bsz, pos.seq, dtype=torch.bool))
+            return None
+        if (pos.bsz, pos.seq) != tuple(hidden.shape[:2]):
             raise RuntimeError(
-                f"steering expected hidden states of shape {tuple(pos.valid.shape)}+(d,), got "
+                f"steering expected hidden states of shape {(pos.bsz, pos.seq)}+(d,), got "
                 f"{tuple(hidden.shape)}; batch packing is not supported"
             )
-        mask = self._mask(pos, hidden.shape[:2])
+        mask = self._mask(pos)
         if self.record:
-            self.touched.append(mask.detach().cpu().clone())
-        if not mask.any():
+            self.touched.append((mask if mask is not None else pos.valid).detach().cpu().clone())
+        if mask is not None and not bool(mask.any()):
             return None
-        coef, vec = self._row_values(hidden, pos)
-        coef = coef.to(hidden.device, torch.float32)
-        vec = vec.to(hidden.device, torch.float32)
-        coef_b = coef.view(-1, 1, 1) if coef.dim() == 1 else coef.view(1, 1, 1)
-        vec_b = vec.view(vec.shape[0], 1, -1) if vec.dim() == 2 else vec.view(1, 1, -1)
-        delta = (coef_b * vec_b) * mask.unsqueeze(-1).to(torch.float32)
+        coef, vec = self._row_values(hidden)
+        delta = (coef.view(-1, 1) if coef.dim() == 1 else coef) * (vec if vec.dim() == 2 else vec.view(1, -1))
+        delta = delta.to(torch.float32).unsqueeze(1)  # [B or 1, 1, d]
+        if mask is not None:
+            delta = delta * mask.unsqueeze(-1)
+        if hidden.dtype == torch.float32:
+            return hidden + delta
         return (hidden.to(torch.float32) + delta).to(hidden.dtype)
 
     def remove(self) -> None:
         if self._active:
             self._hook.remove()
-            self._tracker.remove()
+            unregister(self.lm, self)
             self._active = False
+            SteeringHandle._live = [h for h in SteeringHandle._live if h is not self]
 
     def __enter__(self) -> SteeringHandle:
         return self
@@ -186,8 +229,8 @@ def steer(
     return SteeringHandle(lm, vector, layer, site, coef, policy, controller)
 
 
-def hidden_norm_units(alpha: float, mean_norm: float) -> float:
-    """Strengths are stated in units of the mean hidden-state norm: coef = alpha * mean_norm (vector unit-norm)."""
-    if not math.isfinite(alpha) or not math.isfinite(mean_norm) or mean_norm <= 0:
-        raise ValueError(f"alpha ({alpha}) must be finite and mean_norm ({mean_norm}) finite and > 0")
-    return alpha * mean_norm
+def hidden_norm_units(strength: float, mean_norm: float) -> float:
+    """Strengths are stated in units of the mean hidden-state norm: coef = strength * mean_norm (unit vector)."""
+    if not math.isfinite(strength) or not math.isfinite(mean_norm) or mean_norm <= 0:
+        raise ValueError(f"strength ({strength}) must be finite and mean_norm ({mean_norm}) finite and > 0")
+    return strength * mean_norm

@@ -1,0 +1,16 @@
+"""Generation and next-token scoring (greedy or sampled; KV cache; shared prefix; several conditions at once)."""
+
+from .api import RowSetup, generate, generate_conditions, next_token_scores
+from .decode import Generation, StopFn, TokenFn
+from .prefill import shared_len
+
+__all__ = [
+    "Generation",
+    "RowSetup",
+    "StopFn",
+    "TokenFn",
+    "generate",
+    "generate_conditions",
+    "next_token_scores",
+    "shared_len",
+]

@@ -1,0 +1,269 @@
+"""Batched generation and next-token scoring: KV cache, a shared prompt prefix computed once, per-row stop rules,
+lengths and samplers, and several last-token conditions computed from one context.
+
+Why not ``model.generate``: trigger detection needs a per-row stop rule on the decoded text ("the output can no
+longer start with the tool marker"), and ASA's few-shot prompts share a long prefix worth computing once. Steering
+handles work the same here and inside ``model.generate`` (see ``steerlab.models.phase``).
+
+Every shortcut is exact or off: a prefix or context computed once is used only while no active intervention
+changes the tokens in it (``prompt_all``/``all`` steering, splices), and only where the model allows it (no conv
+state, no sliding window the padded rows could exceed). Otherwise the rows are computed whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..models import LoadedModel, render_prompts, tokenize_texts
+from ..models.phase import CONTEXT, active_interventions, context_safe
+from ..models.prefix import prefix_cache
+from ..models.text import PromptLike, length_sorted_batches
+from .decode import DecodeRules, Generation, StopFn, TokenFn, decode, eos_ids
+from .prefill import ContextCache, last_token_forward, prefill, shared_len
+from .sampling import RowSampler, per_row
+
+RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
+
+
+class _Prefix:
+    """The shared prefix's cache, computed on first use (inside a batch whose interventions allow it)."""
+
+    def __init__(self, lm: LoadedModel, ids: list[int]) -> None:
+        self.lm, self.ids, self._cache = lm, ids, None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def cache(self) -> object:
+        if self._cache is None and self.ids:
+            self._cache = prefix_cache(self.lm, self.ids)
+        return self._cache
+
+
+def _tokenize(lm: LoadedModel, prompts: Sequence[PromptLike], **render: object) -> list[list[int]]:
+    return tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts, **render))
+
+
+def _max_new(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
+    out = per_row(max_new_tokens, n, "max_new_tokens")
+    for m in out:
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1 (one, or one per prompt), got {m!r}")
+    return out
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    *,
+    max_new_tokens: int | Sequence[int] = 64,
+    batch_size: int = 8,
+    chat: bool | None = None,
+    tools: list[dict] | None = None,
+    system: str | None = None,
+    stop: StopFn | None = None,
+    shared_prefix: bool | str = "auto",
+    min_shared: int = 16,
+    row_setup: RowSetup | None = None,
+    progress: bool = True,
+    desc: str = "generate",
+    temperature: float | Sequence[float] = 0.0,
+    top_p: float | Sequence[float] = 1.0,
+    seed: int | Sequence[int | None] | None = None,
+    on_token: TokenFn | None = None,
+) -> list[Generation]:
+    """Decode each prompt (greedy unless ``temperature`` > 0).
+
+    ``row_setup(indices)`` may return a context (e.g. a steering handle with per-row coefficients) active while
+    that batch runs. ``stop(text_so_far)`` ends a row early. ``max_new_tokens``, ``temperature``, ``top_p`` and
+    ``seed`` take one value or one per prompt; a row's sample depends only on its own seed. ``on_token(i, token_id,
+    text_delta)`` is called for every new token of prompt ``i`` (``token_id`` -1: text held back until a character
+    was complete).
+    """
+    ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
+    rules = DecodeRules(
+        eos_ids(lm),
+        _max_new(max_new_tokens, len(ids)),
+        RowSampler(len(ids), temperature, top_p, seed),
+        stop,
+        on_token,
+    )
+    width = max(len(x) for x in ids) + max(rules.max_new)
+    prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width)])
+    results: list[Generation | None] = [None] * len(ids)
+    bar = tqdm(total=len(ids), desc=desc, disable=not progress, leave=False)
+    with torch.inference_mode():
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            rows = [ids[i] for i in batch]
+            with row_setup(batch) if row_setup is not None else contextlib.nullcontext():
+                share = len(prefix) if context_safe(lm) else 0
+                out, mask, last_pos = prefill(lm, rows, share, prefix.cache() if share else None)
+                outs = decode(lm, out, mask, last_pos + 1, rows, batch, rules)
+            for i, g in zip(batch, outs):
+                results[i] = g
+            bar.update(len(batch))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _conditions_check(conditions: dict) -> None:
+    if not conditions:
+        raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
+
+
+def _splittable(lm: LoadedModel, ids: list[list[int]]) -> bool:
+    """Whether a context (all but each row's last token) can be computed once for several conditions: not for a
+    one-token prompt, LFM2's conv state (it cannot be cloned per condition), or an active controller that must see
+    the whole prompt in one forward."""
+    return (
+        min(len(x) for x in ids) >= 2
+        and "conv" not in lm.arch.layer_kinds
+        and not any(getattr(h, "needs_whole_prompt", False) for h in active_interventions(lm))
+    )
+
+
+@contextlib.contextmanager
+def _condition(lm: LoadedModel, setup: RowSetup | None, batch: list[int]):  # noqa: ANN202
+    """Enter a condition's setup; yields whether it left the context untouched (so the shared one is exact)."""
+    before = {id(h) for h in active_interventions(lm)}
+    with setup(batch) if setup is not None else contextlib.nullcontext():
+        added = [h for h in active_interventions(lm) if id(h) not in before]
+        yield not any(getattr(h, "touches_context", True) for h in added)
+
+
+def generate_conditions(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    conditions: dict[str, RowSetup | None],
+    *,
+    max_new_tokens: int | Sequence[int] = 64,
+    batch_size: int = 8,
+    chat: bool | None = None,
+    tools: list[dict] | None = None,
+    system: str | None = None,
+    stop: StopFn | None = None,
+    shared_prefix: bool | str = "auto",
+    min_shared: int = 16,
+    progress: bool = True,
+    desc: str = "generate",
+) -> dict[str, list[Generation]]:
+    """Greedy generation under several conditions: everything before each row's last prompt token is computed once
+    per batch and each condition costs a one-token forward plus decoding. A condition whose interventions change
+    earlier tokens (``prompt_all``/``all`` steering, a splice) is computed whole instead. Results equal one
+    ``generate`` call per condition."""
+    _conditions_check(conditions)
+    ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
+    n = len(ids)
+    rules = DecodeRules(eos_ids(lm), _max_new(max_new_tokens, n), RowSampler(n), stop)
+    width = max(len(x) for x in ids) + max(rules.max_new)
+    if not _splittable(lm, ids):
+        return {
+            name: generate(
+                lm,
+                prompts,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                chat=chat,
+                tools=tools,
+                system=system,
+                stop=stop,
+                shared_prefix=shared_prefix,
+                min_shared=min_shared,
+                row_setup=setup,
+                progress=progress,
+                desc=f"{desc}:{name}",
+            )
+            for name, setup in conditions.items()
+        }
+    prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width, keep=2)])
+    results: dict[str, list[Generation | None]] = {name: [None] * n for name in conditions}
+    bar = tqdm(total=n * len(conditions), desc=desc, disable=not progress, leave=False)
+    with torch.inference_mode():
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            rows = [ids[i] for i in batch]
+            share = len(prefix) if context_safe(lm) else 0
+            ctx_out, ctx_mask, ctx_pos = prefill(
+                lm, [r[:-1] for r in rows], share, prefix.cache() if share else None, CONTEXT
+            )
+            context = ContextCache(ctx_out.past_key_values)
+            last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
+            mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            for name, setup in conditions.items():
+                with _condition(lm, setup, batch) as exact:
+                    if exact:
+                        out = last_token_forward(lm, last, mask, ctx_pos, context.fresh())
+                        gens = decode(lm, out, mask, ctx_pos + 2, rows, batch, rules)
+                    else:
+                        out, full_mask, last_pos = prefill(lm, rows, 0, None)
+                        gens = decode(lm, out, full_mask, last_pos + 1, rows, batch, rules)
+                for i, g in zip(batch, gens):
+                    results[name][i] = g
+                bar.update(len(batch))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def next_token_scores(
+    lm: LoadedModel,
+    prompts: Sequence[PromptLike],
+    conditions: dict[str, RowSetup | None],
+    *,
+    token_ids: Sequence[Sequence[int]] | None = None,
+    batch_size: int = 16,
+    chat: bool | None = None,
+    shared_prefix: bool | str = "auto",
+    min_shared: int = 16,
+    progress: bool = True,
+    desc: str = "score",
+) -> dict[str, torch.Tensor]:
+    """Log-probabilities of the next token after each prompt, under several last-token conditions.
+
+    ``token_ids[j]`` lists the ids that count as answer j (e.g. "A" and " A"): their probabilities are summed,
+    giving ``[N, len(token_ids)]`` log-scores per condition (``[N, vocab]`` log-probs when ``token_ids`` is None).
+    Everything before the last prompt token is computed once per batch, so a layer x strength sweep costs one
+    token per condition (a condition that changes earlier tokens is computed whole).
+    """
+    _conditions_check(conditions)
+    ids = _tokenize(lm, prompts, chat=chat)
+    n = len(ids)
+    width = max(len(x) for x in ids)
+    several = len(conditions) > 1 and _splittable(lm, ids)
+    keep = 2 if several else 1
+    prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width, keep=keep)])
+    out: dict[str, list] = {name: [None] * n for name in conditions}
+    bar = tqdm(total=n * len(conditions), desc=desc, disable=not progress, leave=False)
+
+    def reduce(logits: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        if token_ids is None:
+            return logp.cpu()
+        return torch.stack([torch.logsumexp(logp[:, list(t)], dim=-1) for t in token_ids], dim=-1).cpu()
+
+    with torch.inference_mode():
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+            rows = [ids[i] for i in batch]
+            share = len(prefix) if context_safe(lm) else 0
+            if several:  # the context once, then one token per condition
+                ctx_out, ctx_mask, ctx_pos = prefill(
+                    lm, [r[:-1] for r in rows], share, prefix.cache() if share else None, CONTEXT
+                )
+                context = ContextCache(ctx_out.past_key_values)
+                last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
+                mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            for name, setup in conditions.items():
+                with _condition(lm, setup, batch) as exact:
+                    if several and exact:
+                        res = last_token_forward(lm, last, mask, ctx_pos, context.fresh())
+                    else:
+                        use = share if exact else 0
+                        res, _, _ = prefill(lm, rows, use, prefix.cache() if use else None)
+                scores = reduce(res.logits[:, -1])
+                for j, i in enumerate(batch):
+                    out[name][i] = scores[j]
+                bar.update(len(batch))
+    bar.close()
+    return {name: torch.stack(v) for name, v in out.items()}

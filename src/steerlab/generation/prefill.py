@@ -1,0 +1,98 @@
+"""Forwards over prompt tokens: after an optional shared prefix, with each forward's phase declared, and the
+decision of when a prefix or a context computed once is exact."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..models import LoadedModel, left_pad
+from ..models.phase import PROMPT, forward_phase
+from ..models.prefix import common_prefix_len, sharing_allowed
+
+
+def shared_len(
+    lm: LoadedModel,
+    ids: list[list[int]],
+    shared_prefix: bool | str,
+    min_shared: int,
+    width: int,
+    keep: int = 1,
+) -> int:
+    """Tokens of prefix to compute once: 0 when off, too short under 'auto', or not exact for this model (LFM2's
+    conv state; a sliding window the padded rows could exceed). ``width``: the widest row's cache slots (prompt +
+    generated tokens); ``keep``: tokens every row must keep after the prefix."""
+    if shared_prefix not in (True, False, "auto"):
+        raise ValueError(f"shared_prefix must be True, False or 'auto', got {shared_prefix!r}")
+    if not shared_prefix or not sharing_allowed(lm, width):
+        return 0
+    share = min(common_prefix_len(ids), min(len(x) for x in ids) - keep)
+    if shared_prefix == "auto" and (share < min_shared or len(ids) < 2):
+        return 0
+    return max(0, share)
+
+
+def prefill(
+    lm: LoadedModel, rows: list[list[int]], share: int, pcache: object, phase: str = PROMPT
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """Forward the rows' tokens after the shared prefix; returns (output, full mask, last position ids)."""
+    bsz = len(rows)
+    suffix_ids, suffix_mask = left_pad([r[share:] for r in rows], lm.tokenizer.pad_token_id, lm.device)
+    cache = None
+    if share:
+        from ..models.prefix import expand_cache
+
+        cache = expand_cache(pcache, bsz)
+        mask = torch.cat([torch.ones(bsz, share, dtype=torch.long, device=lm.device), suffix_mask], dim=1)
+    else:
+        mask = suffix_mask
+    pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
+    with forward_phase(lm, phase):
+        out = lm.model(
+            input_ids=suffix_ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    return out, mask, pos[:, -1:]
+
+
+def last_token_forward(
+    lm: LoadedModel, last: torch.Tensor, mask: torch.Tensor, ctx_pos: torch.Tensor, cache: object
+) -> object:
+    """Each row's last prompt token alone, after its cached context."""
+    with forward_phase(lm, PROMPT):
+        return lm.model(
+            input_ids=last,
+            attention_mask=mask,
+            position_ids=ctx_pos + 1,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+
+
+def croppable(cache: object) -> bool:
+    """Plain full-attention caches can be restored by reference; sliding-window and other layer kinds are copied."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(x).__name__ == "DynamicLayer" and hasattr(x, "keys") for x in layers)
+
+
+class ContextCache:
+    """A context's KV cache that several conditions extend in turn: each gets it as it was."""
+
+    def __init__(self, cache: object) -> None:
+        self.cache = cache
+        self._snap = [(x.keys, x.values) for x in cache.layers] if croppable(cache) else None
+
+    def fresh(self) -> object:
+        if self._snap is None:
+            return copy.deepcopy(self.cache)
+        # decoding only ever replaces the per-layer tensors (concatenation, row selection): restoring the
+        # references restores the context
+        for layer, (k, v) in zip(self.cache.layers, self._snap):
+            layer.keys, layer.values = k, v
+        return self.cache
