@@ -40,6 +40,23 @@ def test_tampered_and_truncated_assets_fail(tmp_path):
         save_asset(tmp_path / "n", {"x": torch.tensor([float("nan")])}, {})
 
 
+@pytest.mark.parametrize(
+    "field,value", [("layer", 3), ("hidden_size", 4), ("kind", "asa"), ("n_layers", 5), ("extra", 1)]
+)
+def test_an_edited_manifest_field_fails_to_load(tmp_path, field, value):
+    path, _ = _asset(tmp_path)
+    m = json.loads((path / "manifest.json").read_text())
+    m[field] = value
+    (path / "manifest.json").write_text(json.dumps(m, indent=2))
+    with pytest.raises(AssetError, match="modified after the asset was written"):
+        load_asset(path)
+    m = json.loads((path / "manifest.json").read_text())
+    m["format_version"] = 1
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(AssetError, match="format version 1.*re-export"):
+        load_asset(path)
+
+
 def test_compat_errors(tmp_path):
     _, manifest = load_asset(_asset(tmp_path)[0])
     check_asset_compat(manifest, hidden_size=3, n_layers=4)

@@ -60,3 +60,51 @@ def test_offline_hub_id_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises((ModelLoadError, OSError), match="(offline|cache|not)"):
         load_model("some-org/some-model-that-is-not-cached")
+
+
+def test_fingerprint_follows_the_weights(tiny_models):
+    """Any edited weight (a LoRA merge, one value in a middle layer) changes the fingerprint."""
+    import copy
+
+    import torch
+
+    from steerlab.models import tiny_model, wrap_model
+
+    lm = tiny_model("llama", seed=3)
+    fp = lm.fingerprint
+    assert fp == tiny_model("llama", seed=3).fingerprint != tiny_model("llama", seed=4).fingerprint
+    assert wrap_model(copy.deepcopy(lm.model), lm.tokenizer).fingerprint == fp
+    with torch.no_grad():
+        lm.model.model.layers[2].mlp.down_proj.weight[5, 7] += 1e-6
+    assert lm.fingerprint != fp
+    with torch.no_grad():
+        lm.model.model.layers[2].mlp.down_proj.weight[5, 7] -= 1e-6
+    assert lm.fingerprint == fp
+    lm.model.model.layers[1].mlp.up_proj.weight = torch.nn.Parameter(
+        lm.model.model.layers[1].mlp.up_proj.weight.detach() * 1.01
+    )
+    assert lm.fingerprint != fp
+
+
+def test_capture_cache_is_never_stale(tmp_path):
+    """The capture cache is keyed by the weights as they are, and bypassed while an intervention is active."""
+    import torch
+
+    from steerlab.capture import capture
+    from steerlab.models import tiny_model
+    from steerlab.steering import steer
+
+    lm = tiny_model("llama", seed=5)
+    prompts = ["hello there", "what is 2 + 2?"]
+    kw = dict(layers=[2], chat=True, cache_dir=tmp_path, progress=False)
+    plain = capture(lm, prompts, **kw)[2]
+    with steer(lm, torch.ones(lm.hidden_size) * 4, layer=1, policy="all"):
+        steered = capture(lm, prompts, **kw)[2]
+        assert torch.equal(steered, capture(lm, prompts, layers=[2], chat=True, progress=False)[2])
+    assert not torch.allclose(plain, steered)
+    assert torch.equal(capture(lm, prompts, **kw)[2], plain)  # a cache hit, still the plain model's
+    with torch.no_grad():
+        lm.model.model.layers[0].mlp.down_proj.weight.mul_(1.5)
+    edited = capture(lm, prompts, **kw)[2]
+    assert torch.equal(edited, capture(lm, prompts, layers=[2], chat=True, progress=False)[2])
+    assert not torch.allclose(edited, plain)

@@ -75,6 +75,7 @@ def test_lora_finetune_changes_only_the_targeted_mlp_and_lowers_loss(tmp_path):
 
     lm = tiny_model("llama", n_layers=3)
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    fp_before = lm.fingerprint
     rows = _rows(32)
     ce0 = completion_ce(lm, rows).mean()
     hist = lora_finetune(lm, rows, targets="mlp", layers=[1], epochs=4, batch_size=8, lr=1e-2, progress=False)
@@ -83,8 +84,10 @@ def test_lora_finetune_changes_only_the_targeted_mlp_and_lowers_loss(tmp_path):
     changed = {k for k in after if not torch.equal(after[k], before[k])}
     assert changed and all(k.startswith("model.layers.1.mlp.") for k in changed), changed
     assert completion_ce(lm, rows).mean() < ce0 and hist["loss"][-1] < hist["loss"][0]
+    assert lm.fingerprint != fp_before  # caches and assets of the base model no longer match it
     path = save_model_dir(lm, tmp_path / "ft")
     back = load_model(str(path))
+    assert back.fingerprint == lm.fingerprint
     torch.testing.assert_close(completion_ce(back, rows), completion_ce(lm, rows))
     with pytest.raises(ValueError, match="unknown LoRA targets"):
         lora_finetune(lm, rows, targets="everything")

@@ -1,5 +1,12 @@
 """Save/load steering assets as safetensors + a JSON manifest; never pickle."""
 
-from .store import AssetError, asset_size_bytes, check_asset_compat, load_asset, save_asset
+from .store import AssetError, asset_size_bytes, check_asset_compat, load_asset, manifest_digest, save_asset
 
-__all__ = ["AssetError", "asset_size_bytes", "check_asset_compat", "load_asset", "save_asset"]
+__all__ = [
+    "AssetError",
+    "asset_size_bytes",
+    "check_asset_compat",
+    "load_asset",
+    "manifest_digest",
+    "save_asset",
+]

@@ -1,7 +1,8 @@
 """Steering assets: a directory with ``tensors.safetensors`` and ``manifest.json``. Loading runs no code.
 
-The manifest records the sha256 of the tensor file, so a truncated or tampered asset fails loudly, and it is
-written last into a temporary directory that is renamed into place, so a half-written asset never exists.
+The manifest records the sha256 of the tensor file and of its own content (every field: layer, strengths, norms,
+thresholds...), so a truncated tensor file or an edited manifest fails loudly instead of steering wrongly. An asset
+is written into a temporary directory that is renamed into place, so a half-written asset never exists.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..runs import replace_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "steerlab-asset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TENSORS, MANIFEST = "tensors.safetensors", "manifest.json"
 
 
@@ -35,6 +36,12 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON, without its own digest field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dict) -> Path:
@@ -61,6 +68,8 @@ def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dic
             },
             "tensors_sha256": _sha256(tmp / TENSORS),
         }
+        full = json.loads(json.dumps(full))  # the digest is of what a reader will parse
+        full["manifest_sha256"] = manifest_digest(full)
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2))
         replace_dir(tmp, path)
     except BaseException:
@@ -87,7 +96,13 @@ def load_asset(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise AssetError(
             f"{path} has asset format version {manifest.get('format_version')}; this steerlab reads "
-            f"version {FORMAT_VERSION}"
+            f"version {FORMAT_VERSION} (re-export the asset with this steerlab)"
+        )
+    if manifest.get("manifest_sha256") != manifest_digest(manifest):
+        raise AssetError(
+            f"{path / MANIFEST} was modified after the asset was written (its sha256 does not match): a changed "
+            "field (layer, strength, norm, threshold...) would steer wrongly; re-export the asset instead of "
+            "editing it"
         )
     digest = _sha256(path / TENSORS)
     if digest != manifest.get("tensors_sha256"):

@@ -49,8 +49,37 @@ class LoadedModel:
     tokenizer: object
     arch: ArchInfo
     name: str
-    fingerprint: str
     source: dict = field(default_factory=dict)
+    _fp: tuple[tuple, str] | None = field(default=None, repr=False, compare=False)
+    _loaded_state: tuple | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._loaded_state = _weights_state(self.model)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the weights as they are now: a hash of every parameter, recomputed when one was replaced or
+        edited in place through autograd-visible operations (an optimiser step, ``with torch.no_grad(): w += x``);
+        for unmodified file-backed models it is remembered per file in the steerlab cache. Edits through ``.data``
+        are invisible to torch's version counters: call ``refresh_fingerprint()`` after them (steerlab's LoRA merge
+        does)."""
+        state = _weights_state(self.model)
+        if self._fp is not None and self._fp[0] == state:
+            return self._fp[1]
+        key = self.source.get("file_key") if state == self._loaded_state else None
+        fp = _remembered_fingerprint(key) if key else None
+        if fp is None:
+            fp = model_fingerprint(self.model)
+            if key:
+                _remember_fingerprint(key, fp)
+        self._fp = (state, fp)
+        return fp
+
+    def refresh_fingerprint(self) -> str:
+        """Forget what is known about the weights and hash them again."""
+        self._fp = None
+        self._loaded_state = None
+        return self.fingerprint
 
     @property
     def device(self) -> torch.device:
@@ -67,6 +96,46 @@ class LoadedModel:
     @property
     def hidden_size(self) -> int:
         return self.arch.hidden_size
+
+
+def _weights_state(model: nn.Module) -> tuple:
+    """Which tensors the model holds, where their storage is and how often each was modified in place."""
+    return tuple((id(p), p.data_ptr(), p._version) for p in model.parameters())
+
+
+def _file_key(path: Path, dtype: torch.dtype) -> str:
+    """Identity of the files a model was loaded from (path, sizes, modification times) and the load dtype."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    parts = [f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files]
+    return hashlib.sha256(f"{path.resolve()}|{dtype}|{'|'.join(parts)}".encode()).hexdigest()[:24]
+
+
+def _fingerprint_file() -> Path:
+    return _cache_root() / "fingerprints.json"
+
+
+def _remembered_fingerprint(key: str) -> str | None:
+    try:
+        return json.loads(_fingerprint_file().read_text()).get(key)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _remember_fingerprint(key: str, fp: str) -> None:
+    path = _fingerprint_file()
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        known = {}
+    known[key] = fp
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(known, f)
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only home must not stop anything
+        log.warning("could not remember the model fingerprint in %s: %s", path, err)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -100,8 +169,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """A cheap identity for caches and assets: config + a sample of weights from the first and last tensors."""
-    h = hashlib.sha256()
+    """A hash of the model's structural config keys and of every parameter's values, bit for bit.
+
+    Every value counts, so a LoRA merge or a single edited weight changes it, however small the change (rounding to
+    bfloat16 first hid a small LoRA merge). The same checkpoint loaded in another dtype has another fingerprint.
+    """
+    h = hashlib.blake2b(digest_size=8)
     cfg = getattr(model, "config", None)
     if cfg is not None:  # structural keys only: a GGUF load and its cached copy must agree
         d = cfg.to_dict()
@@ -117,12 +190,13 @@ def model_fingerprint(model: nn.Module) -> str:
             "layer_types",
         )
         h.update(json.dumps({k: d.get(k) for k in keys}, sort_keys=True, default=str).encode())
-    params = list(model.named_parameters())
-    for name, p in (params[:2] + params[-2:]) if params else []:
-        flat = p.detach().reshape(-1)[:4096].to(torch.float32).cpu()
-        h.update(name.encode())
-        h.update(flat.numpy().tobytes())
-    return h.hexdigest()[:16]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            t = p.detach().contiguous().cpu()
+            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t  # numpy has no bfloat16
+            h.update(memoryview(raw.numpy()).cast("B"))
+    return h.hexdigest()
 
 
 def _embedded_path(alias: str) -> Path:
@@ -244,11 +318,13 @@ def load_model(
     if spec in _EMBEDDED:
         model, tok, source = _from_gguf(_embedded_path(spec), dt, cache)
         source["alias"] = spec
+        source["file_key"] = _file_key(_embedded_path(spec), dt)
     elif spec.endswith(".gguf") or gguf_file:
         path = Path(spec) / gguf_file if gguf_file else Path(spec)
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {path} does not exist")
         model, tok, source = _from_gguf(path, dt, cache)
+        source["file_key"] = _file_key(path, dt)
     elif Path(spec).exists():
         if not Path(spec).is_dir():
             raise ModelLoadError(
@@ -259,6 +335,8 @@ def load_model(
         )
         tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         source = {"kind": "dir", "path": str(Path(spec).resolve())}
+        if not extra:  # a quantised load is not the files' values
+            source["file_key"] = _file_key(Path(spec), dt)
     else:
         if spec.count("/") != 1 or spec.startswith(("/", ".")):
             raise ModelLoadError(
@@ -286,9 +364,7 @@ def load_model(
     model = (model if extra else model.to(dev)).eval()  # a quantised model is placed by its loader
     prepare_tokenizer(tok)
     arch = detect_architecture(model)
-    return LoadedModel(
-        model=model, tokenizer=tok, arch=arch, name=spec, fingerprint=model_fingerprint(model), source=source
-    )
+    return LoadedModel(model=model, tokenizer=tok, arch=arch, name=spec, source=source)
 
 
 def prepare_tokenizer(tok: object) -> None:
@@ -307,6 +383,5 @@ def wrap_model(model: nn.Module, tokenizer: object, name: str | None = None) -> 
         tokenizer=tokenizer,
         arch=detect_architecture(model),
         name=name or type(model).__name__,
-        fingerprint=model_fingerprint(model),
         source={"kind": "object"},
     )

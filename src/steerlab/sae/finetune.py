@@ -110,6 +110,7 @@ def lora_finetune(
     pm.eval()
     lm.model = pm.merge_and_unload()
     lm.model.eval()
+    lm.refresh_fingerprint()  # the merge edits weights through .data, which torch's version counters do not see
     return {"steps": steps, **hist}
 
 
