@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from _common import load_bench_model, timeit, write_result
 
-from steerlab.pas.config import load_config
 from steerlab.pas.mcq import format_mcq_prompt, letter_tokens, load_builtin_mcq, shuffle_options
-from steerlab.pas.run import score
+from steerlab.pas.stages import score
 from steerlab.steering import steer
 
 
@@ -37,17 +36,16 @@ def main() -> None:
     args = ap.parse_args()
     lm = load_bench_model(args.model)
     items = [shuffle_options(it, 0) for it in load_builtin_mcq()[: args.n]]
-    cfg = load_config(None, {"batch_size": 32})
     toks = letter_tokens(lm.tokenizer, 5)
-    ours = score(lm, items, cfg, {"base": None})["base"]
+    ours = score(lm, items, {"base": None}, batch_size=32)["base"]
     agree = float((ours == naive(lm, items, toks)).mean())
     assert agree >= 0.99, f"batched predictions differ from one at a time on {1 - agree:.1%} of items"
     t_naive = timeit(lambda: naive(lm, items, toks), repeat=args.repeat)
-    t_ours = timeit(lambda: score(lm, items, cfg, {"base": None}), repeat=args.repeat)
+    t_ours = timeit(lambda: score(lm, items, {"base": None}, batch_size=32), repeat=args.repeat)
     v = torch.randn(lm.hidden_size)
     v = v / v.norm()
     conds = {f"{k}|{s}": (lambda idx, k=k, s=s: steer(lm, v, layer=k, coef=s)) for k in (10, 15, 20) for s in (1, 2, 4)}
-    t_sweep = timeit(lambda: score(lm, items, cfg, conds), repeat=1, warmup=0)
+    t_sweep = timeit(lambda: score(lm, items, conds, batch_size=32), repeat=1, warmup=0)
     write_result("mcq_scoring", {
         "what": f"{args.n} MCQ items, letter scoring, {args.model}", "device": str(lm.device),
         "agreement_with_one_at_a_time": agree, "one_at_a_time_s": t_naive, "steerlab_batched_s": t_ours, "speedup": t_naive / t_ours, "target": ">= 4x",

@@ -7,13 +7,16 @@ import torch
 
 from steerlab.asa.config import AsaConfig
 from steerlab.asa.controller import AsaController, AsaParams, ternary_gate
-from steerlab.asa.pipeline import AsaRun, run_all, stage_extract, stage_sweep
 from steerlab.asa.prompt import PromptBuilder
 from steerlab.asa.runtime import AsaSteerer
-from steerlab.asa.triggers import call_stop, call_success, decision_stop, is_triggered
+from steerlab.asa.stages import AsaInputs, run_all, runner
 from steerlab.assets import AssetError
+from steerlab.config import UserError
 from steerlab.data.asa_data import load_asa_tools
 from steerlab.probes import LogisticProbe, Router, Standardizer
+from steerlab.runs import load_json, load_tensors
+from steerlab.stages import ModelHolder
+from steerlab.tools import call_stop, call_success, decision_stop, is_triggered
 
 
 def test_ternary_gate_is_strict():
@@ -44,8 +47,8 @@ def test_controller_exact_values_and_modes():
     h = torch.tensor(
         [[5.0, 0, 3, 0], [0, 5.0, -3, 0], [5.0, 0, 0, 0]]
     )  # domain a / p high, b / p low, a / p=.5
-    coef, vec = AsaController(params, alpha=0.5, tau=0.8, beta=1.0)(h)
-    assert coef.tolist() == [5.0, -5.0, 0.0]  # gate * alpha * mean_norm
+    coef, vec = AsaController(params, strength=0.5, tau=0.8, beta=1.0)(h)
+    assert coef.tolist() == [5.0, -5.0, 0.0]  # gate * strength * mean_norm
     s = 2**-0.5
     torch.testing.assert_close(vec, torch.tensor([[s, 0, 0, s], [0, s, 0, s], [s, 0, 0, s]]))
     assert AsaController(params, 0.5, 0.8, mode="no_gate")(h)[0].tolist() == [5.0, 5.0, 5.0]
@@ -57,6 +60,8 @@ def test_controller_exact_values_and_modes():
         AsaController(params, 0.5, 0.8, mode="sideways")
     with pytest.raises(ValueError, match="oracle_labels"):
         AsaController(params, 0.5, 0.8, mode="oracle")
+    per_row = AsaController(params, 0.5, 0.8, beta=1.0, row_strength=torch.tensor([1.0, 0.0, 2.0]))(h)[0]
+    assert per_row.tolist() == [10.0, 0.0, 0.0]  # per-row strengths; row 2's gate is 0 anyway
 
 
 def test_triggers_and_call_success():
@@ -89,18 +94,23 @@ def test_prompt_builder_renders_few_shot_calls():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="did you mean 'alphas'"):
-        AsaConfig.from_dict({"alpha": [1.0]})
-    with pytest.raises(ValueError, match="0.5 < tau < 1"):
+    with pytest.raises(UserError, match="did you mean 'strengths'"):
+        AsaConfig.from_dict({"strength": [1.0]})
+    assert AsaConfig.from_dict({"alphas": [2.0]}).strengths == [2.0]  # the old name still works
+    with pytest.raises(UserError, match="0.5 < tau < 1"):
         AsaConfig(taus=[0.5])
-    with pytest.raises(ValueError, match="alphas must be positive"):
-        AsaConfig(alphas=[-1.0])
+    with pytest.raises(UserError, match="0.0 < strength"):
+        AsaConfig(strengths=[-1.0])
+    with pytest.raises(UserError, match="strengths\\[1\\] must be a finite number"):
+        AsaConfig.from_dict({"strengths": "0.5,nan"})
+    with pytest.raises(UserError, match="call_format='yaml' is not allowed"):
+        AsaConfig(call_format="yaml")
 
 
 TINY_CFG = dict(
     model="tiny",
     limit_per_cell=3,
-    alphas=[0.5],
+    strengths=[0.5],
     taus=[0.6, 0.9],
     betas=[0.0, 1.0],
     n_top_layers=1,
@@ -112,11 +122,26 @@ TINY_CFG = dict(
 )
 
 
+def _runner(cfg, root, lm):
+    models = ModelHolder()
+    models.put(cfg.model, lm)
+    return runner(cfg, root, progress=False, models=models)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_models):
-    r = AsaRun(AsaConfig(**TINY_CFG), tmp_path_factory.mktemp("asa"), progress=False)
-    r._lm = tiny_models("llama")
+    r = _runner(AsaConfig(**TINY_CFG), tmp_path_factory.mktemp("asa"), tiny_models("llama"))
     return r, run_all(r)
+
+
+def _fitted(r, layer):
+    t = load_tensors(r.path("fit") / f"params_L{layer}.safetensors")
+    meta = load_json(r.path("fit") / "meta.json")
+    return AsaParams.from_tensors(t, layer, meta["domains"], r.result("sweep")["mean_norm"][str(layer)])
+
+
+def _states(r, split):
+    return load_tensors(r.path("extract") / f"{split}.safetensors")["states"]
 
 
 def test_tiny_pipeline_end_to_end(tiny_run):
@@ -135,50 +160,66 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     }
     assert ev["gate_agreement_online_vs_offline"] == 1.0  # the online controller = the tuned offline gate
     assert ev["n_test"] == 24
-    for stage in ("extract", "sweep", "vectors", "fit", "tune", "evaluate"):
+    for stage in ("extract", "sweep", "vectors", "fit", "tune", "evaluate", "asset", "report"):
         assert (r.root / stage / "_DONE.json").is_file()
-    states = r.states("test")
+    states = _states(r, "test")
     assert states.shape == (24, 4, 32)
-    for png in ("sweep/probe_auc.png", "tune/alpha_tau_f1.png", "evaluate/f1_by_domain.png"):
+    for png in ("sweep/probe_auc.png", "tune/strength_tau_f1.png", "evaluate/f1_by_domain.png"):
         assert (r.root / png).stat().st_size > 1000
     assert "Goal (ΔF1 ≥ +0.15" in (r.root / "report.md").read_text()
 
 
-def test_stage_resume_and_param_change(tiny_run):
-    r, _ = tiny_run
+def test_stage_resume_and_param_change(tiny_run, tmp_path):
+    import shutil
+
+    done, _ = tiny_run
+    root = tmp_path / "copy"
+    shutil.copytree(done.root, root)  # the other tests read the original run
+    lm = done.models.get("tiny")
+    r = _runner(AsaConfig(**TINY_CFG), root, lm)
     marker = r.root / "extract" / "_DONE.json"
     before = marker.stat().st_mtime_ns
-    stage_extract(r)
-    assert marker.stat().st_mtime_ns == before  # finished stage skipped
-    r2 = AsaRun(AsaConfig(**{**TINY_CFG, "n_top_layers": 2}), r.root, progress=False)
-    r2._lm = r._lm
-    assert r2.run.is_done("extract", r2.params_key("extract")) is False  # config changed -> recomputed
-    assert stage_sweep(r2)["top_layers"].__len__() == 2
+    r.run_all()
+    assert marker.stat().st_mtime_ns == before and r.ran == []  # finished stages skipped
+    r2 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7]}), r.root, lm)
+    r2.run_all()
+    assert r2.ran == ["tune", "evaluate", "asset", "report"]  # taus: tune and what follows, never extraction
+    r3 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7], "batch_size": 3, "n_boot": 50}), r.root, lm)
+    r3.run_all()
+    assert r3.ran == ["evaluate", "report"]  # batch size changes nothing; n_boot only the intervals
+    r4 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7], "n_boot": 50, "n_top_layers": 2}), r.root, lm)
+    assert r4.run("sweep")["top_layers"].__len__() == 2 and r4.ran == ["sweep"]
 
 
 def test_asset_round_trip_gives_identical_decisions(tiny_run):
     r, out = tiny_run
-    lm = r.lm
-    st = AsaSteerer(lm, out["export"]["path"])
-    prompts = [e.prompt for e in r.examples["test"][:6]]
+    lm = r.models.get("tiny")
+    st = AsaSteerer(lm, out["asset"]["path"])
+    prompts = [e.prompt for e in AsaInputs(r.config).examples["test"][:6]]
     res = st.run(prompts, max_new_tokens=4)
-    best = json.loads((r.root / "tune" / "best.json").read_text())["best"]
-    params = r.layer_params(best["layer"])
-    h = r.states("test")[:6, best["layer"]]
+    best = r.result("tune")["best"]
+    params = _fitted(r, best["layer"])
+    h = _states(r, "test")[:6, best["layer"]]
     expected = ternary_gate(params.p_tool(h), best["tau"])
     assert [x.gate for x in res] == expected.int().tolist()
     torch.testing.assert_close(torch.tensor([x.p_tool for x in res]), params.p_tool(h), atol=1e-5, rtol=1e-5)
 
 
 def test_asset_mismatch_and_tamper_errors(tiny_run, tiny_models):
+    from steerlab.assets import manifest_digest
+
     r, out = tiny_run
-    path = out["export"]["path"]
-    other = tiny_models("qwen3")  # same hidden size, but let's tamper the manifest's shape claims
+    path = out["asset"]["path"]
+    other = tiny_models("qwen3")  # same hidden size; the manifest is edited to claim another shape
     manifest = json.loads((r.root / "asset" / "manifest.json").read_text())
     manifest["hidden_size"] = 576
     bad = r.root / "asset_bad"
     bad.mkdir()
     (bad / "tensors.safetensors").write_bytes((r.root / "asset" / "tensors.safetensors").read_bytes())
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AssetError, match="modified after the asset was written"):
+        AsaSteerer(other, bad)
+    manifest["manifest_sha256"] = manifest_digest(manifest)  # a consistent manifest for another model
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(AssetError, match="hidden size 576, this model has 32"):
         AsaSteerer(other, bad)
@@ -186,7 +227,7 @@ def test_asset_mismatch_and_tamper_errors(tiny_run, tiny_models):
     (bad / "tensors.safetensors").write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(AssetError, match="truncated or was modified"):
         AsaSteerer(other, bad)
-    assert AsaSteerer(r.lm, path).params.layer == manifest["layer"]
+    assert AsaSteerer(r.models.get("tiny"), path).params.layer == manifest["layer"]
 
 
 @pytest.mark.embedded
@@ -194,7 +235,7 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
     """A small real run of the whole pipeline on SmolLM2-135M (the full run is `steerlab asa run`)."""
     cfg = AsaConfig(
         limit_per_cell=2,
-        alphas=[0.5],
+        strengths=[0.5],
         taus=[0.6],
         betas=[0.0],
         n_top_layers=1,
@@ -203,14 +244,13 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
         batch_size=16,
         n_boot=200,
     )
-    r = AsaRun(cfg, tmp_path / "run", progress=False)
-    r._lm = smollm
+    r = runner(cfg, tmp_path / "run", progress=False, models=ModelHolder())
+    r.models.put("smollm2-135m", smollm)
     out = run_all(r)
     ev = out["evaluate"]
     assert ev["n_test"] == 16 and ev["gate_agreement_online_vs_offline"] == 1.0
-    sweep = json.loads((r.root / "sweep" / "sweep.json").read_text())
-    assert max(sweep["auc_valid"].values()) > 0.8  # the tool/non-tool split is linearly readable
-    assert out["export"]["bytes"] < 200_000
+    assert max(r.result("sweep")["auc_valid"].values()) > 0.8  # the tool/non-tool split is linearly readable
+    assert out["asset"]["bytes"] < 200_000
 
 
 def test_user_jsonl_with_splits(tmp_path):
@@ -231,3 +271,51 @@ def test_user_jsonl_with_splits(tmp_path):
     path.write_text(json.dumps({"prompt": "x", "domain": "m", "label": 1, "split": "dev"}))
     with pytest.raises(ValueError, match="split 'dev' is not one of"):
         load_examples(str(path))
+
+
+def test_user_data_problems_name_the_domain_and_split(tmp_path):
+    from steerlab.asa.data import check_domains_have_tools, load_examples, load_tools
+
+    rows = [
+        {"prompt": f"p{i}{s}", "domain": d, "label": i % 2, "split": s}
+        for s in ("cal", "train", "valid", "test")
+        for d in ("math", "weather")
+        for i in range(2)
+        if not (d == "weather" and s == "train" and i % 2 == 0)  # no non-tool weather prompt in TRAIN
+    ]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in rows))
+    with pytest.raises(UserError, match="domain 'weather' has no non-tool \\(0\\) prompts in split 'train'"):
+        load_examples(str(path))
+    rows.append({"prompt": "w", "domain": "weather", "label": 0, "split": "train"})
+    path.write_text("\n".join(json.dumps(x) for x in rows))
+    ex = load_examples(str(path))
+    tools, domain_tool = load_tools("builtin")
+    with pytest.raises(UserError, match="domain\\(s\\) \\['weather'\\] of the ASA data have no tool"):
+        check_domains_have_tools(ex, domain_tool, "builtin")
+    mine = tmp_path / "tools.json"
+    mine.write_text(json.dumps([{**tools[0], "domain": "math"}, {"name": "forecast", "domain": "weather"}]))
+    tools2, dt2 = load_tools(str(mine))
+    assert dt2 == {"math": "calculator", "weather": "forecast"} and "domain" not in tools2[1]
+    check_domains_have_tools(ex, dt2, str(mine))
+
+
+def test_every_edited_manifest_field_is_refused(tiny_run, tmp_path):
+    """Editing any field of an ASA asset's manifest (layer 21 -> 5, mean_norm, tau...) fails to load."""
+    import shutil
+
+    r, out = tiny_run
+    manifest = json.loads((r.root / "asset" / "manifest.json").read_text())
+    lm = r.models.get("tiny")
+    for key, value in manifest.items():
+        if key == "manifest_sha256":
+            continue
+        edited = dict(manifest)
+        edited[key] = (
+            (value + 1) if isinstance(value, (int, float)) and not isinstance(value, bool) else "edited"
+        )
+        dest = tmp_path / key
+        shutil.copytree(r.root / "asset", dest)
+        (dest / "manifest.json").write_text(json.dumps(edited))
+        with pytest.raises(AssetError, match="modified after the asset was written|format version|not a steerlab"):
+            AsaSteerer(lm, dest)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from steerlab.assets import AssetError, asset_size_bytes, check_asset_compat, load_asset, save_asset
-from steerlab.runs import RunDir, load_json, load_tensors, save_json, save_tensors
+from steerlab.runs import atomic_dir, load_json, load_tensors, save_json, save_tensors
 
 
 def _asset(tmp_path):
@@ -74,19 +74,20 @@ def test_compat_errors(tmp_path):
         )
 
 
-def test_run_dir_is_atomic_and_keyed_by_params(tmp_path):
-    run = RunDir(tmp_path)
-    with pytest.raises(RuntimeError), run.writing("stage", {"a": 1}) as tmp:
+def test_atomic_dir_never_leaves_a_half_written_folder(tmp_path):
+    final = tmp_path / "stage"
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
         (tmp / "half.txt").write_text("x")
         raise RuntimeError("killed mid-stage")
-    assert not run.is_done("stage") and not run.path("stage").exists()
-    assert [p.name for p in tmp_path.iterdir()] == []
-    with run.writing("stage", {"a": 1}) as tmp:
+    assert not final.exists() and [p.name for p in tmp_path.iterdir()] == []
+    with atomic_dir(final) as tmp:
         save_json(tmp / "out.json", {"x": [1, 2]})
         save_tensors(tmp / "t.safetensors", {"t": torch.ones(2)})
-    assert run.is_done("stage", {"a": 1}) and not run.is_done("stage", {"a": 2})
-    assert load_json(run.path("stage") / "out.json") == {"x": [1, 2]}
-    assert torch.equal(load_tensors(run.path("stage") / "t.safetensors")["t"], torch.ones(2))
-    assert json.loads((run.path("stage") / "_DONE.json").read_text())["params"] == {"a": 1}
+        assert not final.exists()  # only the finished folder carries the name
+    assert load_json(final / "out.json") == {"x": [1, 2]}
+    assert torch.equal(load_tensors(final / "t.safetensors")["t"], torch.ones(2))
+    with atomic_dir(final) as tmp:  # replacing a finished folder swaps it whole
+        (tmp / "new.txt").write_text("y")
+    assert [p.name for p in final.iterdir()] == ["new.txt"] and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(FileNotFoundError, match="has the stage"):
         load_tensors(tmp_path / "missing.safetensors")

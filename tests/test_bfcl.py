@@ -1,4 +1,5 @@
 import importlib.util
+import json
 
 import pytest
 
@@ -197,8 +198,8 @@ def test_ast_match_parallel_is_an_unordered_set():
 
 
 @needs_bfcl
-def test_bfcl_eval_runs_on_a_tiny_model(tiny_models):
-    from steerlab.eval.bfcl_eval import BfclConfig, bfcl_markdown, evaluate_bfcl
+def test_bfcl_eval_runs_on_a_tiny_model(tiny_models, tmp_path):
+    from steerlab.asa.bfcl import BfclConfig, bfcl_markdown, evaluate_bfcl, write_bfcl
 
     res = evaluate_bfcl(
         tiny_models("llama"), BfclConfig(limit=3, max_new_tokens=4, n_boot=50), progress=False
@@ -206,3 +207,8 @@ def test_bfcl_eval_runs_on_a_tiny_model(tiny_models):
     assert res["n"] == 6 and set(res["categories"]) == {"irrelevance", "simple_python"}
     assert "ast_accuracy" in res["categories"]["simple_python"]["baseline"]
     assert "| irrelevance | baseline | 3 |" in bfcl_markdown(res)
+    paths = write_bfcl(res, tmp_path / "out")
+    items = [json.loads(x) for x in paths["items"].read_text().splitlines()]
+    assert len(items) == 6 and {i["category"] for i in items} == {"irrelevance", "simple_python"}
+    assert all("output" in i and "triggered" in i for i in items)
+    assert "items" not in json.loads(paths["json"].read_text())

@@ -1,6 +1,17 @@
+"""The real `steerlab` entry point: every user mistake is one line and exit code 2, never a traceback."""
+
+import subprocess
+import sys
+
 import pytest
 
 from steerlab.cli import build_parser, main
+
+
+def _run(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "steerlab.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_every_method_registers_its_commands():
@@ -15,17 +26,79 @@ def test_version_and_help(capsys):
     assert main([]) == 2
 
 
-def test_bad_config_is_a_clear_error_not_a_traceback(capsys):
-    assert main(["asa", "run", "--set", "alpha=[1.0]", "-q"]) == 2
-    assert "did you mean 'alphas'" in capsys.readouterr().err
-    assert main(["pas", "run", "--sed", "3"]) == 2
-    assert "unknown option --sed" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["asa", "run", "--strenghts", "1"], "did you mean '--strengths'"),
+        (["asa", "run", "--strengths", "1,nan"], "strengths[1] must be a finite number"),
+        (["asa", "run", "--taus", "0.5"], "0.5 < tau < 1"),
+        (["asa", "run", "--limit-per-cell", "-3"], "limit_per_cell must satisfy 2 <= limit_per_cell"),
+        (["asa", "run", "--data", "nowhere.jsonl"], "neither 'builtin' nor an existing JSONL"),
+        (["pas", "run", "--sed", "3"], "did you mean '--seed'"),
+        (["pas", "run", "--strengths", "big"], "strengths[0] must be a number"),
+        (["pas", "run", "--benchmarks", "nope"], "unknown benchmark 'nope'"),
+        (
+            ["sae", "run", "--layer", "40"],
+            "layer/lora_layers [40, 40] out of range: smollm2-135m has 30 layers",
+        ),
+        (["sae", "splice-cost", "--layers", "3,99"], "layers [99] out of range"),
+        (["bfcl", "eval", "--limit", "-1"], "limit must satisfy 0 <= limit"),
+        (["bfcl", "eval", "--categories", "irrelevance,nope"], "unknown BFCL category 'nope'"),
+        (["info", "--model", "nonexistent-model"], "is not a known alias"),
+        (["asa", "demo", "--asset", "/no/such/asset"], "does not exist or is not a directory"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(capsys, args, expected):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
 
 
-def test_pas_overrides_reach_the_config():
-    args, extra = build_parser().parse_known_args(
-        ["pas", "run", "-c", "x.yaml", "--seed", "42", "--methods", "PASf"]
+def test_malformed_yaml_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\nmethods: [PASf\n")
+    assert main(["pas", "run", "-c", str(bad)]) == 2
+    assert f"{bad} is not valid YAML at line" in capsys.readouterr().err
+    missing = tmp_path / "missing.yaml"
+    assert main(["asa", "run", "-c", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_values_keep_their_characters_through_the_command_line():
+    """--field=value is taken as written: no hyphen becomes an underscore, negative numbers stay numbers."""
+    from steerlab.cli_args import config_from_args
+    from steerlab.pas.config import PasConfig
+
+    args = build_parser().parse_args(
+        [
+            "pas",
+            "run",
+            "--out=/x/my-out",
+            "--model=HuggingFaceTB/SmolLM2-135M-Instruct",
+            "--strengths=-0.1,0.2",
+            "--layers=-1",
+            "--steer_target=post_attention_layernorm",
+        ]
     )
-    from steerlab.pas.config import parse_overrides
+    cfg = config_from_args(PasConfig, args)
+    assert cfg.out == "/x/my-out" and cfg.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert cfg.strengths == [-0.1, 0.2] and cfg.layer_list(30) == [29] and cfg.site == "mlp_in"
 
-    assert args.config == "x.yaml" and parse_overrides(extra) == {"seed": 42, "methods": ["PASf"]}
+
+def test_the_installed_entry_point_reports_without_traceback():
+    """The real process: exit code 2 and one line for a mistake."""
+    proc = _run("asa", "run", "--betas", "x", "-q")
+    assert (
+        proc.returncode == 2 and proc.stderr.strip() == "steerlab: error: betas[0] must be a number, got 'x'"
+    )
+
+
+def test_top_level_help_speaks_to_users():
+    text = build_parser().format_help()
+    assert "Read what a language model represents" in text and "add_cli" not in text
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help text"

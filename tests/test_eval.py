@@ -25,7 +25,10 @@ def test_trigger_metrics_exact():
     assert m["precision"] == 0.75 and m["recall"] == 0.6 and m["fpr"] == 0.2 and m["accuracy"] == 0.7
     assert m["f1"] == pytest.approx(2 / 3)
     none = trigger_metrics([1, 0], [0, 0])
-    assert none["precision"] == 0.0 and none["f1"] == 0.0
+    assert np.isnan(none["precision"]) and none["f1"] == 0.0 and none["recall"] == 0.0  # no calls: undefined
+    assert np.isnan(trigger_metrics([0, 0], [0, 0])["recall"])  # no positives: recall undefined
+    ci = metrics_with_ci([1, 0, 1, 0], [0, 0, 0, 0], n_boot=200)
+    assert all(np.isnan(x) for x in ci["precision"]) and ci["f1"][0] == 0.0
     with pytest.raises(ValueError, match="y_true has"):
         trigger_metrics([1, 0], [1])
     with pytest.raises(ValueError, match="0/1"):

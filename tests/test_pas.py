@@ -5,10 +5,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from steerlab.config import UserError
 from steerlab.pas.baselines import leak_report, letter_prior_baseline, majority_letter_baseline
-from steerlab.pas.config import load_config, parse_overrides, steer_target_to_site
+from steerlab.pas.config import load_config, steer_target_to_site
 from steerlab.pas.mcq import MCQItem, format_mcq_prompt, load_builtin_mcq, load_mcq_jsonl, shuffle_options
-from steerlab.pas.run import run_pas, score
+from steerlab.pas.run import run_pas
+from steerlab.pas.stages import score
 
 
 def _synthetic(n=120):
@@ -57,37 +59,26 @@ def test_prompt_format_exact():
 
 
 def test_config_errors_and_overrides(tmp_path):
-    with pytest.raises(ValueError, match="did you mean 'seed'"):
+    with pytest.raises(UserError, match="did you mean 'seed'"):
         load_config(None, {"sed": 1})
-    with pytest.raises(ValueError, match="'steer_strengths'.*wrong type"):
+    with pytest.raises(UserError, match=r"strengths\[0\] must be a number, got 'big'"):
         load_config(None, {"steer_strengths": "big"})
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(UserError, match="sum to 1"):
         load_config(None, {"n_train_proportion": 0.9})
-    with pytest.raises(ValueError, match=r"unknown method\(s\) \['PASx'\]"):
+    with pytest.raises(UserError, match=r"unknown method\(s\) \['PASx'\]"):
         load_config(None, {"methods": ["PASx"]})
-    ov = parse_overrides(
-        [
-            "--seed",
-            "7",
-            "--methods",
-            "PASf,iPASwo",
-            "--steer_strengths",
-            "0.1,0.2",
-            "--layers_to_try",
-            "4:20:4",
-        ]
+    with pytest.raises(UserError, match="must be a finite number"):
+        load_config(None, {"strengths": [0.1, float("nan")]})
+    # command-line strings, typed by the config; the PAS paper's key names still work
+    cfg = load_config(
+        None, {"seed": "7", "methods": "PASf,iPASwo", "steer_strengths": "0.1,0.2", "layers_to_try": "4:20:4"}
     )
-    assert ov == {
-        "seed": 7,
-        "methods": ["PASf", "iPASwo"],
-        "steer_strengths": [0.1, 0.2],
-        "layers_to_try": "4:20:4",
-    }
-    cfg = load_config(None, ov)
-    assert cfg.layers(30) == [4, 8, 12, 16] and cfg.site == "block"
+    assert cfg.seed == 7 and cfg.methods == ["PASf", "iPASwo"] and cfg.strengths == [0.1, 0.2]
+    assert cfg.layer_list(30) == [4, 8, 12, 16] and cfg.site == "block"
+    assert load_config(None, {"steer_target": "post_attention_layernorm"}).site == "mlp_in"
     assert steer_target_to_site("post_attention_layernorm") == "mlp_in"
-    with pytest.raises(ValueError, match="unknown option --sede"):
-        parse_overrides(["--sede", "1"])
+    with pytest.raises(UserError, match="layers \\[40\\] out of range"):
+        load_config(None, {"layers": [40]}).layer_list(30)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"question": "q", "choices": ["a", "b"], "answer": 5}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:1: answer must be an index 0..1"):
@@ -97,10 +88,9 @@ def test_config_errors_and_overrides(tmp_path):
 @pytest.mark.filterwarnings("ignore:.*tokens for this tokenizer")
 def test_scoring_batched_equals_one_at_a_time(tiny_models):
     lm = tiny_models("llama")
-    cfg = load_config(None, {"batch_size": 4})
     items = [shuffle_options(it, 1) for it in load_builtin_mcq()[:9]]
-    batched = score(lm, items, cfg, {"base": None})["base"]
-    single = np.array([score(lm, [it], cfg, {"base": None})["base"][0] for it in items])
+    batched = score(lm, items, {"base": None}, batch_size=4)["base"]
+    single = np.array([score(lm, [it], {"base": None})["base"][0] for it in items])
     assert np.array_equal(batched, single)
 
 
@@ -117,24 +107,28 @@ def test_tiny_end_to_end(tiny_models, tmp_path):
             "n_boot": 100,
         },
     )
-    out = run_pas(cfg, lm=tiny_models("llama"))
-    seed_dir = tmp_path / "tiny-llama" / "residual" / "seed_42"
+    lm = tiny_models("llama")
+    out = run_pas(cfg, lm=lm, progress=False)
+    seed_dir = tmp_path / "tiny-llama" / "block" / "seed_42"
     res = json.loads((seed_dir / "results.json").read_text())["steerlab_mcq"]
     for m in ("PASf", "iPASa", "iPASwo"):
         t = res["methods"][m]["test"]
         assert t["zero"]["accuracy"][0] == res["unsteered"]["test"]  # strength 0 = the plain model
         assert set(t) == {"steered", "zero", "negative", "random0"}
         assert "icl" in res["methods"][m]
-    for f in (
-        "cross_benchmark_summary.csv",
-        "cross_benchmark_flips.csv",
-        "heatmap_steerlab_mcq_PASf.png",
-        "test_steerlab_mcq.png",
-        "predictions_steerlab_mcq_unsteered.csv",
-        "run_log.json",
-    ):
+    for f in ("cross_benchmark_summary.csv", "cross_benchmark_flips.csv", "run_log.json", "results.json"):
         assert (seed_dir / f).is_file()
+    job = seed_dir / "steerlab_mcq"
+    for f in ("report/heatmap_PASf.png", "report/test.png", "report/predictions_unsteered.csv"):
+        assert (job / f).is_file()
     assert len(out["summary"]) == 3
+    # resumable: a second run computes nothing; new strengths redo the sweep and what follows, not the vectors
+    before = {p: (job / p / "_DONE.json").stat().st_mtime_ns for p in ("data", "score", "vectors", "sweep")}
+    run_pas(cfg, lm=lm, progress=False)
+    assert before == {p: (job / p / "_DONE.json").stat().st_mtime_ns for p in before}
+    run_pas(cfg.replace(strengths=[0.25, 1.0]), lm=lm, progress=False)
+    after = {p: (job / p / "_DONE.json").stat().st_mtime_ns for p in before}
+    assert [p for p in before if before[p] != after[p]] == ["sweep"]
 
 
 def test_multi_seed_aggregate_exact():

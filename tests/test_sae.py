@@ -46,11 +46,11 @@ def test_identity_transcoder_reproduces_input():
     assert torch.allclose(t(x)[0], x)
 
 
-def test_delta_alpha_zero_is_exactly_base_and_only_delta_trains():
+def test_delta_scale_zero_is_exactly_base_and_only_delta_trains():
     base = Transcoder(8, 16, activation="jumprelu")
     delta = DeltaTranscoder(base, 4)
     x = torch.randn(7, 8)
-    assert torch.equal(delta(x, alpha=0.0)[0], base(x)[0])
+    assert torch.equal(delta(x, scale=0.0)[0], base(x)[0])
     w_before = base.W_enc.clone()
     train_transcoder(delta, x, torch.randn(7, 8), steps=5, progress=False)
     assert torch.equal(base.W_enc, w_before) and delta.delta.W_enc.grad is not None
@@ -79,9 +79,16 @@ def test_safe_eval():
         "'a' * 3",
         "1 / 0",
         "(1).real",
+        "9 ** 99 ** 99",  # nested powers: refused at once, not computed for minutes
+        "(9 ** 99) ** 99",
+        "(10 ** 99) * (10 ** 99) * (10 ** 99) * (10 ** 99)",
+        "1e308 * 10",
+        "(-8) ** 0.5",
+        "0 ** -1",
     ):
         with pytest.raises(ValueError):
             safe_arith_eval(bad)
+    assert safe_arith_eval("2 ** 100") == 2.0**100
 
 
 def test_calc_data_disjoint_and_metrics():
@@ -99,8 +106,9 @@ def test_calc_data_disjoint_and_metrics():
     assert m["math_correct_rate"][0] == pytest.approx(1 / 3)
 
 
-def test_splice_identity_transcoder_keeps_ce_and_alpha_zero_equals_base(tiny_models):
-    from steerlab.sae.splice_eval import cross_entropy, mlp_pairs, transcoder_splice
+def test_splice_identity_transcoder_keeps_ce_and_scale_zero_equals_base(tiny_models):
+    from steerlab.sae.scoring import cross_entropy
+    from steerlab.sae.splice import TranscoderSplice, mlp_pairs
 
     lm = tiny_models("llama")
     texts = ["hello there, how are you?", "What is 12 times 7?", "Repeat exactly: Room 12 is on floor 3."]
@@ -117,14 +125,14 @@ def test_splice_identity_transcoder_keeps_ce_and_alpha_zero_equals_base(tiny_mod
             ].mlp  # its submodules, not mlp() itself, so the splice hook is not re-entered
             return mlp.down_proj(mlp.act_fn(mlp.gate_proj(inp)) * mlp.up_proj(inp)), inp
 
-    with transcoder_splice(lm, 1, Exact(32, 4)):
+    with TranscoderSplice(lm, 1, Exact(32, 4)):
         same = cross_entropy(lm, texts)
     torch.testing.assert_close(same, plain, atol=1e-4, rtol=1e-4)
     base = Transcoder(32, 64)
     d = DeltaTranscoder(base, 4)
-    with transcoder_splice(lm, 1, base):
+    with TranscoderSplice(lm, 1, base):
         ce_base = cross_entropy(lm, texts)
-    with transcoder_splice(lm, 1, d, alpha=0.0):
+    with TranscoderSplice(lm, 1, d, scale=0.0):
         ce_zero = cross_entropy(lm, texts)
     assert torch.equal(ce_base, ce_zero) and not torch.allclose(ce_base, plain)
 

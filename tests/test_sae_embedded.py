@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from steerlab.sae.corpus import offline_corpus
-from steerlab.sae.splice_eval import cross_entropy, mlp_pairs, transcoder_splice, zero_mlp_splice
+from steerlab.sae.scoring import cross_entropy
+from steerlab.sae.splice import TranscoderSplice, mlp_pairs, zero_mlp_splice
 from steerlab.sae.train import train_transcoder
 from steerlab.sae.transcoder import Transcoder
 
@@ -20,7 +21,7 @@ def test_base_splice_recovers_most_of_the_mlp_on_the_embedded_model(smollm):
     hist = train_transcoder(tc, x, y, steps=150, batch_size=256, lr=1e-3, init_l0=32, progress=False)
     assert hist["nmse"][-1] < 0.5
     raw = cross_entropy(smollm, held, chat=True)
-    with transcoder_splice(smollm, layer, tc):
+    with TranscoderSplice(smollm, layer, tc):
         spliced = cross_entropy(smollm, held, chat=True)
     with zero_mlp_splice(smollm, layer):
         ablated = cross_entropy(smollm, held, chat=True)

@@ -93,8 +93,9 @@ def test_lora_finetune_changes_only_the_targeted_mlp_and_lowers_loss(tmp_path):
         lora_finetune(lm, rows, targets="everything")
 
 
-def test_splice_recorder_alpha_zero_and_full_mask_equal_base(tiny_models):
-    from steerlab.sae.scoring import SpliceRecorder, completion_ce
+def test_splice_scale_zero_and_full_mask_equal_base(tiny_models):
+    from steerlab.sae.scoring import completion_ce
+    from steerlab.sae.splice import TranscoderSplice
 
     lm = tiny_models("llama")
     rows = _rows(6)
@@ -102,14 +103,14 @@ def test_splice_recorder_alpha_zero_and_full_mask_equal_base(tiny_models):
     d = DeltaTranscoder(base, 8)
     with torch.no_grad():
         d.delta.W_dec.mul_(50)  # make the delta matter
-    with SpliceRecorder(lm, 1, base) as rec:
+    with TranscoderSplice(lm, 1, base) as rec:
         ce_base = completion_ce(lm, rows)
     assert rec.stats()["mean_abs_base_acts"] > 0 and rec.stats()["delta_l0"] == 0
-    with SpliceRecorder(lm, 1, d, alpha=0.0):
+    with TranscoderSplice(lm, 1, d, scale=0.0):
         ce_zero = completion_ce(lm, rows)
-    with SpliceRecorder(lm, 1, d, alpha=1.0, delta_mask=torch.zeros(8)):
+    with TranscoderSplice(lm, 1, d, scale=1.0, delta_mask=torch.zeros(8)):
         ce_masked = completion_ce(lm, rows)
-    with SpliceRecorder(lm, 1, d, alpha=1.0):
+    with TranscoderSplice(lm, 1, d, scale=1.0):
         ce_full = completion_ce(lm, rows)
     torch.testing.assert_close(ce_zero, ce_base)
     torch.testing.assert_close(ce_masked, ce_base)
@@ -122,10 +123,11 @@ def test_splice_recorder_alpha_zero_and_full_mask_equal_base(tiny_models):
 def test_config_validation():
     with pytest.raises(ValueError, match="lora_targets"):
         ToolUseConfig(lora_targets="bogus")
-    with pytest.raises(ValueError, match="alphas must include 0.0"):
-        ToolUseConfig(alphas=[1.0])
-    with pytest.raises(ValueError, match="unknown config keys"):
+    with pytest.raises(ValueError, match="delta_scales must include 0.0"):
+        ToolUseConfig(delta_scales=[1.0])
+    with pytest.raises(ValueError, match="did you mean 'layer'"):
         ToolUseConfig.from_dict({"layers": 3})
+    assert ToolUseConfig.from_dict({"alphas": [0.0, 2.0]}).delta_scales == [0.0, 2.0]  # the old name works
 
 
 def test_study_pipeline_end_to_end_on_a_tiny_model(tmp_path, capsys):
@@ -169,26 +171,29 @@ def test_study_pipeline_end_to_end_on_a_tiny_model(tmp_path, capsys):
         "2",
     ]
     assert main(args) == 0
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["layer"] == 1 and cfg["lora_layers"] == [1]
-    ev = json.loads((out / "evaluate" / "evaluate.json").read_text())
+    params = json.loads((out / "finetune" / "_DONE.json").read_text())["params"]["fields"]
+    assert params["lora_layers"] == [1]  # the finetune follows the splice layer
+    ev = json.loads((out / "evaluate" / "result.json").read_text())
     conds = ev["conditions"]
     assert set(conds) == {
         "finetuned (no splice)",
-        "base only (alpha=0)",
+        "base only (scale=0)",
         "base + 1*delta",
         "base + 1*control delta",
     }
     for c in conds.values():
         assert set(c["subsets"]) == {"tool", "ood", "copy"}
         assert 0 <= c["subsets"]["tool"]["tool_call_rate"][0] <= 1
-    assert conds["base only (alpha=0)"]["subsets"]["tool"]["delta_l0"] == 0
-    at = json.loads((out / "attribute" / "attribute.json").read_text())
+    assert conds["base only (scale=0)"]["subsets"]["tool"]["delta_l0"] == 0
+    at = json.loads((out / "attribute" / "result.json").read_text())
     assert len(at["top_latents"]) == 2 and len(at["per_latent"]) == 8
-    report = (out / "report.md").read_text()
-    assert "base only (alpha=0)" in report and (out / "alpha_sweep.png").is_file()
-    done = (out / "evaluate" / "_DONE.json").stat().st_mtime
+    report = (out / "report" / "report.md").read_text()
+    assert "base only (scale=0)" in report and (out / "report" / "delta_scale_sweep.png").is_file()
+    done = {s: (out / s / "_DONE.json").stat().st_mtime_ns for s in ("finetune", "base", "delta", "evaluate")}
     assert main(args) == 0  # resumed: finished stages are skipped
-    assert (out / "evaluate" / "_DONE.json").stat().st_mtime == done
-    with pytest.raises(SystemExit, match="--layer"):
-        main(["sae", "run", "--out", str(out), "--layer", "one"])
+    assert done == {s: (out / s / "_DONE.json").stat().st_mtime_ns for s in done}
+    # a new LoRA rank retrains the finetune and everything trained on the finetuned model, but not the base
+    assert main([*args, "--lora-rank", "4"]) == 0
+    again = {s: (out / s / "_DONE.json").stat().st_mtime_ns for s in done}
+    assert [s for s in done if again[s] != done[s]] == ["finetune", "delta", "evaluate"]
+    assert main(["sae", "run", "--out", str(out), "--layer", "one"]) == 2

@@ -201,7 +201,17 @@ def test_render_refuses_what_cannot_round_trip():
 
 
 def test_markers_and_registry():
-    assert TOOL_CALL_FORMATS == ("tool_call_json", "lfm2_pythonic", "functioncall", "json", "markdown_json")
+    assert TOOL_CALL_FORMATS == (
+        "tool_call_json",
+        "lfm2_pythonic",
+        "functioncall",
+        "json",
+        "markdown_json",
+        "calculator",
+    )
+    for fmt in TOOL_CALL_FORMATS:  # every format carries what a prompt and a stop rule need
+        spec = format_spec(fmt)
+        assert spec.instruction.startswith("To use") and spec.marker in spec.example
     assert trigger_marker("tool_call_json") == "<tool_call>"
     assert trigger_marker("lfm2_pythonic") == "<|tool_call_start|>"
     assert trigger_marker("functioncall") == "<functioncall>"
@@ -224,3 +234,15 @@ def test_could_still_trigger():
     assert could_still_trigger("The", "tool_call_json", mode="anywhere")
     with pytest.raises(ValueError, match="unknown trigger mode 'start'; valid: prefix, anywhere"):
         could_still_trigger("", "tool_call_json", mode="start")
+
+
+def test_calculator_format_parses_renders_and_is_never_guessed():
+    text = "<tool_call>calculator(12 * (3 + 4))</tool_call>"
+    res = parse_tool_calls(text, "calculator")
+    assert res.ok and res.calls == [ToolCall("calculator", {"expression": "12 * (3 + 4)"})]
+    assert render_tool_call(res.calls, "calculator") == text
+    assert parse_tool_calls(text).format != "calculator"  # shares <tool_call> with tool_call_json: request it
+    bad = parse_tool_calls("<tool_call>calc(1+2)</tool_call>", "calculator")
+    assert not bad.calls and "expected calculator(<expression>)" in bad.errors[0].message
+    with pytest.raises(ValueError, match="calculator format holds"):
+        render_tool_call(ToolCall("web_search", {"query": "x"}), "calculator")

@@ -1,4 +1,9 @@
-"""The one ``steerlab`` command. Each method registers its own subcommands through ``add_cli(subparsers)``."""
+"""The one ``steerlab`` command: representation engineering of LLM behaviour, tool calling first.
+
+Each method registers its subcommands through ``add_cli(subparsers)``. A user's mistake (a bad value, a missing
+file, an unknown model or option) prints one line and exits 2; Ctrl-C exits 130; ``--traceback`` shows the
+Python traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,19 @@ import sys
 
 from . import __version__
 
-# module -> its top-level command; each module defines add_cli(subparsers)
-_COMMAND_MODULES = ("steerlab.asa.cli", "steerlab.pas.cli", "steerlab.sae.cli", "steerlab.tools.cli")
+# module -> its top-level commands; each module defines add_cli(subparsers)
+_COMMAND_MODULES = ("steerlab.asa.cli", "steerlab.pas.cli", "steerlab.sae.cli")
+DESCRIPTION = """Read what a language model represents, change what it does, and measure the result honestly.
+
+Commands:
+  info   the model's architecture, layers and steering sites
+  asa    probe-gated steering for tool calling (run, stages, demo, chat)
+  bfcl   Berkeley Function Calling Leaderboard evaluation, plain model vs an ASA asset
+  pas    steering sweeps for multiple-choice benchmarks
+  sae    tool-use transcoders: data, finetune, transcoders, splices, attribution
+
+Every method command takes -c config.yaml and --field value; `steerlab <command> --help` lists them.
+Runs work offline on the embedded model (smollm2-135m)."""
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -25,23 +41,26 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "dtype": str(lm.dtype),
         **lm.arch.describe(),
         "sites": SITE_DOC,
-        "source": lm.source,
+        "source": {k: v for k, v in lm.source.items() if k != "file_key"},
     }
     print(json.dumps(info, indent=2))
     return 0
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") -> None:
-    """The model options every command shares."""
+    """The model options of commands without a config."""
     p.add_argument("--model", default=default, help="alias (smollm2-135m), .gguf file, local dir or hub id")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steerlab", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="steerlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"steerlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--traceback", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="load a model and print its architecture, layers and sites")
     add_model_args(info)
@@ -54,7 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that method is not part of this build
             raise
         mod.add_cli(sub)
+    _mark_options(parser)
     return parser
+
+
+def _mark_options(parser: argparse.ArgumentParser) -> None:
+    """Each command remembers its own options, so an unknown one can be answered with a did-you-mean."""
+    parser.set_defaults(_options=sorted(parser._option_string_actions))
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _mark_options(child)
+
+
+def _unknown(args: argparse.Namespace, extra: list[str]) -> int:
+    from .config import did_you_mean
+
+    options = getattr(args, "_options", [])
+    first = next((x for x in extra if x.startswith("-")), extra[0])
+    name = first.split("=", 1)[0]
+    hint = did_you_mean(name, options) if name.startswith("-") else ""
+    print(
+        f"steerlab: error: unrecognized argument {first!r}{hint}; see --help for this command's options",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _quiet_libraries() -> None:
@@ -68,12 +111,26 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What counts as a user's mistake: bad values (ValueError and its kin), missing files, models that cannot
+    be loaded."""
+    from .models import ModelLoadError
+
+    return (
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        ModelLoadError,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "accepts_overrides", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.overrides = extra
+    if extra:
+        return _unknown(args, extra)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -84,8 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"steerlab: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        print(
+            "\nsteerlab: interrupted (finished stages are kept; run the same command again to resume)",
+            file=sys.stderr,
+        )
+        return 130
+    except _user_errors() as err:
+        if args.traceback:
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"steerlab: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -1,5 +1,5 @@
-"""Run directories: each stage is written to a temporary name and renamed when complete, so a half-written
-stage is never mistaken for a finished one; a finished stage records the parameters it was computed with."""
+"""Atomic writes: every file and folder steerlab produces is written under a temporary name and renamed when
+complete, so a half-written one is never mistaken for a finished one."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-
-from . import __version__
-
-DONE = "_DONE.json"
 
 
 def save_json(path: str | Path, obj: object) -> Path:
@@ -90,47 +85,19 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-class RunDir:
-    """``root/<stage>/`` directories with a completion marker that stores the stage's parameters."""
+TMP_TAG = ".tmp-"
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
 
-    def path(self, stage: str) -> Path:
-        return self.root / stage
-
-    def is_done(self, stage: str, params: object = None) -> bool:
-        marker = self.path(stage) / DONE
-        if not marker.is_file():
-            return False
-        if params is None:
-            return True
-        try:
-            return json.loads(marker.read_text()).get("params") == json.loads(
-                json.dumps(params, default=_jsonable)
-            )
-        except (json.JSONDecodeError, OSError):
-            return False
-
-    @contextlib.contextmanager
-    def writing(self, stage: str, params: object = None) -> Iterator[Path]:
-        """Yield a temporary directory; on success it replaces ``root/<stage>`` and is marked done."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{stage}.tmp-", dir=self.root))
-        t0 = time.perf_counter()
-        try:
-            yield tmp
-            save_json(
-                tmp / DONE,
-                {
-                    "stage": stage,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "seconds": round(time.perf_counter() - t0, 1),
-                    "steerlab_version": __version__,
-                    "params": params,
-                },
-            )
-            replace_dir(tmp, self.path(stage))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``final``; on success it replaces ``final``, on any error it is removed.
+    A half-written directory never carries the final name."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{TMP_TAG}", dir=final.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,11 +1,13 @@
-"""``steerlab asa ...``: every pipeline stage, the whole run, a side-by-side demo and an interactive chat."""
+"""``steerlab asa ...`` (every pipeline stage, the whole run, status, a side-by-side demo and a chat) and
+``steerlab bfcl eval``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import textwrap
-from pathlib import Path
+
+from ..cli_args import add_common_args, add_config_args, config_from_args
 
 DEMO_PROMPTS = [
     "What is 48,213 divided by 37?",
@@ -17,54 +19,35 @@ DEMO_PROMPTS = [
 ]
 
 
-def _config(args: argparse.Namespace):  # noqa: ANN202
+def _runner(args: argparse.Namespace):  # noqa: ANN202
     from .config import AsaConfig
+    from .stages import preflight, runner
 
-    data: dict = {}
-    if args.config:
-        data.update(AsaConfig.load(args.config).to_dict())
-    for item in args.set or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            data[k] = json.loads(v)
-        except json.JSONDecodeError:
-            data[k] = v
-    for flag in ("model", "device", "dtype", "limit_per_cell", "batch_size", "data"):
-        val = getattr(args, flag, None)
-        if val is not None:
-            data[flag] = val
-    return AsaConfig.from_dict(data)
-
-
-def _run(args: argparse.Namespace):  # noqa: ANN202
-    from .pipeline import AsaRun
-
-    cfg = _config(args)
-    root = Path(args.run_dir or f"runs/asa-{cfg.model.replace('/', '_')}")
-    return AsaRun(cfg, root, progress=not args.quiet)
+    cfg = config_from_args(AsaConfig, args)
+    preflight(cfg)  # data, tools and prompt checked before any model is loaded
+    return runner(cfg, progress=not args.quiet)
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from . import pipeline as P
+    from .stages import run_all
 
-    r = _run(args)
+    r = _runner(args)
     if args.stage == "run":
-        out = P.run_all(r)
-        print(Path(out["report"]).read_text())
+        out = run_all(r)
+        print(open(out["report"]).read())
+        print(f"[steerlab] run directory: {r.root} (report.md, asset/, stage folders)")
         return 0
-    fn = {
-        "extract": P.stage_extract,
-        "sweep": P.stage_sweep,
-        "vectors": P.stage_vectors,
-        "fit": P.stage_fit,
-        "tune": P.stage_tune,
-        "evaluate": P.stage_evaluate,
-        "export": P.stage_export,
-    }[args.stage]
-    res = fn(r)
-    print(json.dumps(res, indent=2, default=str)[:4000] if isinstance(res, dict) else res)
+    res = r.run(args.stage)
+    print(json.dumps(res, indent=2, default=str)[:4000])
+    print(f"[steerlab] stage {args.stage!r} in {r.path(args.stage)}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    r = _runner(args)
+    for row in r.status():
+        secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
+        print(f"{row['stage']:<10} {row['state']:<8} {secs}")
     return 0
 
 
@@ -88,6 +71,8 @@ def _steerer(args: argparse.Namespace):  # noqa: ANN202
     from ..models import load_model
     from .runtime import AsaSteerer
 
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     _, manifest = load_asset(args.asset)
     lm = load_model(args.model or manifest["model"], device=args.device, dtype=args.dtype)
     return AsaSteerer(lm, args.asset)
@@ -114,48 +99,76 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bfcl(args: argparse.Namespace) -> int:
+    from ..models import load_model
+    from .bfcl import BfclConfig, bfcl_markdown, evaluate_bfcl, write_bfcl
+
+    cfg = config_from_args(BfclConfig, args)
+    lm = load_model(cfg.model_spec(), device=cfg.device, dtype=cfg.dtype)
+    res = evaluate_bfcl(lm, cfg, progress=not args.quiet)
+    paths = write_bfcl(res, cfg.out)
+    print(bfcl_markdown(res))
+    print(f"[steerlab] wrote {paths['json']}, {paths['md']} and every output in {paths['items']}")
+    return 0
+
+
+STAGE_HELP = [
+    ("run", "the whole pipeline + report (the main job)"),
+    ("extract", "last-prompt-token states at every layer"),
+    ("sweep", "probe AUC per layer, mean hidden norms, candidate layers"),
+    ("vectors", "tool - non-tool directions on CAL (global and per domain)"),
+    ("fit", "router + per-domain probes on TRAIN"),
+    ("tune", "layer, strength, tau, beta by generated F1 on VALID"),
+    ("evaluate", "TEST: baseline, ASA, ablations, intervals"),
+    ("asset", "the asset: safetensors + JSON manifest (alias: export)"),
+    ("report", "report.md with the tables and plots"),
+]
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    asa = sub.add_parser("asa", help="ASA: probe-gated steering for tool calling")
+    from .bfcl import BfclConfig
+    from .config import AsaConfig
+
+    asa = sub.add_parser(
+        "asa",
+        help="ASA: probe-gated steering for tool calling",
+        description="ASA: a router and per-domain probes gate a steering vector at the last prompt token. Stages "
+        "resume from the run directory (--out); a stage reruns only when a field it reads changed.",
+    )
     asub = asa.add_subparsers(dest="asa_command", metavar="STAGE", required=True)
     for stage, doc in [
-        ("run", "the whole pipeline + report (the main job)"),
-        ("extract", "last-prompt-token states at every layer"),
-        ("sweep", "probe AUC per layer"),
-        ("vectors", "tool - non-tool mean differences on CAL"),
-        ("fit", "router + per-domain probes on TRAIN"),
-        ("tune", "alpha, tau, beta, layer by generated F1 on VALID"),
-        ("evaluate", "TEST: baseline, ASA, ablations, intervals"),
-        ("export", "the asset: safetensors + JSON manifest"),
+        *STAGE_HELP,
+        ("status", "which stages are done, stale or missing in the run directory"),
     ]:
-        p = asub.add_parser(stage, help=doc)
-        p.add_argument("--run-dir", help="run directory (default runs/asa-<model>)")
-        p.add_argument("--config", help="YAML file of AsaConfig fields")
-        p.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="override a config field (JSON value)"
-        )
-        p.add_argument("--model")
-        p.add_argument("--device")
-        p.add_argument("--dtype")
-        p.add_argument("--data", help="'builtin' or a JSONL with prompt, domain, label, split")
-        p.add_argument(
-            "--limit-per-cell",
-            dest="limit_per_cell",
-            type=int,
-            help="reduced run: at most N prompts per split x domain x label",
-        )
-        p.add_argument("--batch-size", dest="batch_size", type=int)
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-        p.set_defaults(func=_cmd_stage, stage=stage)
+        p = asub.add_parser(stage, help=doc, description=doc, aliases=["export"] if stage == "asset" else [])
+        add_config_args(p, AsaConfig)
+        add_common_args(p)
+        p.set_defaults(func=_cmd_status if stage == "status" else _cmd_stage, stage=stage)
     for name, fn, doc in [
         ("demo", _cmd_demo, "baseline vs ASA side by side on prompts"),
         ("chat", _cmd_chat, "interactive, baseline vs ASA side by side"),
     ]:
-        p = asub.add_parser(name, help=doc)
-        p.add_argument("--asset", required=True, help="an exported ASA asset directory")
+        p = asub.add_parser(name, help=doc, description=doc)
+        p.add_argument(
+            "--asset", required=True, help="an ASA asset directory (e.g. runs/asa-smollm2-135m/asset)"
+        )
         p.add_argument("--model", help="default: the model named in the asset's manifest")
-        p.add_argument("--device", default="auto")
-        p.add_argument("--dtype", default="auto")
-        p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=48)
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+        p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+        p.add_argument(
+            "--max-new-tokens", dest="max_new_tokens", type=int, default=48, help="tokens per reply"
+        )
         if name == "demo":
             p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: six examples")
         p.set_defaults(func=fn)
+    b = sub.add_parser("bfcl", help="Berkeley Function Calling Leaderboard (offline, from bfcl-eval's data)")
+    bsub = b.add_subparsers(dest="bfcl_command", metavar="COMMAND", required=True)
+    e = bsub.add_parser(
+        "eval",
+        help="relevance detection + AST accuracy, baseline vs an ASA asset",
+        description="Relevance detection and AST accuracy on BFCL v4 items, for the plain model and (with "
+        "--asset) an ASA asset; writes bfcl.json, bfcl.md and items.jsonl (every output) under --out.",
+    )
+    add_config_args(e, BfclConfig)
+    add_common_args(e)
+    e.set_defaults(func=_cmd_bfcl)

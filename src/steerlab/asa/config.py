@@ -2,82 +2,87 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from ..config_keys import check_known_keys
+from ..config import Config, UserError, check_choice, check_range, opt
+from ..models.registry import SITES
+from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
+from ..vectors import ESTIMATORS
 
 
 @dataclass
-class AsaConfig:
-    model: str = "smollm2-135m"
-    device: str = "auto"
-    dtype: str = "auto"
-    data: str = "builtin"  # or a JSONL with prompt, domain, label, split
-    limit_per_cell: int | None = None  # reduced runs: at most this many prompts per (split, domain, label)
-    call_format: str = "tool_call_json"
-    few_shot: str = "default"  # "default" (one call + one plain answer), "none", or a JSON file of turns
-    use_template_tools: bool = False
-    site: str = "block"
-    n_top_layers: int = 2  # candidate layers by VALID probe AUC ...
-    extra_layers: list[int] | str = "auto"  # ... plus these ("auto": 50%, 60%, 70% of depth)
-    alphas: list[float] = field(
-        default_factory=lambda: [0.25, 0.5, 1.0]
-    )  # units of the mean hidden norm at L
-    taus: list[float] = field(default_factory=lambda: [0.55, 0.6, 0.7, 0.8, 0.9, 0.95])
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
-    trigger_mode: str = "prefix"  # "prefix": the reply starts with the marker; "anywhere": the marker appears
-    max_new_tokens_decision: int = 12
-    max_new_tokens_call: int = 64
-    batch_size: int = 64  # decoding on CPU is memory-bound: wide batches amortise each step
-    probe_c: float = 1.0
-    seed: int = 0
-    n_boot: int = 2000
+class AsaConfig(Config):
+    WHAT = "ASA config"
+    ALIASES = {"alphas": "strengths", "run_dir": "out"}
 
-    def __post_init__(self) -> None:
-        if self.trigger_mode not in ("prefix", "anywhere"):
-            raise ValueError(f"trigger_mode must be 'prefix' or 'anywhere', got {self.trigger_mode!r}")
+    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
+    device: str = opt("auto", "auto | cpu | cuda | mps")
+    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
+    out: str | None = opt(None, "run directory (default runs/asa-<model>)")
+    data: str = opt("builtin", "'builtin' or a JSONL with prompt, domain, label, split")
+    limit_per_cell: int | None = opt(None, "reduced run: at most N prompts per split x domain x label")
+    tools: str = opt("builtin", "'builtin' (four tools) or a JSON list of tools, each naming its 'domain'")
+    call_format: str = opt(
+        "tool_call_json", "tool-call syntax taught in the prompt (steerlab.tools registry)"
+    )
+    few_shot: str = opt("default", "'default' (one call + one plain answer), 'none', or a JSON file of turns")
+    use_template_tools: bool = opt(
+        False, "pass tools through the chat template (models whose template takes them)"
+    )
+    site: str = opt("block", "where the probes read and the vector is added (steerlab site)")
+    n_top_layers: int = opt(2, "candidate layers: the best N by VALID probe AUC ...")
+    extra_layers: list[int] | str = opt("auto", "... plus these ('auto': 50%, 60%, 70% of depth)")
+    estimator: str = opt("mean_difference", "direction estimator (steerlab.vectors registry)")
+    strengths: list[float] = opt(
+        [0.25, 0.5, 1.0], "push sizes to try, in units of the mean hidden-state norm at L"
+    )
+    taus: list[float] = opt([0.55, 0.6, 0.7, 0.8, 0.9, 0.95], "gate thresholds to try (0.5 < tau < 1)")
+    betas: list[float] = opt(
+        [0.0, 0.5, 1.0], "weights of the global vector in unit(v_domain + beta v_global)"
+    )
+    trigger_mode: str = opt("prefix", "'prefix': the reply starts with the marker; 'anywhere': it appears")
+    max_new_tokens_decision: int = opt(12, "tokens generated to decide a trigger (tune stage)")
+    max_new_tokens_call: int = opt(64, "tokens generated for a whole call (evaluate stage)")
+    batch_size: int = opt(64, "generation/capture batch (results do not depend on it)")
+    probe_c: float = opt(1.0, "inverse L2 strength of the logistic probes and router")
+    seed: int = opt(0, "seed of probes, random-direction control and bootstrap")
+    n_boot: int = opt(2000, "bootstrap resamples for intervals")
+
+    def validate(self) -> None:
+        check_choice("trigger_mode", self.trigger_mode, TRIGGER_MODES)
+        check_choice("call_format", self.call_format, TOOL_CALL_FORMATS)
+        check_choice("site", self.site, SITES)
+        check_choice("estimator", self.estimator, ESTIMATORS)
+        for name in ("taus", "strengths", "betas"):
+            if not getattr(self, name):
+                raise UserError(f"{name} must not be empty")
         for tau in self.taus:
-            if not 0.5 < tau < 1:
-                raise ValueError(f"every tau must satisfy 0.5 < tau < 1, got {tau}")
-        if not self.alphas or any(a <= 0 for a in self.alphas):
-            raise ValueError(f"alphas must be positive (the gate gives the sign), got {self.alphas}")
-        if self.limit_per_cell is not None and self.limit_per_cell < 2:
-            raise ValueError(f"limit_per_cell must be >= 2 or None, got {self.limit_per_cell}")
-        if self.n_top_layers < 1:
-            raise ValueError(f"n_top_layers must be >= 1, got {self.n_top_layers}")
+            check_range("tau", tau, 0.5, 1.0, strict_lo=True, strict_hi=True)
+        for s in self.strengths:
+            check_range("strength", s, 0.0, strict_lo=True)  # the gate gives the sign
+        if self.limit_per_cell is not None:
+            check_range("limit_per_cell", self.limit_per_cell, 2)
+        for name in (
+            "n_top_layers",
+            "max_new_tokens_decision",
+            "max_new_tokens_call",
+            "batch_size",
+            "n_boot",
+        ):
+            check_range(name, getattr(self, name), 1)
+        check_range("probe_c", self.probe_c, 0.0, strict_lo=True)
+        if isinstance(self.extra_layers, str) and self.extra_layers != "auto":
+            raise UserError(
+                f"extra_layers must be 'auto' or a list of layer numbers, got {self.extra_layers!r}"
+            )
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AsaConfig:
-        names = [f.name for f in dataclasses.fields(cls)]
-        check_known_keys(d, names, "ASA config")
-        return cls(**d)
-
-    @classmethod
-    def load(cls, path: str | Path) -> AsaConfig:
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: an ASA config must be a mapping of keys to values")
-        return cls.from_dict(data)
+    def run_dir(self) -> str:
+        return self.out or f"runs/asa-{self.model.replace('/', '_')}"
 
     def candidate_extra_layers(self, n_layers: int) -> list[int]:
         if self.extra_layers == "auto":
             return sorted({min(n_layers - 1, round(f * n_layers)) for f in (0.5, 0.6, 0.7)})
-        if isinstance(self.extra_layers, str):
-            raise ValueError(f"extra_layers must be 'auto' or a list of ints, got {self.extra_layers!r}")
         bad = [x for x in self.extra_layers if not 0 <= x < n_layers]
         if bad:
-            raise ValueError(f"extra_layers {bad} out of range 0..{n_layers - 1}")
+            raise UserError(f"extra_layers {bad} out of range: this model has layers 0..{n_layers - 1}")
         return list(self.extra_layers)
-
-    def fingerprint(self) -> str:
-        import hashlib
-
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]

@@ -1,19 +1,21 @@
-"""ASA's gate and direction, as a steering controller (the steering layer owns the hook).
+"""ASA's router, probes and directions, as a steering controller (the steering layer owns the hook).
 
 Read the state at layer L of the last prompt token, route it to a domain, score p(tool) with that domain's probe,
-gate = +1 if p > tau, -1 if p < 1 - tau, else 0 (strict), and add gate * alpha * unit(v_domain + beta v_global)
-once, at that token, during prefill. alpha is in units of the mean hidden-state norm at L.
+gate it (``TernaryGate``: +1 if p > tau, -1 if p < 1 - tau, else 0) and add gate * strength * unit(v_domain +
+beta v_global) once, at that token, during prefill. strength is in units of the mean hidden-state norm at L.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..probes import LogisticProbe, Router
 from ..vectors import random_direction
+from .gate import TernaryGate, check_tau, ternary_gate
+
+__all__ = ["MODES", "AsaController", "AsaParams", "Decision", "TernaryGate", "check_tau", "ternary_gate"]
 
 MODES = ("full", "no_gate", "global_only", "domain_only", "random", "negative", "oracle")
 
@@ -71,18 +73,6 @@ class AsaParams:
         )
 
 
-def ternary_gate(p: torch.Tensor, tau: float) -> torch.Tensor:
-    """+1 if p > tau, -1 if p < 1 - tau, else 0; strict comparisons, 0.5 < tau < 1."""
-    check_tau(tau)
-    return (p > tau).float() - (p < 1 - tau).float()
-
-
-def check_tau(tau: float) -> float:
-    if not 0.5 < tau < 1.0:
-        raise ValueError(f"tau must satisfy 0.5 < tau < 1 (a strict ternary gate), got {tau}")
-    return tau
-
-
 @dataclass
 class Decision:
     domain: torch.Tensor
@@ -91,25 +81,30 @@ class Decision:
 
 
 class AsaController:
-    """Callable for ``steering.steer(controller=...)``; ``mode`` selects ASA or one of its ablations."""
+    """Callable for ``steering.steer(controller=...)``; ``mode`` selects ASA or one of its ablations.
+
+    ``row_strength`` (per batch row) overrides the strength row by row (0 leaves a row alone).
+    """
 
     def __init__(
         self,
         params: AsaParams,
-        alpha: float,
+        strength: float,
         tau: float,
         beta: float = 0.0,
         mode: str = "full",
         oracle_labels: torch.Tensor | None = None,
         seed: int = 0,
+        row_strength: torch.Tensor | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown ASA mode {mode!r}; valid: {', '.join(MODES)}")
         if mode == "oracle" and oracle_labels is None:
             raise ValueError("mode 'oracle' needs oracle_labels (1 tool / 0 non-tool per row)")
-        check_tau(tau)
-        self.params, self.alpha, self.tau, self.beta, self.mode = params, alpha, tau, beta, mode
+        self.gate = TernaryGate(tau)
+        self.params, self.strength, self.tau, self.beta, self.mode = params, strength, tau, beta, mode
         self.oracle_labels = oracle_labels
+        self.row_strength = row_strength
         self.random_dir = random_direction(params.v_global.shape[0], seed) if mode == "random" else None
         self.decisions: list[Decision] = []
 
@@ -121,7 +116,7 @@ class AsaController:
         elif self.mode == "no_gate":
             gate = torch.ones_like(p)
         else:
-            gate = ternary_gate(p, self.tau)
+            gate = self.gate(p)
         return Decision(dom, p, gate)
 
     def vectors(self, dom: torch.Tensor) -> torch.Tensor:
@@ -138,23 +133,6 @@ class AsaController:
     def __call__(self, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.decide(h_last.float())
         self.decisions.append(d)
-        coef = d.gate.cpu() * self.alpha * self.params.mean_norm
+        strength = self.row_strength if self.row_strength is not None else torch.tensor(self.strength)
+        coef = d.gate.cpu() * strength.float() * self.params.mean_norm
         return coef, self.vectors(d.domain).to(h_last.device)
-
-
-def controller_factory(
-    params: AsaParams,
-    alpha: float,
-    tau: float,
-    beta: float,
-    mode: str,
-    labels: list[int] | None = None,
-    seed: int = 0,
-) -> Callable[[list[int]], AsaController]:
-    """Per-batch controllers (the oracle needs each batch's own labels)."""
-
-    def make(idx: list[int]) -> AsaController:
-        lab = torch.tensor([labels[i] for i in idx]) if labels is not None else None
-        return AsaController(params, alpha, tau, beta, mode, oracle_labels=lab, seed=seed)
-
-    return make

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-FORMAT_INSTRUCTIONS = {
-    "tool_call_json": 'To use a tool, reply with only <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>. '
-    "If no tool is needed, answer directly.",
-    "lfm2_pythonic": "To use a tool, reply with only <|tool_call_start|>[tool_name(arg=value)]<|tool_call_end|>. "
-    "If no tool is needed, answer directly.",
-    "functioncall": 'To use a tool, reply with only <functioncall>{"name": "<tool>", "arguments": {...}}. '
-    "If no tool is needed, answer directly.",
-}
+from ..tools import format_spec, render_tool_call
 
 # Two turns: one call and one plain answer (DESIGN.md: the embedded model needs both to call tools at all).
 DEFAULT_FEW_SHOT = [
@@ -46,10 +39,9 @@ class PromptBuilder:
     system_intro: str = "You are a helpful assistant. You can use these tools:"
 
     def __post_init__(self) -> None:
-        if self.call_format not in FORMAT_INSTRUCTIONS:
-            raise ValueError(
-                f"unknown tool-call format {self.call_format!r}; valid: {', '.join(FORMAT_INSTRUCTIONS)}"
-            )
+        self.instruction = format_spec(
+            self.call_format
+        ).instruction  # unknown formats fail here, listing the valid
         for i, shot in enumerate(self.few_shot):
             if "user" not in shot or ("call" in shot) == ("answer" in shot):
                 raise ValueError(
@@ -58,17 +50,10 @@ class PromptBuilder:
 
     def system(self) -> str:
         if self.use_template_tools:
-            return FORMAT_INSTRUCTIONS[self.call_format]
-        lines = [
-            self.system_intro,
-            *(_tool_line(t) for t in self.tools),
-            FORMAT_INSTRUCTIONS[self.call_format],
-        ]
-        return "\n".join(lines)
+            return self.instruction
+        return "\n".join([self.system_intro, *(_tool_line(t) for t in self.tools), self.instruction])
 
     def render_call(self, call: dict) -> str:
-        from ..tools import render_tool_call  # parsing/rendering lives in steerlab.tools
-
         return render_tool_call(call, self.call_format)
 
     def messages(self, user_prompt: str) -> list[dict]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .. import __version__
+from ..stages import StageContext
 
 ROW_DOC = {
     "baseline": "no steering",
-    "asa": "ASA: probe-gated ±α·unit(v_domain+β·v_global) at the last prompt token",
-    "no_gate": "always +α (no gate)",
+    "asa": "ASA: probe-gated ±strength·unit(v_domain+β·v_global) at the last prompt token",
+    "no_gate": "always + (no gate)",
     "global_only": "gated, global vector only",
     "domain_only": "gated, domain vector only (β=0)",
     "random": "gated, random unit direction of the same strength",
@@ -24,14 +24,20 @@ def _ci(v: list | tuple) -> str:
     return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
 
+def _precision(m: dict) -> str:
+    """Precision is undefined when nothing was triggered."""
+    return _ci(m["precision"]) if m.get("tp", 0) + m.get("fp", 0) else "undefined (no calls)"
+
+
 def eval_table(ev: dict) -> str:
     head = "| condition | F1 | precision | recall | FPR | accuracy | success precision | what it is |\n"
     head += "|---|---|---|---|---|---|---|---|\n"
     lines = []
     for name, m in ev["rows"].items():
-        sp = f"{m['success_precision']:.3f}" if "success_precision" in m else "–"
+        sp = m.get("success_precision")
+        sp = "–" if "success_precision" not in m else ("undefined (no calls)" if sp is None else f"{sp:.3f}")
         lines.append(
-            f"| {name} | {_ci(m['f1'])} | {_ci(m['precision'])} | {_ci(m['recall'])} | {_ci(m['fpr'])} "
+            f"| {name} | {_ci(m['f1'])} | {_precision(m)} | {_ci(m['recall'])} | {_ci(m['fpr'])} "
             f"| {_ci(m['accuracy'])} | {sp} | {ROW_DOC.get(name, '')} |"
         )
     return head + "\n".join(lines)
@@ -61,22 +67,27 @@ def goal_line(ev: dict) -> str:
     )
 
 
-def write_report(r: object, sweep: dict, tune: dict, ev: dict, exp: dict, seconds: float) -> Path:
-    c = r.config
+def write_report(ctx: StageContext) -> Path:
+    """report.md in the report stage's folder, from the results of sweep, tune, evaluate and asset."""
+    c = ctx.config
+    sweep, tune, ev, asset = (ctx.result(s) for s in ("sweep", "tune", "evaluate", "asset"))
+    seconds = sum(
+        ctx.runner.marker(s)["seconds"] for s in ("extract", "sweep", "vectors", "fit", "tune", "evaluate")
+    )
     best = tune["best"]
     aucs = sweep["auc_valid"]
     lines = [
-        f"# ASA run on `{c.model}`",
+        f"# ASA run on `{ctx.runner.config.model}`",
         "",
         f"steerlab {__version__}; data `{c.data}`"
         + (f" (reduced: {c.limit_per_cell} per split×domain×label)" if c.limit_per_cell else "")
-        + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min.",
+        + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min of stage computation.",
         "",
         "## Operating point (chosen on VALID by the F1 of generated outputs)",
         "",
         f"- layer L*={best['layer']} (candidates {tune['layers']}; best-AUC layer {sweep['best_auc_layer']} with "
         f"VALID AUC {aucs[str(sweep['best_auc_layer'])]:.3f}; AUC at L* {aucs[str(best['layer'])]:.3f})",
-        f"- α={best['alpha']} × mean hidden norm, τ={best['tau']}, β={best['beta']}",
+        f"- strength={best['strength']} × mean hidden norm, τ={best['tau']}, β={best['beta']}",
         f"- VALID: baseline F1 {tune['baseline_valid']['f1']:.3f} / FPR {tune['baseline_valid']['fpr']:.3f} → "
         f"ASA F1 {best['f1']:.3f} / FPR {best['fpr']:.3f}; {tune['selection']}",
         "",
@@ -94,13 +105,11 @@ def write_report(r: object, sweep: dict, tune: dict, ev: dict, exp: dict, second
         "",
         domain_table(ev),
         "",
-        f"Asset: `{exp['path']}` ({exp['bytes']:,} bytes, safetensors + JSON).",
+        f"Asset: `{asset['path']}` ({asset['bytes']:,} bytes, safetensors + JSON).",
         "",
-        "Plots: `sweep/probe_auc.png`, `tune/alpha_tau_f1.png`, `tune/layer_f1.png`, "
+        "Plots: `sweep/probe_auc.png`, `tune/strength_tau_f1.png`, `tune/layer_f1.png`, "
         "`evaluate/f1_by_condition.png`, `evaluate/f1_by_domain.png`.",
     ]
-    path = Path(r.root) / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    path = ctx.out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
     return path

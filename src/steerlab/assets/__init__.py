@@ -1,6 +1,14 @@
 """Save/load steering assets as safetensors + a JSON manifest; never pickle."""
 
-from .store import AssetError, asset_size_bytes, check_asset_compat, load_asset, manifest_digest, save_asset
+from .store import (
+    AssetError,
+    asset_size_bytes,
+    check_asset_compat,
+    load_asset,
+    manifest_digest,
+    save_asset,
+    write_asset_files,
+)
 
 __all__ = [
     "AssetError",
@@ -9,4 +17,5 @@ __all__ = [
     "load_asset",
     "manifest_digest",
     "save_asset",
+    "write_asset_files",
 ]

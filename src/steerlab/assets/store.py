@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from .. import __version__
-from ..runs import replace_dir
+from ..runs import atomic_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "steerlab-asset"
@@ -44,38 +42,39 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dict) -> Path:
+def write_asset_files(folder: Path, tensors: dict[str, torch.Tensor], manifest: dict) -> None:
+    """Write the two files of an asset into ``folder`` (which the caller renames into place when complete)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     for name, t in tensors.items():
         if not torch.isfinite(t).all():
             raise AssetError(f"tensor {name!r} contains NaN/inf; refusing to save it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(clean, str(tmp / TENSORS))
-        full = {
-            **manifest,
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "steerlab_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tensors": {
-                k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-                for k, v in clean.items()
-            },
-            "tensors_sha256": _sha256(tmp / TENSORS),
-        }
-        full = json.loads(json.dumps(full))  # the digest is of what a reader will parse
-        full["manifest_sha256"] = manifest_digest(full)
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2))
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(clean, str(folder / TENSORS))
+    full = {
+        **manifest,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "steerlab_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tensors": {
+            k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in clean.items()
+        },
+        "tensors_sha256": _sha256(folder / TENSORS),
+    }
+    full = json.loads(json.dumps(full))  # the digest is of what a reader will parse
+    full["manifest_sha256"] = manifest_digest(full)
+    (folder / MANIFEST).write_text(json.dumps(full, indent=2))
+
+
+def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dict) -> Path:
+    """An asset directory at ``path``, written under a temporary name and renamed when complete."""
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise AssetError(f"tensor {name!r} contains NaN/inf; refusing to save it")
+    with atomic_dir(path) as tmp:
+        write_asset_files(tmp, tensors, manifest)
+    return Path(path)
 
 
 def load_asset(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -128,7 +127,8 @@ def load_asset(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def asset_size_bytes(path: str | Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+    """Bytes of the asset's own two files."""
+    return sum((Path(path) / f).stat().st_size for f in (TENSORS, MANIFEST) if (Path(path) / f).is_file())
 
 
 def check_asset_compat(
@@ -152,7 +152,10 @@ def check_asset_compat(
         raise AssetError(f"asset layer(s) {bad} out of range for a model with layers 0..{n_layers - 1}")
     fp = manifest.get("model_fingerprint")
     if model_fingerprint and fp and fp != model_fingerprint:
-        msg = f"asset fingerprint {fp} differs from this model's {model_fingerprint} (made for another checkpoint?)"
+        msg = (
+            f"asset fingerprint {fp} differs from this model's {model_fingerprint}: made for other weights (another "
+            f"checkpoint, a finetune) or the same ones loaded in another dtype (asset: {manifest.get('model_dtype', '?')})"
+        )
         if strict_fingerprint:
             raise AssetError(msg)
         log.warning(msg)

@@ -1,4 +1,6 @@
-"""Trigger metrics. 0/0 is defined as 0.0 (e.g. precision when nothing was triggered)."""
+"""Trigger metrics. A ratio with nothing to count is undefined (NaN), not 0: precision when nothing was
+triggered, recall with no positives, FPR with no negatives. F1 = 2tp / (2tp + fp + fn), 0 when there were
+positives or predictions but no true positive."""
 
 from __future__ import annotations
 
@@ -29,15 +31,14 @@ def confusion(y_true: object, y_pred: object) -> dict[str, int]:
 
 
 def _div(a: float, b: float) -> float:
-    return float(a / b) if b else 0.0
+    return float(a / b) if b else float("nan")
 
 
 def from_confusion(tp: float, fp: float, tn: float, fn: float) -> dict[str, float]:
-    prec, rec = _div(tp, tp + fp), _div(tp, tp + fn)
     return {
-        "precision": prec,
-        "recall": rec,
-        "f1": _div(2 * prec * rec, prec + rec),
+        "precision": _div(tp, tp + fp),
+        "recall": _div(tp, tp + fn),
+        "f1": _div(2 * tp, 2 * tp + fp + fn),
         "fpr": _div(fp, fp + tn),
         "accuracy": _div(tp + tn, tp + fp + tn + fn),
     }

@@ -45,7 +45,7 @@ def bar_with_ci(
     err = _yerr(values, lows, highs)
     ax.bar(range(len(labels)), values, yerr=err, capsize=4, color="#4c78a8")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_title(textwrap.fill(title, 58), fontsize=10)
+    ax.set_title(_wrap(title, fig), fontsize=10)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
@@ -66,7 +66,7 @@ def grouped_bars_with_ci(
         err = _yerr(vals, lows, highs)
         ax.bar(xs, vals, width=width, yerr=err, capsize=3, label=name)
     ax.set_xticks(range(len(groups)), groups)
-    ax.set_title(textwrap.fill(title, 58), fontsize=10)
+    ax.set_title(_wrap(title, fig), fontsize=10)
     ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
@@ -87,12 +87,18 @@ def line_sweep(
         ax.plot(list(x), list(ys), marker="o", ms=3, label=name)
     if mark_x is not None:
         ax.axvline(mark_x, color="grey", ls="--", lw=1, label=f"chosen: {mark_x}")
-    ax.set_title(textwrap.fill(title, 58), fontsize=10)
+    ax.set_title(_wrap(title, fig), fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _wrap(title: str, fig: object) -> str:
+    """Wrap a title to the figure's width (about 11 characters per inch at font size 10) so it is never cut."""
+    width = fig.get_size_inches()[0]
+    return textwrap.fill(title, max(24, int(width * 11)))
 
 
 def heatmap(
@@ -102,16 +108,24 @@ def heatmap(
     path: str | Path,
     title: str = "",
     fmt: str = ".2f",
+    xlabel: str = "",
+    ylabel: str = "",
+    colorbar_label: str = "",
 ) -> Path:
-    fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(col_labels) + 2), max(3, 0.5 * len(row_labels) + 1.5)))
+    """A labelled grid of values (e.g. accuracy over layer x strength), each cell annotated."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(col_labels) + 3), max(3.2, 0.5 * len(row_labels) + 1.8)))
     im = ax.imshow(matrix, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels)
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
             ax.text(j, i, format(v, fmt), ha="center", va="center", color="w", fontsize=8)
-    fig.colorbar(im, ax=ax)
-    ax.set_title(textwrap.fill(title, 58), fontsize=10)
+    cbar = fig.colorbar(im, ax=ax)
+    if colorbar_label:
+        cbar.set_label(colorbar_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title, fig), fontsize=10)
     return _save(fig, path)
 
 
@@ -140,7 +154,7 @@ def scatter_highlight(
     hi = max([*x, *y, 1e-9])
     lo = min([*x, *y, 0.0])
     ax.plot([lo, hi], [lo, hi], color="grey", ls="--", lw=1)
-    ax.set_title(textwrap.fill(title, 52), fontsize=10)
+    ax.set_title(_wrap(title, fig), fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

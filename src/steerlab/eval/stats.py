@@ -1,4 +1,7 @@
-"""Intervals and tests: bootstrap (vectorised), paired bootstrap differences, exact McNemar, Wilson."""
+"""Intervals and tests: bootstrap (vectorised), paired bootstrap differences, exact McNemar, Wilson.
+
+An undefined metric (precision with nothing triggered) is NaN; its interval is taken over the resamples where it
+is defined, and is NaN when it is defined in none."""
 
 from __future__ import annotations
 
@@ -17,20 +20,34 @@ def _metric_batch(name: str, t: np.ndarray, p: np.ndarray) -> np.ndarray:
     fn = (t & ~p).sum(1).astype(float)
 
     def div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+        return np.divide(a, b, out=np.full_like(a, np.nan), where=b > 0)
 
-    prec, rec = div(tp, tp + fp), div(tp, tp + fn)
     if name == "precision":
-        return prec
+        return div(tp, tp + fp)
     if name == "recall":
-        return rec
+        return div(tp, tp + fn)
     if name == "f1":
-        return div(2 * prec * rec, prec + rec)
+        return div(2 * tp, 2 * tp + fp + fn)
     if name == "fpr":
         return div(fp, fp + tn)
     if name == "accuracy":
         return div(tp + tn, tp + fp + tn + fn)
     raise ValueError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")
+
+
+def _tails(level: float) -> list[float]:
+    """The quantiles of a central interval at confidence ``level`` (0.95 -> 2.5% and 97.5%)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be a confidence level in (0, 1), e.g. 0.95; got {level}")
+    return [(1 - level) / 2, 1 - (1 - level) / 2]
+
+
+def _interval(vals: np.ndarray, level: float) -> tuple[float, float]:
+    vals = vals[~np.isnan(vals)]
+    if len(vals) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(vals, _tails(level))
+    return float(lo), float(hi)
 
 
 def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -40,19 +57,18 @@ def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def bootstrap_metric(
-    name: str, y_true: object, y_pred: object, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    name: str, y_true: object, y_pred: object, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
     """(point, lo, hi): percentile bootstrap over items for a trigger metric."""
     t, p = _arr(y_true), _arr(y_pred)
     point = float(_metric_batch(name, t[None], p[None])[0])
     idx = _indices(len(t), n_boot, seed)
-    vals = _metric_batch(name, t[idx], p[idx])
-    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
-    return point, float(lo), float(hi)
+    lo, hi = _interval(_metric_batch(name, t[idx], p[idx]), level)
+    return point, lo, hi
 
 
 def metrics_with_ci(
-    y_true: object, y_pred: object, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    y_true: object, y_pred: object, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> dict:
     """Each trigger metric as (point, lo, hi), plus the confusion counts."""
     from .metrics import confusion
@@ -62,9 +78,7 @@ def metrics_with_ci(
     out: dict = {}
     for name in METRICS:
         point = float(_metric_batch(name, t[None], p[None])[0])
-        vals = _metric_batch(name, t[idx], p[idx])
-        lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
-        out[name] = (point, float(lo), float(hi))
+        out[name] = (point, *_interval(_metric_batch(name, t[idx], p[idx]), level))
     out.update(confusion(t, p))
     return out
 
@@ -75,7 +89,7 @@ def paired_bootstrap_diff(
     pred_a: object,
     pred_b: object,
     n_boot: int = 2000,
-    alpha: float = 0.05,
+    level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float, float]:
     """metric(b) - metric(a) on the same items: (diff, lo, hi, two-sided bootstrap p-value of 'no difference')."""
@@ -83,12 +97,12 @@ def paired_bootstrap_diff(
     diff = float(_metric_batch(name, t[None], b[None])[0] - _metric_batch(name, t[None], a[None])[0])
     idx = _indices(len(t), n_boot, seed)
     d = _metric_batch(name, t[idx], b[idx]) - _metric_batch(name, t[idx], a[idx])
-    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-    if np.all(d == 0):
-        pval = 1.0
-    else:
-        pval = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
-    return diff, float(lo), float(hi), pval
+    lo, hi = _interval(d, level)
+    d = d[~np.isnan(d)]
+    if len(d) == 0:
+        return diff, lo, hi, float("nan")
+    pval = 1.0 if np.all(d == 0) else float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
+    return diff, lo, hi, pval
 
 
 def mcnemar_exact(correct_a: object, correct_b: object) -> tuple[int, int, float]:
@@ -118,11 +132,11 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 
 def bootstrap_mean(
-    values: object, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    values: object, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
     """(mean, lo, hi) of a per-item quantity (accuracy, cross-entropy, ...)."""
     v = np.asarray(values, dtype=float)
     idx = _indices(len(v), n_boot, seed)
     means = v[idx].mean(1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    lo, hi = np.quantile(means, _tails(level))
     return float(v.mean()), float(lo), float(hi)

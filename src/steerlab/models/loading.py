@@ -8,7 +8,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -229,13 +228,73 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _gguf_cache_dir(path: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return _cache_root() / "models" / f"{path.stem}-{key}"
+
+
+def _shape_from_config(cfg: dict) -> tuple[int, int] | None:
+    if "text_config" in cfg and isinstance(cfg["text_config"], dict):
+        inner = _shape_from_config(cfg["text_config"])
+        if inner is not None:
+            return inner
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    hidden = cfg.get("hidden_size", cfg.get("n_embd", cfg.get("d_model")))
+    return (int(layers), int(hidden)) if isinstance(layers, int) and isinstance(hidden, int) else None
+
+
+def _shape_from_gguf(path: Path) -> tuple[int, int] | None:
+    cached = _gguf_cache_dir(path) / "config.json"
+    if cached.is_file():
+        return _shape_from_config(json.loads(cached.read_text()))
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    arch = bytes(fields["general.architecture"].parts[-1]).decode()
+    got = [fields.get(f"{arch}.{k}") for k in ("block_count", "embedding_length")]
+    if any(f is None for f in got):
+        return None
+    return int(got[0].parts[got[0].data[0]][0]), int(got[1].parts[got[1].data[0]][0])
+
+
+def model_shape(spec: str) -> tuple[int, int] | None:
+    """(n_layers, hidden_size) of a model without loading its weights (config or GGUF header), or None when it
+    cannot be told cheaply; lets a run check layer numbers before minutes of work."""
+    try:
+        if spec in _EMBEDDED:
+            return _shape_from_gguf(_embedded_path(spec))
+        if spec.endswith(".gguf") and Path(spec).is_file():
+            return _shape_from_gguf(Path(spec))
+        if Path(spec).is_dir() and (Path(spec) / "config.json").is_file():
+            return _shape_from_config(json.loads((Path(spec) / "config.json").read_text()))
+        if spec.count("/") == 1 and not Path(spec).exists():
+            from transformers import AutoConfig
+
+            return _shape_from_config(AutoConfig.from_pretrained(spec, local_files_only=True).to_dict())
+    except Exception:  # a peek that fails defers the check to the real load
+        return None
+    return None
+
+
+def check_layers(spec: str, layers: list[int], what: str) -> None:
+    """Layer numbers in range for the model ``spec`` names (checked from its config, before it is loaded)."""
+    shape = model_shape(spec)
+    if shape is None:
+        return
+    n = shape[0]
+    bad = [x for x in layers if not 0 <= x < n]
+    if bad:
+        from ..config import UserError
+
+        raise UserError(f"{what} {bad} out of range: {spec} has {n} layers (valid 0..{n - 1})")
+
+
 def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, object, dict]:
     """De-quantise a GGUF once, then keep a safetensors copy in the steerlab cache (loads in ~1 s instead of ~20 s)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    cached = _cache_root() / "models" / f"{path.stem}-{key}"
+    cached = _gguf_cache_dir(path)
     if cache and (cached / "_COMPLETE").is_file():
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(cached)
@@ -244,14 +303,12 @@ def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, 
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if cache:
         try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=cached.name + ".tmp-", dir=cached.parent))
-            _save_plain(model, tmp)
-            tok.save_pretrained(tmp)
-            (tmp / "_COMPLETE").write_text(str(path))
-            if cached.exists():
-                shutil.rmtree(cached)
-            os.replace(tmp, cached)
+            from ..runs import atomic_dir
+
+            with atomic_dir(cached) as tmp:
+                _save_plain(model, tmp)
+                tok.save_pretrained(tmp)
+                (tmp / "_COMPLETE").write_text(str(path))
         except (OSError, ValueError, RuntimeError) as err:  # a read-only home must not stop the load
             log.warning("could not cache the de-quantised model at %s: %s", cached, err)
     return model.to(dtype), tok, {"kind": "gguf", "path": str(path)}

@@ -2,7 +2,7 @@
 validation, reported on test with the baselines that expose answer-letter leaks."""
 
 from .baselines import leak_report, letter_prior_baseline, majority_letter_baseline
-from .config import PasConfig, load_config, parse_overrides
+from .config import PasConfig, load_config
 from .mcq import MCQItem, format_mcq_prompt, load_benchmark, shuffle_options
 
 __all__ = [
@@ -14,6 +14,5 @@ __all__ = [
     "load_benchmark",
     "load_config",
     "majority_letter_baseline",
-    "parse_overrides",
     "shuffle_options",
 ]

@@ -1,4 +1,4 @@
-"""``steerlab pas run -c config.yaml [--seed 42 --max_sample_size 1000 ...]``"""
+"""``steerlab pas run [-c config.yaml] [--seed 42 --limit 300 --methods PASf,iPASwo ...]``"""
 
 from __future__ import annotations
 
@@ -6,30 +6,41 @@ import argparse
 import json
 from importlib import resources
 
+from ..cli_args import add_common_args, add_config_args, config_from_args
+
 
 def default_config_path() -> str:
     return str(resources.files("steerlab.pas") / "default_config.yaml")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config, parse_overrides
-    from .run import run_pas
+    from .config import PasConfig
+    from .run import preflight, run_pas
 
-    cfg = load_config(args.config or default_config_path(), parse_overrides(args.overrides))
-    out = run_pas(cfg)
-    print(f"results under {out['root']}")
+    if args.config is None:
+        args.config = default_config_path()
+    cfg = config_from_args(PasConfig, args)
+    preflight(cfg)
+    out = run_pas(cfg, progress=not args.quiet)
     for row in out["summary"]:
         print(json.dumps(row))
+    print(f"[steerlab] results under {out['root']} (summary_seeds.csv, summary_aggregate.csv, seed_*/)")
     return 0
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
+    from .config import PasConfig
+
     p = sub.add_parser("pas", help="PAS: steering sweeps for multiple-choice benchmarks")
     psub = p.add_subparsers(dest="pas_command", metavar="COMMAND", required=True)
     r = psub.add_parser(
         "run",
         help="score, build vectors, sweep on validation, report test with controls",
-        epilog="Any config field can follow as --field value, e.g. --seed 7 --methods PASf,iPASwo",
+        description="PAS on multiple-choice benchmarks: vectors from right vs wrong answers, a layer x strength "
+        "sweep on VALID, TEST with strength-0, -v and random controls and the majority-letter baseline. Without "
+        "-c, the shipped default config runs offline on the embedded model. Each (benchmark, seed) job resumes "
+        "from its run directory.",
     )
-    r.add_argument("-c", "--config", help="YAML config (default: the shipped default_config.yaml)")
-    r.set_defaults(func=_cmd_run, accepts_overrides=True)  # any other --field value pair overrides the config
+    add_config_args(r, PasConfig)
+    add_common_args(r)
+    r.set_defaults(func=_cmd_run)

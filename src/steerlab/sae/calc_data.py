@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from ..tools import ToolCall, render_tool_call
+
 TOOL_TEMPLATES = [
     "What is {a} {opw} {b}?",
     "Calculate {a} {opw} {b}.",
@@ -47,7 +49,7 @@ def _tool(rng: random.Random, templates: list[str], lo: int, hi: int, decimals: 
 
     return {
         "prompt": rng.choice(templates).format(a=a, b=b, opw=opw),
-        "completion": f"<tool_call>calculator({expr})</tool_call>",
+        "completion": render_tool_call(ToolCall("calculator", {"expression": expr}), "calculator"),
         "expression": expr,
         "answer": safe_arith_eval(expr),
     }

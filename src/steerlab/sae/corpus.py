@@ -8,7 +8,7 @@ import random
 
 def _general() -> list[list[dict]]:
     from ..data.asa_data import load_asa_split
-    from ..pas.mcq import format_mcq_prompt, load_builtin_mcq
+    from ..data.mcq_items import format_mcq_prompt, load_builtin_mcq
 
     convs = [
         [{"role": "user", "content": e.prompt}]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import LoadedModel, render_prompts, tokenize_texts
-from ..runs import replace_dir
+from ..runs import atomic_dir
 from .metrics import call_metrics
 
 LORA_TARGETS = {
@@ -58,7 +56,7 @@ def lora_finetune(
     rows: Sequence[dict],
     *,
     rank: int = 16,
-    alpha: int = 32,
+    lora_alpha: int = 32,
     targets: str = "all",
     layers: Sequence[int] | None = None,
     epochs: float = 1.0,
@@ -77,7 +75,7 @@ def lora_finetune(
     torch.manual_seed(seed)
     cfg = peft.LoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=lora_alpha,
         lora_dropout=0.0,
         target_modules=LORA_TARGETS[targets],
         task_type="CAUSAL_LM",
@@ -131,19 +129,12 @@ def _right_pad(
 
 def save_model_dir(lm: LoadedModel, path: str | Path, extra_files: dict[str, str] | None = None) -> Path:
     """Save model (safetensors) + tokenizer to ``path`` atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         lm.model.save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 
 def generate_calls(
@@ -159,6 +150,7 @@ def generate_calls(
     """Greedy completions of the rows' prompts (chat template), optionally inside ``context`` (e.g. a splice).
     A row stops at its end of turn or once a tool call is closed."""
     from ..generation import generate
+    from ..tools import call_complete
 
     with context or contextlib.nullcontext():
         gens = generate(
@@ -167,7 +159,7 @@ def generate_calls(
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             chat=True,
-            stop=lambda t: "</tool_call>" in t,
+            stop=lambda t: call_complete(t, "calculator"),
             shared_prefix=False,
             progress=progress,
             desc=desc,

@@ -1,28 +1,26 @@
-"""Tool-behaviour metrics on generated text, with Wilson intervals."""
+"""Tool-behaviour metrics on generated text, with Wilson intervals, in the calculator call format of the
+``steerlab.tools`` registry."""
 
 from __future__ import annotations
 
-import re
-
 from ..eval.stats import wilson_interval
+from ..tools import has_trigger, parse_tool_calls
 from .safe_eval import safe_arith_eval
-
-CALL = re.compile(r"<tool_call>\s*calculator\((.*?)\)\s*</tool_call>", re.S)
 
 
 def call_metrics(texts: list[str], answers: list[float | None]) -> dict:
-    """tool_call_rate (marker present), valid_tool_format_rate (exact calculator(<arithmetic>) call),
+    """tool_call_rate (marker present), valid_tool_format_rate (a calculator(<arithmetic>) call that evaluates),
     math_correct_rate (its safe-evaluated value equals the answer), each as (rate, lo, hi)."""
     n = len(texts)
     trig = valid = correct = 0
     for text, ans in zip(texts, answers):
-        if "<tool_call>" in text:
+        if has_trigger(text, "calculator"):
             trig += 1
-        m = CALL.search(text)
-        if not m:
+        calls = parse_tool_calls(text, "calculator").calls
+        if not calls:
             continue
         try:
-            val = safe_arith_eval(m.group(1))
+            val = safe_arith_eval(calls[0].arguments["expression"])
         except ValueError:
             continue
         valid += 1

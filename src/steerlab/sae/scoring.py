@@ -1,5 +1,5 @@
-"""Teacher-forced scoring under a transcoder splice: completion cross-entropy, latent magnitudes, and the
-decision-token log-probability of the tool marker."""
+"""Teacher-forced scoring, one batched loop: per-token log-probabilities of given token sequences, and from them
+cross-entropy over whole texts or over completions only; plus the decision-token log-probability of a marker."""
 
 from __future__ import annotations
 
@@ -8,59 +8,45 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..models import LoadedModel, left_pad, position_ids_from_mask
-from ..steering import splice
-from .finetune import completion_ids
-from .transcoder import DeltaTranscoder, Transcoder
+from ..generation import next_token_scores
+from ..models import LoadedModel, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
+from ..models.phase import PROMPT, forward_phase
+from ..models.text import length_sorted_batches
+from .finetune import _conv, completion_ids
 
 
-class SpliceRecorder:
-    """Replaces MLP(layer) by a (delta) transcoder and sums |base acts|, |delta acts| and delta L0 over the
-    positions it replaces (every position but BOS and padding); ``delta_mask`` zeroes chosen delta latents."""
+def token_logprobs(
+    lm: LoadedModel,
+    seqs: Sequence[Sequence[int]],
+    batch_size: int = 16,
+    progress: bool = False,
+    desc: str = "score",
+) -> list[torch.Tensor]:
+    """log p(token t | tokens < t) for t = 1..len-1 of each sequence, batched by length with left padding."""
+    out: list[torch.Tensor | None] = [None] * len(seqs)
+    batches = length_sorted_batches([len(s) for s in seqs], batch_size)
+    with torch.inference_mode():
+        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            ids, mask = left_pad([seqs[i] for i in batch], lm.tokenizer.pad_token_id, lm.device)
+            with forward_phase(lm, PROMPT):
+                logits = lm.model(
+                    input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
+                ).logits
+            logp = (
+                torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            )
+            for j, i in enumerate(batch):
+                n = len(seqs[i]) - 1
+                out[i] = logp[j, logp.shape[1] - n :].cpu() if n else torch.zeros(0)
+    return out  # type: ignore[return-value]
 
-    def __init__(
-        self,
-        lm: LoadedModel,
-        layer: int,
-        tc: Transcoder | DeltaTranscoder,
-        alpha: float = 1.0,
-        delta_mask: torch.Tensor | None = None,
-    ) -> None:
-        self.tc, self.alpha, self.mask = tc, alpha, delta_mask
-        self.n = 0
-        self.base_l1 = self.delta_l1 = self.delta_l0 = 0.0
-        self.handle = splice(lm, layer, self._fn)
 
-    def _fn(self, inp: torch.Tensor, out: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            x = inp.float()
-            if isinstance(self.tc, DeltaTranscoder):
-                base_out, base_acts = self.tc.base(x)
-                d_acts = self.tc.delta.encode(x)
-                if self.mask is not None:
-                    d_acts = d_acts * self.mask.to(d_acts.device)
-                y = base_out + self.alpha * (d_acts @ self.tc.delta.W_dec) if self.alpha else base_out
-                self.delta_l1 += float(d_acts.abs().sum(-1)[valid].sum())
-                self.delta_l0 += float((d_acts > 0).sum(-1)[valid].sum())
-            else:
-                y, base_acts = self.tc(x)
-            self.base_l1 += float(base_acts.abs().sum(-1)[valid].sum())
-            self.n += int(valid.sum())
-        return y.to(out.dtype)
-
-    def stats(self) -> dict:
-        n = max(1, self.n)
-        return {
-            "mean_abs_base_acts": self.base_l1 / n,
-            "mean_abs_delta_acts": self.delta_l1 / n,
-            "delta_l0": self.delta_l0 / n,
-        }
-
-    def __enter__(self) -> SpliceRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
+def cross_entropy(
+    lm: LoadedModel, texts: Sequence, batch_size: int = 16, chat: bool | None = None, progress: bool = False
+) -> torch.Tensor:
+    """Per-token next-token cross-entropy (nats) over all texts, padding excluded; shape [n_tokens]."""
+    ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, texts, chat=chat))
+    return -torch.cat(token_logprobs(lm, ids, batch_size, progress, desc="CE"))
 
 
 def completion_ce(
@@ -68,33 +54,21 @@ def completion_ce(
 ) -> torch.Tensor:
     """Mean cross-entropy (nats/token) of each row's target completion (incl. end of turn) given its prompt."""
     data = completion_ids(lm, rows)
-    out = torch.empty(len(data))
-    with torch.inference_mode():
-        for i in tqdm(range(0, len(data), batch_size), desc="CE", disable=not progress, leave=False):
-            chunk = data[i : i + batch_size]
-            ids, mask = left_pad([p + c for p, c in chunk], lm.tokenizer.pad_token_id, lm.device)
-            logits = lm.model(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
-            ).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), -1)
-            nll = -logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            for j, (_, c) in enumerate(chunk):
-                out[i + j] = nll[j, -len(c) :].mean().cpu()
-    return out
+    logps = token_logprobs(lm, [p + c for p, c in data], batch_size, progress, desc="CE")
+    return torch.stack([-lp[-len(c) :].mean() for lp, (_, c) in zip(logps, data)])
 
 
 def decision_logprob(
     lm: LoadedModel, rows: Sequence[dict], token_id: int, batch_size: int = 32
 ) -> torch.Tensor:
     """log P(token_id) at the decision token (the first completion token), one value per row."""
-    data = completion_ids(lm, rows)
-    out = torch.empty(len(data))
-    with torch.inference_mode():
-        for i in range(0, len(data), batch_size):
-            chunk = data[i : i + batch_size]
-            ids, mask = left_pad([p for p, _ in chunk], lm.tokenizer.pad_token_id, lm.device)
-            logits = lm.model(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)
-            ).logits
-            out[i : i + len(chunk)] = torch.log_softmax(logits[:, -1].float(), -1)[:, token_id].cpu()
-    return out
+    scores = next_token_scores(
+        lm,
+        [_conv(r) for r in rows],
+        {"x": None},
+        token_ids=[[token_id]],
+        batch_size=batch_size,
+        chat=True,
+        progress=False,
+    )
+    return scores["x"][:, 0]

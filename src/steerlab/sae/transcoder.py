@@ -2,21 +2,19 @@
 
 acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec. Activations: JumpReLU with a learned per-latent
 threshold (straight-through estimator with a rectangle-kernel pseudo-derivative), TopK, or ReLU.
-A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``alpha`` scales them, and
-``alpha=0`` is exactly the base.
+A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``scale`` multiplies them, and
+``scale=0`` is exactly the base.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..runs import replace_dir
+from ..runs import atomic_dir
 
 ACTIVATIONS = ("jumprelu", "topk", "relu")
 
@@ -131,7 +129,7 @@ class Transcoder(nn.Module):
 
 
 class DeltaTranscoder(nn.Module):
-    """A frozen base transcoder plus ``d_new`` trainable latents: out = base + alpha * delta."""
+    """A frozen base transcoder plus ``d_new`` trainable latents: out = base + scale * delta."""
 
     def __init__(
         self, base: Transcoder, d_new: int, seed: int = 1, activation: str | None = None, k: int = 8
@@ -153,12 +151,12 @@ class DeltaTranscoder(nn.Module):
             self.delta.b_dec.zero_()
         self.delta.b_dec.requires_grad_(False)  # the base's bias already centres the output
 
-    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         base_out, base_acts = self.base(x)
         d_acts = self.delta.encode(x)
-        if alpha == 0:
+        if scale == 0:
             return base_out, base_acts, d_acts
-        return base_out + alpha * (d_acts @ self.delta.W_dec), base_acts, d_acts
+        return base_out + scale * (d_acts @ self.delta.W_dec), base_acts, d_acts
 
     def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         return self.delta.sparsity_loss(x, acts)
@@ -169,9 +167,7 @@ def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         if isinstance(model, DeltaTranscoder):
             tensors = {f"base.{k}": v for k, v in _weights(model.base).items()}
             tensors.update({f"delta.{k}": v for k, v in _weights(model.delta).items()})
@@ -183,10 +179,6 @@ def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra
             str(tmp / "sae_weights.safetensors"),
         )
         (tmp / "cfg.json").write_text(json.dumps({**cfg, **(extra or {})}, indent=2))
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

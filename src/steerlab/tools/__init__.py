@@ -15,6 +15,7 @@ from .formats import (
     render_tool_call,
     trigger_marker,
 )
+from .triggers import call_complete, call_stop, call_success, decision_stop, is_triggered
 from .validate import TYPE_ALIASES, normalize_schema, tool_spec, validate_call
 
 __all__ = [
@@ -27,6 +28,11 @@ __all__ = [
     "ToolCall",
     "ToolCallFormat",
     "ast_match",
+    "call_complete",
+    "call_stop",
+    "call_success",
+    "decision_stop",
+    "is_triggered",
     "check_format",
     "could_still_trigger",
     "format_spec",

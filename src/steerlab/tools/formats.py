@@ -6,6 +6,12 @@ Formats (``TOOL_CALL_FORMATS``, details in ``FORMAT_SPECS``):
 - ``functioncall``: ``<functioncall>{json}``
 - ``json``: a bare JSON object or list (``arguments``, or Llama-3's ``parameters``)
 - ``markdown_json``: JSON in a fenced ``json`` (or untagged) code block
+- ``calculator``: ``<tool_call>calculator(12 * 7)</tool_call>`` (the transcoder study's finetuned format); only on
+  request, never detected (it shares ``tool_call_json``'s marker)
+
+Each registry entry carries everything a method needs about its syntax: the marker whose appearance means "the
+model called a tool", the closer that ends a call, the instruction text that teaches it in a system prompt, an
+example; parsing, rendering and the stop rules (``steerlab.tools.triggers``) read them from here.
 """
 
 from __future__ import annotations
@@ -22,12 +28,18 @@ from .calls import ParseError, ParseResult, ToolCall
 
 @dataclass(frozen=True)
 class ToolCallFormat:
-    """A call syntax: the marker whose appearance means "the model called a tool", and its closer if any."""
+    """A call syntax: the marker whose appearance means "the model called a tool", its closer if any, the
+    instruction that teaches it in a system prompt, and an example."""
 
     name: str
     marker: str
     closer: str | None
     example: str
+    instruction: str = ""
+    detectable: bool = True  # found by parse_tool_calls(text) without a format
+
+
+_ANSWER = " If no tool is needed, answer directly."
 
 
 FORMAT_SPECS: dict[str, ToolCallFormat] = {
@@ -38,18 +50,48 @@ FORMAT_SPECS: dict[str, ToolCallFormat] = {
             "<tool_call>",
             "</tool_call>",
             '<tool_call>{"name": "f", "arguments": {}}</tool_call>',
+            'To use a tool, reply with only <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>.'
+            + _ANSWER,
         ),
         ToolCallFormat(
             "lfm2_pythonic",
             "<|tool_call_start|>",
             "<|tool_call_end|>",
             "<|tool_call_start|>[f(a=1)]<|tool_call_end|>",
+            "To use a tool, reply with only <|tool_call_start|>[tool_name(arg=value)]<|tool_call_end|>."
+            + _ANSWER,
         ),
         ToolCallFormat(
-            "functioncall", "<functioncall>", None, '<functioncall>{"name": "f", "arguments": {}}'
+            "functioncall",
+            "<functioncall>",
+            None,
+            '<functioncall>{"name": "f", "arguments": {}}',
+            'To use a tool, reply with only <functioncall>{"name": "<tool>", "arguments": {...}}.' + _ANSWER,
         ),
-        ToolCallFormat("json", "{", None, '{"name": "f", "arguments": {}}'),
-        ToolCallFormat("markdown_json", "```json", "```", '```json\n{"name": "f", "arguments": {}}\n```'),
+        ToolCallFormat(
+            "json",
+            "{",
+            None,
+            '{"name": "f", "arguments": {}}',
+            'To use a tool, reply with only {"name": "<tool>", "arguments": {...}}.' + _ANSWER,
+        ),
+        ToolCallFormat(
+            "markdown_json",
+            "```json",
+            "```",
+            '```json\n{"name": "f", "arguments": {}}\n```',
+            'To use a tool, reply with only a ```json code block holding {"name": "<tool>", "arguments": {...}}.'
+            + _ANSWER,
+        ),
+        ToolCallFormat(
+            "calculator",
+            "<tool_call>",
+            "</tool_call>",
+            "<tool_call>calculator(12 * 7)</tool_call>",
+            "To use the calculator, reply with only <tool_call>calculator(<arithmetic expression>)</tool_call>."
+            + _ANSWER,
+            detectable=False,
+        ),
     )
 }
 TOOL_CALL_FORMATS: tuple[str, ...] = tuple(FORMAT_SPECS)  # the registry's names, in a stable order
@@ -268,6 +310,24 @@ def _pythonic(text: str, offset: int, res: ParseResult, closed: bool = True) -> 
             res.errors.append(ParseError(fmt, str(err), snippet[:_SNIP], span))
 
 
+# ---------------------------------------------------------------- calculator
+
+_CALC = re.compile(r"\s*calculator\((.*)\)\s*", flags=re.S)
+
+
+def _calculator(body: str, offset: int, res: ParseResult) -> None:
+    """``calculator(<expression>)``: the expression is kept as text (evaluate it with a safe evaluator)."""
+    m = _CALC.fullmatch(body)
+    if m is None or not m.group(1).strip():
+        res.errors.append(
+            ParseError(
+                "calculator", "expected calculator(<expression>)", body[:_SNIP], (offset, offset + len(body))
+            )
+        )
+        return
+    res.calls.append(ToolCall("calculator", {"expression": m.group(1).strip()}))
+
+
 # ---------------------------------------------------------------- framing
 
 
@@ -305,6 +365,9 @@ def _parse_fmt(text: str, fmt: str) -> ParseResult:
     elif fmt == "lfm2_pythonic":
         for off, body, closed in _between(text, "<|tool_call_start|>", "<|tool_call_end|>"):
             _pythonic(body, off, res, closed)
+    elif fmt == "calculator":
+        for off, body, _closed in _between(text, "<tool_call>", "</tool_call>"):
+            _calculator(body, off, res)
     elif fmt == "functioncall":
         for off, body, _closed in _between(text, "<functioncall>", None):
             if not body.strip():
@@ -324,7 +387,9 @@ def _parse_fmt(text: str, fmt: str) -> ParseResult:
 
 def _detect(text: str) -> str | None:
     """The format whose call syntax appears in ``text``: the earliest marker wins."""
-    found = [(text.find(f.marker), name) for name, f in FORMAT_SPECS.items() if name != "json"]
+    found = [
+        (text.find(f.marker), name) for name, f in FORMAT_SPECS.items() if name != "json" and f.detectable
+    ]
     found = [(i, name) for i, name in found if i >= 0]
     if not found and re.search(r"```[ \t]*\n\s*[\[{]", text):  # untagged fence holding JSON
         return "markdown_json"
@@ -410,6 +475,16 @@ def render_tool_call(call: ToolCall | dict | list, fmt: str) -> str:
             f"{c.name}({', '.join(f'{k}={_py_literal(v)}' for k, v in c.arguments.items())})" for c in calls
         )
         return f"<|tool_call_start|>[{inner}]<|tool_call_end|>"
+    if fmt == "calculator":
+        for c in calls:
+            expr = c.arguments.get("expression")
+            if c.name != "calculator" or set(c.arguments) != {"expression"} or not isinstance(expr, str):
+                raise ValueError(
+                    f"the calculator format holds calculator(expression=<str>) only, got {c!r:.80}"
+                )
+            if ")" in expr and expr.count("(") != expr.count(")"):
+                raise ValueError(f"unbalanced parentheses in calculator expression {expr!r}")
+        return "".join(f"<tool_call>calculator({c.arguments['expression']})</tool_call>" for c in calls)
     objs = [{"name": c.name, "arguments": c.arguments} for c in calls]
     if fmt == "tool_call_json":
         return "".join(f"<tool_call>{_json_text(o)}</tool_call>" for o in objs)

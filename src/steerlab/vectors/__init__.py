@@ -1,5 +1,21 @@
-"""Steering-vector estimators."""
+"""Steering-vector estimators behind one signature: ``estimator(pos, neg, seed=0) -> unit direction``."""
 
-from .estimators import mean_difference, paired_pca, random_direction, unit
+from .estimators import (
+    ESTIMATORS,
+    get_estimator,
+    mean_difference,
+    paired_pca,
+    random_direction,
+    register_estimator,
+    unit,
+)
 
-__all__ = ["mean_difference", "paired_pca", "random_direction", "unit"]
+__all__ = [
+    "ESTIMATORS",
+    "get_estimator",
+    "mean_difference",
+    "paired_pca",
+    "random_direction",
+    "register_estimator",
+    "unit",
+]

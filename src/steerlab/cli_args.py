@@ -1,0 +1,52 @@
+"""Command-line options generated from a config dataclass: ``-c config.yaml`` plus one ``--field value`` per field
+(hyphens or underscores, ``--field=value`` too), each with its type, default and help, parsed by the config's own
+types. Every method command is built the same way."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+
+
+def add_config_args(p: argparse.ArgumentParser, cls: type[Config], skip: tuple[str, ...] = ()) -> None:
+    """``-c/--config`` and one option per field of ``cls`` (values stay strings until the config parses them)."""
+    p.add_argument(
+        "-c", "--config", metavar="YAML", help=f"YAML file of {cls.WHAT} fields (flags override it)"
+    )
+    group = p.add_argument_group(f"{cls.WHAT} fields (also settable in the YAML file)")
+    for name, typ, default, text in cls.help_lines():
+        if name in skip:
+            continue
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        for old, new in cls.ALIASES.items():  # the old names still work as flags too
+            if new == name:
+                flags += [f"--{old.replace('_', '-')}"] + ([f"--{old}"] if "_" in old else [])
+        group.add_argument(
+            *flags,
+            dest=f"cfg__{name}",
+            default=None,
+            metavar=typ.upper().replace(" ", ""),
+            help=(f"{text} (default: {default})" if "default" not in text else text).replace("%", "%%"),
+        )
+
+
+def config_from_args(cls: type[Config], args: argparse.Namespace, **fixed: Any) -> Config:
+    """The YAML file named by ``-c`` (if any), then every flag given, then ``fixed`` values."""
+    overrides = {
+        key[len("cfg__") :]: val
+        for key, val in vars(args).items()
+        if key.startswith("cfg__") and val is not None
+    }
+    overrides.update({k: v for k, v in fixed.items() if v is not None})
+    return cls.from_sources(getattr(args, "config", None), overrides)
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (and quieter libraries)")
+
+
+def out_dir(args: argparse.Namespace, default: str | Path) -> Path:
+    return Path(getattr(args, "out", None) or default)

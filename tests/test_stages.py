@@ -1,0 +1,140 @@
+"""The stage runner: keys follow exactly what each stage reads, runs are atomic, resumable and exclusive."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from steerlab.config import Config, UserError, opt
+from steerlab.stages import Runner, Stage
+
+
+@dataclass
+class Toy(Config):
+    a: int = opt(1, "read by first")
+    b: float = opt(0.5, "read by second")
+    c: str = opt("x", "read by third")
+    d: int = opt(0, "read by nobody")
+
+
+CALLS: list[str] = []
+
+
+def _first(ctx):
+    CALLS.append("first")
+    (ctx.out / "a.txt").write_text(str(ctx.config.a))
+    return {"a": ctx.config.a}
+
+
+def _second(ctx):
+    CALLS.append("second")
+    a = int((ctx.path("first") / "a.txt").read_text())
+    return {"ab": a * ctx.config.b}
+
+
+def _third(ctx):
+    CALLS.append("third")
+    return {"ab": ctx.result("second")["ab"], "c": ctx.config.c}
+
+
+def _other(ctx):
+    CALLS.append("other")
+    return {"c": ctx.config.c}
+
+
+STAGES = [
+    Stage("first", _first, reads=("a",)),
+    Stage("second", _second, reads=("b",), after=("first",)),
+    Stage("third", _third, reads=("c",), after=("second",)),
+    Stage("other", _other, reads=("c",)),
+]
+
+
+def _run(cfg, root):
+    CALLS.clear()
+    r = Runner(STAGES, cfg, root, progress=False)
+    r.run_all()
+    return list(CALLS), r
+
+
+def test_a_changed_field_reruns_exactly_its_readers_and_their_dependants(tmp_path):
+    ran, r = _run(Toy(), tmp_path)
+    assert ran == ["first", "second", "third", "other"]
+    assert r.result("third") == {"ab": 0.5, "c": "x"}
+    assert _run(Toy(), tmp_path)[0] == []  # all done
+    assert _run(Toy(d=7), tmp_path)[0] == []  # nobody reads d
+    assert _run(Toy(d=7, b=2.0), tmp_path)[0] == ["second", "third"]
+    assert _run(Toy(d=7, b=2.0, c="y"), tmp_path)[0] == ["third", "other"]
+    assert _run(Toy(d=7, b=2.0, c="y", a=3), tmp_path)[0] == ["first", "second", "third"]
+    _, r = _run(Toy(d=7, b=2.0, c="y", a=3), tmp_path)
+    assert r.result("third") == {"ab": 6.0, "c": "y"}
+    done = json.loads((tmp_path / "second" / "_DONE.json").read_text())
+    assert done["params"]["fields"] == {"b": 2.0} and set(done["params"]["after"]) == {"first"}
+
+
+def test_reading_an_undeclared_field_or_stage_fails(tmp_path):
+    def sneaky(ctx):
+        return ctx.config.d
+
+    with pytest.raises(RuntimeError, match="without declaring it"):
+        Runner([Stage("s", sneaky, reads=("a",))], Toy(), tmp_path).run("s")
+    with pytest.raises(RuntimeError, match="reads stage 'first' without declaring"):
+        Runner([STAGES[0], Stage("s", lambda ctx: ctx.path("first"))], Toy(), tmp_path).run("s")
+    with pytest.raises(ValueError, match="unknown config fields"):
+        Runner([Stage("s", sneaky, reads=("zzz",))], Toy(), tmp_path)
+    with pytest.raises(UserError, match="unknown stage 'nope'"):
+        Runner(STAGES, Toy(), tmp_path).run("nope")
+
+
+def test_a_failing_stage_leaves_nothing_that_looks_finished(tmp_path):
+    def slow_then_fail(ctx):
+        (ctx.out / "partial.txt").write_text("half")
+        raise KeyError("boom")
+
+    r = Runner([Stage("s", slow_then_fail)], Toy(), tmp_path)
+    with pytest.raises(KeyError):
+        r.run("s")
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.tmp-*"))
+    assert r.status() == [{"stage": "s", "state": "missing", "seconds": None}]
+
+
+def test_seconds_are_the_stage_computing(tmp_path):
+    def sleepy(ctx):
+        time.sleep(0.3)
+        return {}
+
+    r = Runner([Stage("s", sleepy)], Toy(), tmp_path)
+    r.run("s")
+    assert r.marker("s")["seconds"] >= 0.3
+
+
+def test_second_process_gets_a_clear_error_and_orphans_are_cleaned(tmp_path):
+    (tmp_path / ".first.tmp-killed").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, b'pid %d' % os.getpid())\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(30)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(UserError, match=f"in use by pid {holder.pid}"):
+            Runner(STAGES, Toy(), tmp_path).run("first")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / ".first.tmp-killed").exists()  # nobody held the lock to clean it
+    Runner(STAGES, Toy(), tmp_path).run("first")
+    assert not (tmp_path / ".first.tmp-killed").exists()
+    assert os.path.exists(tmp_path / "first" / "_DONE.json")
