@@ -75,10 +75,13 @@ def test_batched_equals_one_at_a_time_past_the_sliding_window(gemma, vec):
     batched_states = capture(gemma, texts, layers=[LAYER, 15], chat=False, batch_size=4, progress=False)
     single_states = [capture(gemma, [t], layers=[LAYER, 15], chat=False, progress=False) for t in texts]
     for k in (LAYER, 15):
-        err = max(
-            float((batched_states[k][i] - single_states[i][k][0]).abs().max()) for i in range(len(texts))
-        )
-        assert err < 2e-3, f"layer {k}: batched capture differs from one at a time by {err}"
+        for i in range(len(texts)):
+            ref = single_states[i][k][0]
+            rel = float((batched_states[k][i] - ref).abs().max() / ref.abs().max())
+            # float rounding only: states here reach |x| ~ 300 and differ by ~1e-5 of that
+            assert rel < 1e-4, (
+                f"layer {k}, prompt {i}: batched capture differs from one at a time by {rel:.2e} (rel)"
+            )
     for policy in ("all", "prompt_last"):
         with steer(gemma, vec, layer=LAYER, coef=1.0, policy=policy):
             batched = _last_logits(gemma, texts)

@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("STEERLAB_LLAMACPP") != "1", reason="opt-in: set STEERLAB_LLAMACPP=1"),
 ]
 
-LAYER, ALPHA = 15, 0.6
+LAYER, ALPHA = 15, 0.4
 PROMPT = "Write one sentence about your weekend."
 
 
@@ -69,7 +69,7 @@ def test_llamacpp_control_vector_moves_like_steerlab(smollm, tmp_path):
                 return lm.model(input_ids=torch.tensor([ids])).logits[0, -1]
 
     llm = llama_cpp.Llama(
-        model_path=lm.source["path"], n_ctx=256, n_threads=2, verbose=False, logits_all=False
+        model_path=lm.source["path"], n_ctx=256, n_threads=2, verbose=False, logits_all=True
     )
     n_layer, n_embd = llama_cpp.llama_model_n_layer(llm.model), llm.n_embd()
     assert (n_layer, n_embd) == (lm.n_layers, lm.hidden_size)
