@@ -82,7 +82,7 @@ def main() -> None:
 
     def gen() -> torch.Tensor:
         with torch.no_grad():
-            return lm.model.generate(
+            out = lm.model.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
                 max_new_tokens=args.tokens,
@@ -90,6 +90,9 @@ def main() -> None:
                 do_sample=False,
                 pad_token_id=lm.tokenizer.pad_token_id,
             )
+        if lm.device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
 
     arms: dict = {
         "plain": contextlib.nullcontext,
@@ -210,6 +213,10 @@ def main() -> None:
         with patched(ctrl.ControlModule, "forward", wrap_fwd), arms["repeng"]():
             gen()
 
+    # host reads of tensor values (on CUDA each one waits for the GPU queue to drain): counted per generate
+    host_reads = {name: count_host_reads(gen, ctx) for name, ctx in arms.items()}
+    host_reads = {k: v - host_reads["plain"] for k, v in host_reads.items()}
+
     # which torch calls steerlab's hooks make, by CPU time
     prof = cProfile.Profile(timer=time.thread_time)
     with arms["steerlab"]():
@@ -232,9 +239,45 @@ def main() -> None:
         "steerlab_vs_peers": {k: med["steerlab"] / med[k] for k in med if k not in ("plain", "steerlab")},
         "per_step_ms_over_plain": {k: 1e3 * (med[k] - med["plain"]) / steps for k in med},
         "hook_cpu_time": hooks.summary(),
+        "extra_host_reads_per_generate_vs_plain": host_reads,
         "rounds": args.rounds,
     }
     write_result("hf_generate_overhead", result)
+
+
+_READS = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__")
+
+
+def count_host_reads(gen, ctx) -> int:  # noqa: ANN001
+    """Calls that read a tensor's values into Python (bool/item/tolist/...), plus torch.equal and nonzero, during
+    one generate. On CPU they are free; on a GPU each is a device-to-host synchronisation."""
+    n = [0]
+    saved = {name: getattr(torch.Tensor, name) for name in _READS if hasattr(torch.Tensor, name)}
+    saved_fn = {"equal": torch.equal, "nonzero": torch.nonzero}
+    saved_meth = torch.Tensor.nonzero
+
+    def counted(f):  # noqa: ANN001, ANN202
+        def g(*a, **k):  # noqa: ANN202
+            n[0] += 1
+            return f(*a, **k)
+
+        return g
+
+    for name, f in saved.items():
+        setattr(torch.Tensor, name, counted(f))
+    torch.equal, torch.nonzero, torch.Tensor.nonzero = (
+        counted(saved_fn["equal"]),
+        counted(saved_fn["nonzero"]),
+        counted(saved_meth),
+    )
+    try:
+        with ctx():
+            gen()
+    finally:
+        for name, f in saved.items():
+            setattr(torch.Tensor, name, f)
+        torch.equal, torch.nonzero, torch.Tensor.nonzero = saved_fn["equal"], saved_fn["nonzero"], saved_meth
+    return n[0]
 
 
 class _BlockSwap:

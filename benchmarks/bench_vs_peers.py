@@ -95,6 +95,8 @@ def main() -> None:
                 do_sample=False,
                 pad_token_id=lm.tokenizer.pad_token_id,
             )
+        if lm.device.type == "cuda":
+            torch.cuda.synchronize()
 
     def steerlab_own() -> None:
         orig = gen_mod._eos_ids
