@@ -225,7 +225,7 @@ def main() -> None:
         prof.disable()
     buf = io.StringIO()
     st = pstats.Stats(prof, stream=buf)
-    st.sort_stats("tottime").print_callees("_pre_hook|_apply|_mask|_row_values")
+    st.sort_stats("tottime").print_callees(r"steering/(phase|steer)\.py")
     callees = buf.getvalue()
     print(callees[-6000:])
     steps = args.tokens
