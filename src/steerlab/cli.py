@@ -11,7 +11,14 @@ import sys
 from . import __version__
 
 # module -> its top-level command; each module defines add_cli(subparsers)
-_COMMAND_MODULES = ("steerlab.asa.cli", "steerlab.pas.cli", "steerlab.sae.cli", "steerlab.tools.cli")
+_COMMAND_MODULES = (
+    "steerlab.asa.cli",
+    "steerlab.pas.cli",
+    "steerlab.sae.cli",
+    "steerlab.tools.cli",
+    "steerlab.serve.cli",
+    "steerlab.ui.cli",
+)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -80,6 +80,7 @@ class Prepared:
     prefill: str
     prompt_tokens: int
     gate_note: str | None  # why the gate is not consulted for this row (None: it is)
+    ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -149,7 +150,8 @@ class Engine:
             from ..asa.runtime import AsaSteerer
 
             self.steerer = AsaSteerer(lm, asset)
-            self.asset_name = Path(asset).resolve().name
+            p = Path(asset).resolve()
+            self.asset_name = f"{p.parent.name}/{p.name}" if p.name == "asset" else p.name
             prompt = dict(self.steerer.manifest["prompt"])
             if call_format is not None and call_format != prompt["call_format"]:
                 raise ValueError(
@@ -252,7 +254,8 @@ class Engine:
             msgs = ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + convo
         prompt = render_prompt(self.lm.tokenizer, msgs, tools=template_tools)
         prefill = self._prefill(spec) if use_tools else ""
-        n = len(tokenize_texts(self.lm.tokenizer, [prompt + prefill])[0])
+        ids = tokenize_texts(self.lm.tokenizer, [prompt + prefill])[0]
+        n = len(ids)
         if n > self.max_prompt_tokens:
             raise InputTooLarge(
                 f"the rendered prompt has {n} tokens (with the tool list and few-shot turns, if any); "
@@ -266,7 +269,7 @@ class Engine:
             note = f"tool_choice {spec.tool_choice!r} forces a call by prefilling it: the gate is not consulted"
         else:
             note = None
-        return Prepared(spec, prompt + prefill, prefill, n, note)
+        return Prepared(spec, prompt + prefill, prefill, n, note, ids)
 
     def _prefill(self, spec: RowSpec) -> str:
         """The start of the reply that forces a call: the marker, and the function's name when one is named."""
@@ -372,7 +375,6 @@ class Engine:
         from ..generation import generate
 
         gates = [GateInfo(note=r.gate_note) for r in rows]
-        texts = [r.prefill for r in rows]
         for j, r in enumerate(rows):
             if emit is not None and r.gate_note is not None:
                 emit(ids[j], "gate", gates[j])
@@ -380,7 +382,6 @@ class Engine:
                 emit(ids[j], "delta", r.prefill)
 
         def on_token(i: int, _tok: int, delta: str) -> None:
-            texts[i] += delta
             if emit is not None:
                 emit(ids[i], "delta", delta)
 
@@ -388,6 +389,7 @@ class Engine:
             self.lm,
             [r.prompt for r in rows],
             chat=False,
+            shared_prefix=_prefix_mode(rows),
             max_new_tokens=[r.spec.max_tokens for r in rows],
             temperature=[r.spec.temperature for r in rows],
             top_p=[r.spec.top_p for r in rows],
@@ -467,6 +469,16 @@ class Engine:
                 self.lm, [prompt, prompt], chat=True, max_new_tokens=max_tokens, batch_size=2, progress=False
             )
         return gens[0].text, gens[1].text
+
+
+def _prefix_mode(rows: list[Prepared]) -> bool | str:
+    """Share the common prompt prefix only when every row keeps at least two tokens after it: with one token left,
+    ``generate`` runs that token as a decoding step and the last-prompt-token controller never fires (seen with
+    two identical prompts in one batch, e.g. baseline and steered side by side)."""
+    from ..models.prefix import common_prefix_len
+
+    ids = [r.ids for r in rows]
+    return "auto" if min(len(x) for x in ids) - common_prefix_len(ids) >= 2 else False
 
 
 def _args_dict(arguments: object) -> dict:
