@@ -195,7 +195,9 @@ class Engine:
             }
         return out
 
-    def default_tools(self) -> list[dict]:
+    @staticmethod
+    def default_tools() -> list[dict]:
+        """The tools of steerlab's ASA data (what the shipped assets were fitted with)."""
         from ..data.asa_data import load_asa_tools
 
         return load_asa_tools()
