@@ -3,14 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import socket
-import threading
-import time
-from collections.abc import Iterator, Sequence
-
-import httpx
+from collections.abc import Sequence
 
 TINY_ASA = dict(
     model="tiny",
@@ -62,45 +56,19 @@ def install_generate_stub(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(G, "generate", stub)
 
 
-def free_socket() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    return s
+def running_server(app, wait_ready: bool = True):  # noqa: ANN001, ANN201
+    from steerlab.serve.background import serve_in_thread
+
+    return serve_in_thread(app, wait_ready=wait_ready)
 
 
-@contextlib.contextmanager
-def running_server(app, wait_ready: bool = True, timeout: float = 120.0) -> Iterator[str]:  # noqa: ANN001
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL ("http://.../v1")."""
-    import uvicorn
-
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    th.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            r = httpx.get(f"{base}/health", timeout=5)
-            if not wait_ready or r.json()["status"] != "loading":
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the test server did not come up")
-        time.sleep(0.05)
-    try:
-        yield f"{base}/v1"
-    finally:
-        server.should_exit = True
-        th.join(timeout=30)
-        sock.close()
+_ASSETS: dict[int, str] = {}
 
 
 def tiny_asset(root, lm) -> str:  # noqa: ANN001
-    """A real ASA asset from the tiny pipeline (every stage, a few prompts per cell)."""
+    """A real ASA asset from the tiny pipeline (every stage, a few prompts per cell); built once per model."""
+    if id(lm) in _ASSETS:
+        return _ASSETS[id(lm)]
     from steerlab.asa.config import AsaConfig
     from steerlab.asa.pipeline import (
         AsaRun,
@@ -116,4 +84,5 @@ def tiny_asset(root, lm) -> str:  # noqa: ANN001
     r._lm = lm
     for stage in (stage_extract, stage_sweep, stage_vectors, stage_fit, stage_tune):
         stage(r)
-    return stage_export(r)["path"]
+    _ASSETS[id(lm)] = stage_export(r)["path"]
+    return _ASSETS[id(lm)]

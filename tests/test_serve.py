@@ -279,3 +279,33 @@ def test_sampling_is_seeded_per_request(server):
     b = ask(server, temperature=1.5, seed=7, max_tokens=16).choices[0].message.content
     c = ask(server, temperature=1.5, seed=8, max_tokens=16).choices[0].message.content
     assert a == b and a != c
+
+
+def _load_bodies() -> list[dict]:
+    msg = [{"role": "user", "content": "What is 12 times 7?"}]
+    tools = Engine.default_tools()
+    return [
+        {"model": "m", "messages": msg, "max_tokens": 3},
+        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3},
+        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3, "steerlab": {"asa": False}},
+        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3, "stream": True},
+    ]
+
+
+def test_load_no_request_lost(server):
+    from steerlab.serve.loadtest import run_load
+
+    res = run_load(server, _load_bodies(), n=120, concurrency=12, time_limit_s=300)
+    assert res["sent"] == 120 and res["ok"] == 120 and res["lost"] == 0 and res["error_status"] == 0
+
+
+@pytest.mark.slow
+def test_load_thousands_memory_flat(server):
+    """3000 requests: none lost, and the process's memory after warm-up grows by less than 64 MiB."""
+    from steerlab.serve.loadtest import rss_mb, run_load
+
+    run_load(server, _load_bodies(), n=200, concurrency=16, memory=rss_mb)
+    res = run_load(server, _load_bodies(), n=3000, concurrency=16, time_limit_s=900, memory=rss_mb)
+    assert res["ok"] == res["sent"] and res["lost"] == 0 and not res["stopped_by_time"]
+    mem = [m for _, m in res["memory_mb"]]
+    assert mem[-1] - mem[1] < 64, res["memory_mb"]

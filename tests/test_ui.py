@@ -96,7 +96,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(engine):
-    from serve_helpers import free_socket
+    from steerlab.serve.background import free_socket
     from steerlab.ui.app import launch
 
     s = free_socket()
