@@ -27,8 +27,8 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from bench_serve import _stub_if_needed
-    from serve_helpers import tiny_asset
 
+    from serve_helpers import tiny_asset
     from steerlab.models import load_model, tiny_model
     from steerlab.serve.app import ServeConfig, create_app
     from steerlab.serve.background import serve_in_thread
