@@ -11,29 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from _common import load_bench_model, prompts, write_result
-
-
-def _stub_if_needed() -> bool:
-    """Until generate() has on_token, use the tests' stand-in (greedy, tokens replayed after the batch)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from serve_helpers import generate_has_streaming, install_generate_stub
-
-    if generate_has_streaming():
-        return False
-
-    class _Patch:
-        def setattr(self, obj, name, value):  # noqa: ANN001, ANN202
-            setattr(obj, name, value)
-
-    install_generate_stub(_Patch())
-    print("NOTE: steerlab.generation.generate has no on_token yet: using the tests' stand-in", file=sys.stderr)
-    return True
 
 
 def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[dict]) -> dict:
@@ -81,13 +62,12 @@ def main() -> None:
     from steerlab.serve.background import serve_in_thread
     from steerlab.serve.engine import Engine
 
-    stub = _stub_if_needed()
     lm = tiny_model("llama") if args.model == "tiny" else load_bench_model(args.model)
     tools = Engine.default_tools()
     ps = prompts(args.n)
     cfg = ServeConfig(window_ms=args.window_ms, max_batch=args.clients)
     out: dict = {"what": f"{args.n} chat requests with the 4 ASA tools on {args.model}, max_tokens {args.max_tokens}",
-                 "device": str(lm.device), "generate_stub": stub, "window_ms": args.window_ms}
+                 "device": str(lm.device), "window_ms": args.window_ms}
 
     engines = {"plain": Engine(lm)}
     if args.asset:

@@ -26,7 +26,6 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from bench_serve import _stub_if_needed
 
     from serve_helpers import tiny_asset
     from steerlab.models import load_model, tiny_model
@@ -35,7 +34,6 @@ def main() -> None:
     from steerlab.serve.engine import Engine
     from steerlab.serve.loadtest import rss_mb, run_load
 
-    stub = _stub_if_needed()
     lm = tiny_model("llama") if args.model == "tiny" else load_model(args.model)
     asset = args.asset
     if asset is None and args.model == "tiny":
@@ -61,7 +59,6 @@ def main() -> None:
     out = {
         "what": f"{args.n} requests from {args.clients} clients, max_tokens {mt}, on {args.model} with an ASA asset",
         "device": str(lm.device),
-        "generate_stub": stub,
         **{k: v for k, v in res.items() if k != "memory_mb"},
         "streamed_requests_counted_as": "ok when the SSE body arrived (status 200)",
         "memory_mb_series": res["memory_mb"],

@@ -16,18 +16,11 @@ pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from serve_helpers import generate_has_streaming, install_generate_stub, running_server, tiny_asset  # noqa: E402
+from serve_helpers import running_server, tiny_asset  # noqa: E402
 from steerlab.serve.app import ServeConfig, create_app  # noqa: E402
 from steerlab.serve.engine import Engine, RowSpec  # noqa: E402
 
 PROMPT = "What is 3+4?"
-
-
-@pytest.fixture(scope="module")
-def stubbed():
-    with pytest.MonkeyPatch.context() as mp:
-        install_generate_stub(mp)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,7 @@ def asset(lm, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine(lm, asset, stubbed):
+def engine(lm, asset):
     return Engine(lm, asset)
 
 
@@ -52,7 +45,7 @@ def server(engine):
 
 
 @pytest.fixture(scope="module")
-def plain_server(lm, stubbed):
+def plain_server(lm):
     with running_server(create_app(lambda: Engine(lm))) as base:
         yield base
 
@@ -119,7 +112,9 @@ def test_batched_requests_never_see_each_others_steering(server, plain_server):
     alone = [ask(server, extra_body={"steerlab": v}) for v in variants]
     for v, a, b in zip(variants, together, alone):
         assert a.choices[0].message.content == b.choices[0].message.content, v
-        assert a.model_extra["steerlab"] == b.model_extra["steerlab"], v
+        sa, sb = dict(a.model_extra["steerlab"]), dict(b.model_extra["steerlab"])
+        assert sa.pop("p_tool") == pytest.approx(sb.pop("p_tool"), abs=1e-4)  # padding changes float sums only
+        assert sa == sb, v
     gate = together[0].model_extra["steerlab"]["gate"]
     assert gate != 0  # this prompt is gated, so steering must change the output
     off = together[0].choices[0].message.content
@@ -230,7 +225,7 @@ def test_asa_options_need_an_asset(plain_server):
     assert s["asa"] is False and s["note"] == "the server has no ASA asset"
 
 
-def test_503_while_loading_then_ready(lm, stubbed):
+def test_503_while_loading_then_ready(lm):
     gate = threading.Event()
 
     def slow_load() -> Engine:
@@ -251,7 +246,7 @@ def test_503_while_loading_then_ready(lm, stubbed):
         assert ask(base, tools=False, max_tokens=2).choices[0].message.content is not None
 
 
-def test_failed_load_is_reported_not_raised(stubbed):
+def test_failed_load_is_reported_not_raised():
     def bad_load() -> Engine:
         raise ValueError("model 'nope' is not a known alias")
 
@@ -273,7 +268,6 @@ def test_multi_turn_tool_result_is_accepted(server):
     assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
 
-@pytest.mark.skipif(not generate_has_streaming(), reason="needs per-row sampling in steerlab.generation.generate")
 def test_sampling_is_seeded_per_request(server):
     a = ask(server, temperature=1.5, seed=7, max_tokens=16).choices[0].message.content
     b = ask(server, temperature=1.5, seed=7, max_tokens=16).choices[0].message.content

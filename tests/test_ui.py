@@ -13,7 +13,7 @@ import pytest
 import torch
 
 pytest.importorskip("gradio")
-from serve_helpers import install_generate_stub, tiny_asset  # noqa: E402
+from serve_helpers import tiny_asset  # noqa: E402
 from steerlab.serve.engine import Engine  # noqa: E402
 from steerlab.ui.logic import compare, lines  # noqa: E402
 
@@ -25,9 +25,7 @@ DRIVER = os.environ.get("STEERLAB_CHROMEDRIVER", shutil.which("chromedriver") or
 @pytest.fixture(scope="module")
 def engine(tiny_models, tmp_path_factory):
     lm = tiny_models("llama")
-    with pytest.MonkeyPatch.context() as mp:
-        install_generate_stub(mp)
-        yield Engine(lm, tiny_asset(tmp_path_factory.mktemp("ui-asa"), lm))
+    return Engine(lm, tiny_asset(tmp_path_factory.mktemp("ui-asa"), lm))
 
 
 def test_compare_runs_baseline_unsteered_and_steered_with_the_sliders(engine):

@@ -391,7 +391,6 @@ class Engine:
             self.lm,
             [r.prompt for r in rows],
             chat=False,
-            shared_prefix=_prefix_mode(rows),
             max_new_tokens=[r.spec.max_tokens for r in rows],
             temperature=[r.spec.temperature for r in rows],
             top_p=[r.spec.top_p for r in rows],
@@ -471,16 +470,6 @@ class Engine:
                 self.lm, [prompt, prompt], chat=True, max_new_tokens=max_tokens, batch_size=2, progress=False
             )
         return gens[0].text, gens[1].text
-
-
-def _prefix_mode(rows: list[Prepared]) -> bool | str:
-    """Share the common prompt prefix only when every row keeps at least two tokens after it: with one token left,
-    ``generate`` runs that token as a decoding step and the last-prompt-token controller never fires (seen with
-    two identical prompts in one batch, e.g. baseline and steered side by side)."""
-    from ..models.prefix import common_prefix_len
-
-    ids = [r.ids for r in rows]
-    return "auto" if min(len(x) for x in ids) - common_prefix_len(ids) >= 2 else False
 
 
 def _args_dict(arguments: object) -> dict:
