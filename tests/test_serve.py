@@ -286,20 +286,16 @@ def _load_bodies() -> list[dict]:
     ]
 
 
-def test_load_no_request_lost(server):
-    from steerlab.serve.loadtest import run_load
+def test_load_no_request_lost_and_memory_flat(server):
+    """Concurrent clients, a mix of plain, tool, ASA-off and streamed requests: every one is answered and the
+    process's memory after a warm-up grows by less than 64 MiB (3000 requests with STEERLAB_FULL=1)."""
+    import os
 
-    res = run_load(server, _load_bodies(), n=120, concurrency=12, time_limit_s=300)
-    assert res["sent"] == 120 and res["ok"] == 120 and res["lost"] == 0 and res["error_status"] == 0
-
-
-@pytest.mark.slow
-def test_load_thousands_memory_flat(server):
-    """3000 requests: none lost, and the process's memory after warm-up grows by less than 64 MiB."""
     from steerlab.serve.loadtest import rss_mb, run_load
 
-    run_load(server, _load_bodies(), n=200, concurrency=16, memory=rss_mb)
-    res = run_load(server, _load_bodies(), n=3000, concurrency=16, time_limit_s=900, memory=rss_mb)
-    assert res["ok"] == res["sent"] and res["lost"] == 0 and not res["stopped_by_time"]
+    n = 3000 if os.environ.get("STEERLAB_FULL") else 300
+    run_load(server, _load_bodies(), n=50, concurrency=12)
+    res = run_load(server, _load_bodies(), n=n, concurrency=12, time_limit_s=900, memory=rss_mb, sample_every=50)
+    assert res["sent"] == n and res["ok"] == n and res["lost"] == 0 and res["error_status"] == 0
     mem = [m for _, m in res["memory_mb"]]
     assert mem[-1] - mem[1] < 64, res["memory_mb"]
