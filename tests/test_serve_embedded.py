@@ -32,7 +32,7 @@ def asset(smollm, tmp_path_factory):
         stage_vectors,
     )
 
-    cfg = AsaConfig(limit_per_cell=1, alphas=[0.5], taus=[0.6], betas=[0.0], n_top_layers=1, extra_layers=[18],
+    cfg = AsaConfig(limit_per_cell=2, alphas=[0.5], taus=[0.6], betas=[0.0], n_top_layers=1, extra_layers=[18],
                     max_new_tokens_call=16, batch_size=16, n_boot=50)
     r = AsaRun(cfg, tmp_path_factory.mktemp("serve-embedded") / "run", progress=False)
     r._lm = smollm
