@@ -299,3 +299,15 @@ def test_load_no_request_lost_and_memory_flat(server):
     assert res["sent"] == n and res["ok"] == n and res["lost"] == 0 and res["error_status"] == 0
     mem = [m for _, m in res["memory_mb"]]
     assert mem[-1] - mem[1] < 64, res["memory_mb"]
+
+
+def test_cli_errors_name_the_bad_value(tmp_path, capsys):
+    from steerlab.cli import main
+
+    assert main(["serve", "--asset", str(tmp_path)]) == 2
+    assert f"{tmp_path} is not an asset directory" in capsys.readouterr().err
+    assert main(["serve", "--model", "tiny", "--temperature", "5"]) == 2
+    assert "--temperature must be in [0, 2], got 5.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "-3"])
+    assert "must be >= 1, got -3" in capsys.readouterr().err

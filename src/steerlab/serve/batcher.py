@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from jinja2 import TemplateError
+
 from .engine import Engine, InputTooLarge, RowSpec
 from .errors import ApiError
 
@@ -107,7 +109,7 @@ class Batcher:
                 live.append(t)
             except InputTooLarge as err:
                 t.put("error", ApiError(413, str(err), "messages", "context_length_exceeded"))
-            except (ValueError, KeyError, TypeError) as err:  # e.g. a chat template refusing the conversation
+            except (ValueError, KeyError, TypeError, TemplateError) as err:  # a chat template refusing the messages
                 t.put("error", ApiError(400, f"the model's chat template rejected the messages: {err}", "messages"))
         if not rows:
             return
