@@ -294,15 +294,17 @@ class Engine:
 
     # ------------------------------------------------------------------ generation
 
-    def _stop_rule(self, stops: Sequence[str]) -> Callable[[str], bool]:
+    def _stop_rule(self, stops: Sequence[str], prefilled: bool) -> Callable[[str], bool]:
         """Stop once every call in the reply is closed and what follows is not another call, or at a stop
-        string; plain text runs to EOS or max_tokens."""
+        string; plain text runs to EOS or max_tokens. ``prefilled``: the rows' replies began with the marker."""
         from ..tools import format_spec
 
         spec = format_spec(self.call_format)
         marker, closer = spec.marker, spec.closer
 
         def stop(text: str) -> bool:
+            if prefilled:
+                text = marker + text
             if any(s in text for s in stops):
                 return True
             if closer is None or marker not in text or closer not in text:
@@ -315,14 +317,15 @@ class Engine:
         return stop
 
     def run(self, rows: list[Prepared], emit: Emit | None = None) -> list[RowOutput]:
-        """Generate every row in one batch (rows are grouped only by their stop strings)."""
-        groups: dict[tuple[str, ...], list[int]] = {}
+        """Generate every row in one batch; rows are grouped only by their stop rule (stop strings, and whether
+        the reply was prefilled with a call marker)."""
+        groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):
-            groups.setdefault(r.spec.stop, []).append(i)
+            groups.setdefault((r.spec.stop, bool(r.prefill)), []).append(i)
         out: list[RowOutput | None] = [None] * len(rows)
         with self.lock:
-            for stops, idx in groups.items():
-                for i, res in zip(idx, self._run_group([rows[i] for i in idx], stops, idx, emit)):
+            for key, idx in groups.items():
+                for i, res in zip(idx, self._run_group([rows[i] for i in idx], key, idx, emit)):
                     out[i] = res
         return out  # type: ignore[return-value]
 
@@ -372,10 +375,11 @@ class Engine:
         return setup
 
     def _run_group(
-        self, rows: list[Prepared], stops: tuple[str, ...], ids: list[int], emit: Emit | None
+        self, rows: list[Prepared], key: tuple, ids: list[int], emit: Emit | None
     ) -> list[RowOutput]:
         from ..generation import generate
 
+        stops, prefilled = key
         gates = [GateInfo(note=r.gate_note) for r in rows]
         for j, r in enumerate(rows):
             if emit is not None and r.gate_note is not None:
@@ -396,7 +400,7 @@ class Engine:
             top_p=[r.spec.top_p for r in rows],
             seed=[r.spec.seed for r in rows],
             batch_size=len(rows),
-            stop=self._stop_rule(stops),
+            stop=self._stop_rule(stops, prefilled),
             row_setup=self._row_gate(rows, gates, emit, ids) if self.steerer is not None else None,
             on_token=on_token,
             progress=False,
