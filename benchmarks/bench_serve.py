@@ -96,7 +96,7 @@ def main() -> None:
         out["asa_overhead_per_token"] = (
             (out["asa_one_at_a_time"]["wall_s"] / out["asa_one_at_a_time"]["completion_tokens"])
             / (out["plain_one_at_a_time"]["wall_s"] / out["plain_one_at_a_time"]["completion_tokens"]))
-    write_result("serve", out)
+    write_result(f"serve_{args.model}", out)
 
 
 if __name__ == "__main__":
