@@ -103,8 +103,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         "serve", help="OpenAI-compatible chat-completions server with per-request ASA steering"
     )
     add_serve_args(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_positive(int), default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=_positive(int), default=8000, help="TCP port")
     p.add_argument(
         "--window-ms",
         dest="window_ms",
@@ -112,9 +112,23 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         default=10.0,
         help="collect requests arriving within this many ms into one batch",
     )
-    p.add_argument("--max-batch", dest="max_batch", type=_positive(int), default=8)
-    p.add_argument("--max-body-bytes", dest="max_body_bytes", type=_positive(int), default=1_000_000)
-    p.add_argument("--max-prompt-tokens", dest="max_prompt_tokens", type=_positive(int), default=4096)
+    p.add_argument(
+        "--max-batch", dest="max_batch", type=_positive(int), default=8, help="most requests decoded together"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        dest="max_body_bytes",
+        type=_positive(int),
+        default=1_000_000,
+        help="requests with a larger body get 413",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        dest="max_prompt_tokens",
+        type=_positive(int),
+        default=4096,
+        help="longer rendered prompts get 413 context_length_exceeded",
+    )
     p.add_argument(
         "--max-tokens-limit",
         dest="max_tokens_limit",

@@ -38,7 +38,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("ui", help="local web app: baseline vs ASA replies, gate, parsed calls, vector lab")
     add_serve_args(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=7860, help="TCP port")
     p.add_argument("--no-browser", dest="no_browser", action="store_true", help="do not open a browser tab")
     p.set_defaults(func=_cmd_ui)
