@@ -392,3 +392,10 @@ def test_every_edited_manifest_field_is_refused(tiny_run, tmp_path):
             AssetError, match="modified after the asset was written|format version|not a steerlab"
         ):
             AsaSteerer(lm, dest)
+
+
+def test_every_stage_has_a_command_with_help():
+    from steerlab.asa.cli import STAGE_HELP
+    from steerlab.asa.stages import STAGES
+
+    assert {s.name for s in STAGES} | {"run"} == {name for name, _ in STAGE_HELP}

@@ -126,6 +126,7 @@ STAGE_HELP = [
     ("actions", "VALID: whole calls under each gated action; the asset's action"),
     ("evaluate", "TEST: baseline, ASA, every action, the paper's setting, ablations, intervals"),
     ("baselines", "TEST: the few-shot prompts a user would try instead"),
+    ("lora", "TEST: a LoRA finetune on CAL+TRAIN (rank 16, the paper's baseline), no gate"),
     ("asset", "the asset: safetensors + JSON manifest (alias: export)"),
     ("report", "report.md with the tables and plots"),
 ]
