@@ -8,10 +8,10 @@ import shutil
 from importlib import resources
 
 import pytest
-from sweep_toys import toy_jobs
 
 from steerlab.config import UserError
 from steerlab.sweeps import LocalExecutor, SweepError, check_ok, make_executor
+from sweep_toys import toy_jobs
 
 
 def test_local_executor_results_failures_and_resume(tmp_path):

@@ -14,9 +14,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import sweep_toys  # noqa: E402
-from sweep_toys import toy_jobs  # noqa: E402
-
 from steerlab.sweeps import LocalExecutor, RayExecutor  # noqa: E402
+from sweep_toys import toy_jobs  # noqa: E402
 
 BOOKKEEPING = {"_DONE.json": ("finished", "seconds"), "run_log.json": ("seconds", "executor")}
 
