@@ -83,3 +83,33 @@ def test_pas_sweep_failure_names_the_job_and_keeps_the_others(tiny_models, tmp_p
     assert report["benchmark"] == "steerlab_mcq"  # the other job finished
     assert not (root / "seed_42" / "results.json").exists()  # an incomplete seed gets no tables
     assert not (root / "summary_aggregate.csv").exists()  # and there is no summary over seeds
+
+
+@pytest.mark.filterwarnings("ignore:.*tokens for this tokenizer")
+def test_asa_runs_sweep_writes_each_run_and_a_summary(tiny_models, tmp_path):
+    from steerlab.asa.config import AsaConfig
+    from steerlab.stages import ModelHolder
+    from steerlab.sweeps.asa import asa_jobs, run_asa_sweep
+
+    cfg = AsaConfig(
+        limit_per_cell=3,
+        strengths=[0.5],
+        taus=[0.6],
+        betas=[0.0],
+        n_top_layers=1,
+        extra_layers=[2],
+        max_new_tokens_decision=4,
+        max_new_tokens_call=6,
+        n_boot=50,
+    )
+    models = ModelHolder()
+    models.put("tiny", tiny_models("llama"))
+    ex = LocalExecutor(models)
+    res = run_asa_sweep(cfg, ["tiny"], ["builtin"], tmp_path, ex, progress=False)
+    (row,) = res["rows"]
+    assert row["model"] == "tiny" and row["data"] == "builtin" and 0 <= row["asa_f1"] <= 1
+    run = tmp_path / "tiny" / "builtin"
+    assert (run / "report.md").is_file() and (run / "asset" / "_DONE.json").is_file()
+    assert (tmp_path / "summary.csv").read_text().splitlines()[0].startswith("model,data,")
+    again = ex.run(asa_jobs(cfg, ["tiny"], ["builtin"], tmp_path), progress=False)
+    assert again[0].value["ran"] == []  # resuming computes nothing
