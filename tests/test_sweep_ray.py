@@ -101,6 +101,8 @@ def test_pas_sweep_on_ray_equals_serial(local_ray, model_dir, tmp_path):
                 "methods": ["PASf", "iPASwo"],
                 "seeds": [7],  # 2 jobs: seeds 42 and 7
                 "n_boot": 50,
+                "catastrophic_test": True,  # and a second wave: the forgetting test per seed
+                "target_benchmark": "steerlab_mcq",
                 "out": str(out),
             },
         )
@@ -115,6 +117,7 @@ def test_pas_sweep_on_ray_equals_serial(local_ray, model_dir, tmp_path):
         Path(serial["root"]) / "summary_aggregate.csv"
     ).read_bytes()
     assert json.loads((root / "seed_7" / "run_log.json").read_text())["executor"] == "ray"
+    assert "forgetting" in json.loads((root / "seed_7" / "results.json").read_text())
     # resuming on Ray computes nothing
     before = {p: p.stat().st_mtime_ns for p in root.rglob("_DONE.json")}
     with RayExecutor(max_retries=0) as ex:

@@ -107,7 +107,8 @@ def run_pas(
         if res.ok:
             data = res.value["results"]["data"]
             print(
-                f"[steerlab] {data['benchmark']} seed {res.params['seed']}: {data['leak_train']['message']}"
+                f"[steerlab] {data['benchmark']} seed {res.params['seed']}: {data['leak_train']['message']}",
+                flush=True,
             )
 
     jobs = pas_jobs(cfg, root)
