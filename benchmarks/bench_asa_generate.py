@@ -2,8 +2,9 @@
 
 Same batch (8 chat prompts, left-padded), greedy, exactly ``--tokens`` new tokens in both arms; the controller is
 ``steerlab.asa.GatedSteering`` with random ASA parameters of the model's shape (router over 4 domains, a probe per
-domain, directions), at the middle layer: it routes, scores and gates each row once at prefill and adds its
-vector there. The arms alternate round by round so they share the machine's noise. Target: within 5%.
+domain, directions; standardised on the batch's own states so the gate takes all three values, strength 0.5 x the
+mean hidden norm), at the middle layer: it routes, scores and gates each row once at prefill and adds its vector
+there. The arms alternate round by round so they share the machine's noise. Target: within 5%.
 ``--profile`` writes torch.profiler tables of both arms to ``benchmarks/results/``.
 Run: ``.venv/bin/python benchmarks/bench_asa_generate.py [--model smollm2-135m]``.
 """
@@ -18,21 +19,25 @@ from _common import interleaved, load_bench_model, profile_top, prompts, sync, w
 
 from steerlab.asa import GatedSteering
 from steerlab.asa.controller import AsaParams
+from steerlab.capture import capture, mean_norm
 from steerlab.models import left_pad, render_prompts, tokenize_texts
 
 DOMAINS = ["code", "math", "search", "translation"]
 
 
-def random_params(d: int, layer: int, mean_norm: float, seed: int = 0) -> AsaParams:
-    """ASA parameters of the right shapes with random values (the cost does not depend on their values)."""
+def random_params(states: torch.Tensor, layer: int, seed: int = 0) -> AsaParams:
+    """ASA parameters of the right shapes with random directions and weights, standardised on the batch's own
+    states at ``layer`` (so p(tool) spreads and the gate takes all three values) and scaled by their mean norm."""
     g = torch.Generator().manual_seed(seed)
+    d = states.shape[1]
+    mean, std = states.mean(0), states.std(0).clamp(min=1e-3)
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g)
 
     t = {
-        "router.mean": rand(d),
-        "router.std": rand(d).abs() + 0.5,
+        "router.mean": mean,
+        "router.std": std,
         "router.weight": rand(len(DOMAINS), d) / d**0.5,
         "router.bias": rand(len(DOMAINS)),
         "v_global": rand(d),
@@ -40,14 +45,14 @@ def random_params(d: int, layer: int, mean_norm: float, seed: int = 0) -> AsaPar
     for name in DOMAINS:
         t.update(
             {
-                f"probe.{name}.mean": rand(d),
-                f"probe.{name}.std": rand(d).abs() + 0.5,
+                f"probe.{name}.mean": mean,
+                f"probe.{name}.std": std,
                 f"probe.{name}.weight": rand(d) / d**0.5,
                 f"probe.{name}.bias": rand(1),
                 f"v_domain.{name}": rand(d),
             }
         )
-    return AsaParams.from_tensors(t, layer, DOMAINS, mean_norm)
+    return AsaParams.from_tensors(t, layer, DOMAINS, mean_norm(states))
 
 
 def main() -> None:
@@ -62,7 +67,8 @@ def main() -> None:
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts(args.batch), chat=True))
     input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
     layer = lm.n_layers // 2
-    gated = GatedSteering(lm, random_params(lm.hidden_size, layer, 10.0), strength=0.5, tau=0.55, beta=0.5)
+    states = capture(lm, prompts(args.batch), layer, chat=True, progress=False)[layer]
+    gated = GatedSteering(lm, random_params(states, layer), strength=0.5, tau=0.55, beta=0.5)
     rows = list(range(args.batch))
 
     def generate() -> torch.Tensor:
