@@ -2,8 +2,8 @@
 
 Same batch (8 chat prompts, left-padded), greedy, exactly ``--tokens`` new tokens in both arms; the controller is
 ``steerlab.asa.GatedSteering`` with random ASA parameters of the model's shape (router over 4 domains, a probe per
-domain, directions; standardised on the batch's own states so the gate takes all three values, strength 0.5 x the
-mean hidden norm), at the middle layer: it routes, scores and gates each row once at prefill and adds its vector
+domain, directions; standardised on the batch's own states so p(tool) spreads instead of saturating, strength 0.5
+x the mean hidden norm; the gates each row got are in the result), at the middle layer: it routes, scores and gates each row once at prefill and adds its vector
 there. The arms alternate round by round so they share the machine's noise. Target: within 5%.
 ``--profile`` writes torch.profiler tables of both arms to ``benchmarks/results/``.
 Run: ``.venv/bin/python benchmarks/bench_asa_generate.py [--model smollm2-135m]``.
@@ -27,7 +27,7 @@ DOMAINS = ["code", "math", "search", "translation"]
 
 def random_params(states: torch.Tensor, layer: int, seed: int = 0) -> AsaParams:
     """ASA parameters of the right shapes with random directions and weights, standardised on the batch's own
-    states at ``layer`` (so p(tool) spreads and the gate takes all three values) and scaled by their mean norm."""
+    states at ``layer`` (so p(tool) spreads instead of saturating) and scaled by their mean norm."""
     g = torch.Generator().manual_seed(seed)
     d = states.shape[1]
     mean, std = states.mean(0), states.std(0).clamp(min=1e-3)
@@ -98,7 +98,7 @@ def main() -> None:
         profile_top(generate, res / f"{name}_profile_plain.txt")
         profile_top(with_asa, res / f"{name}_profile_asa.txt")
     write_result(
-        "asa_generate",
+        f"asa_generate_{args.model}",
         {
             "what": f"greedy model.generate, batch {args.batch}, {args.tokens} new tokens, {args.model}; "
             f"ASA gated controller at layer {layer} (random parameters) vs none",

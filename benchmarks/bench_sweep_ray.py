@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -86,12 +87,14 @@ def main() -> None:
     a, b = tree(work / "serial"), tree(work / "ray")
     differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     write_result(
-        "sweep_ray",
+        f"sweep_ray_{args.model}",
         {
             "what": f"PAS sweep, {len(seeds)} jobs (steerlab_mcq x {len(seeds)} seeds, limit {args.limit}, "
             f"layers 10,17,24, 2 strengths, PASf+iPASwo), {args.model}",
             "device": "cpu",
-            "cores": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "serial_torch_threads": torch.get_num_threads(),
+            "ray_workers": args.workers,
             "serial_s": t_serial,
             "ray_init_s": t_init,
             "ray_2_workers_s": t_ray,
