@@ -67,7 +67,7 @@ class ConfigView:
                 )
             return getattr(config, name)
         raw = inspect.getattr_static(type(config), name, None)
-        if isinstance(raw, (staticmethod, classmethod)):  # bound to no instance: nothing to read through the view
+        if isinstance(raw, (staticmethod, classmethod)):  # unbound: reads no field through the view
             return getattr(config, name)
         attr = getattr(type(config), name, None)
         if callable(attr) and not isinstance(
