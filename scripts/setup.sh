@@ -14,7 +14,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   "$VPY" -m pip install -q "torch==2.13.0"
 fi
 echo "[setup] installing steerlab and its dependencies"
-"$VPY" -m pip install -q -e ".[dev,finetune,docs,serve,ui,serve-test]"
+"$VPY" -m pip install -q -e ".[dev,finetune,docs,serve,ui,serve-test,ray]"
 # Schema-constrained tool calls (ASA's constrain=router|model): xgrammar, without its triton requirement (a GPU
 # kernel package, hundreds of MB, unused on CPU; its other requirements are already installed above).
 echo "[setup] installing xgrammar (constrained decoding of tool calls), --no-deps"
