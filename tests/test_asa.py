@@ -399,3 +399,55 @@ def test_every_stage_has_a_command_with_help():
     from steerlab.asa.stages import STAGES
 
     assert {s.name for s in STAGES} | {"run"} == {name for name, _ in STAGE_HELP}
+
+
+def test_screen_on_row_subsets_equals_the_full_screen_where_read(tiny_run):
+    """The screen steers only the rows a push can matter for; those values equal steering every row."""
+    from steerlab.generation import next_token_scores
+    from steerlab.generation.rules import marker_start_ids
+    from steerlab.steering import steer
+
+    r, _ = tiny_run
+    lm, cfg = r.models.get("tiny"), AsaConfig(**TINY_CFG)
+    data = AsaInputs(cfg)
+    screen = load_tensors(r.path("screen") / "screen.safetensors")
+    y = torch.as_tensor(data.labels("valid"))
+    layers = r.result("fit")["layers"]
+    valid = _states(r, "valid")
+    p = torch.stack([_fitted(r, layer).p_tool(valid[:, layer]) for layer in layers])
+    ids = torch.tensor(marker_start_ids(lm.tokenizer, "<tool_call>"))
+    msgs = data.messages("valid")
+    base = next_token_scores(
+        lm,
+        msgs,
+        {"b": None},
+        progress=False,
+        batch_size=5,
+        reduce=lambda lg: torch.logsumexp(torch.log_softmax(lg, -1)[:, ids], -1),
+    )["b"]
+    torch.testing.assert_close(screen["baseline::logp"], base, atol=1e-4, rtol=1e-4)
+    for sign, kind, read in (
+        ("+", "grad", (p.max(0).values > 0.5) | (y == 1)),
+        ("-", "asa", p.min(0).values < 0.5),
+    ):
+        layer, strength = layers[-1], cfg.strengths[-1]
+        params = _fitted(r, layer)
+        dirs = params.directions(params.route(valid[:, layer]), 1.0, kind)
+        coef = (1 if sign == "+" else -1) * strength * params.mean_norm
+        full = next_token_scores(
+            lm,
+            msgs,
+            {
+                "s": lambda idx, d=dirs, ly=layer, k=coef: steer(
+                    lm, d[idx], layer=ly, coef=k, policy="prompt_last"
+                )
+            },
+            progress=False,
+            batch_size=5,
+            reduce=lambda lg: torch.logsumexp(torch.log_softmax(lg, -1)[:, ids], -1),
+        )["s"]
+        got = screen[f"{layer}|{kind}|{1.0 if kind == 'asa' else 0:g}|{strength:g}|{sign}::logp"]
+        assert read.any()
+        torch.testing.assert_close(got[read], full[read], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got[~read], base[~read], atol=1e-4, rtol=1e-4)
+    assert r.result("screen")["rows_screened"] < r.result("screen")["rows_full_grid"]

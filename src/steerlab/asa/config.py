@@ -44,7 +44,7 @@ class AsaConfig(Config):
     )
     directions: list[str] = opt(["grad", "global", "asa"], "direction kinds screened: " + ", ".join(KINDS))
     strengths: list[float] = opt(
-        [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
+        [0.25, 0.5, 1.0, 2.0, 4.0],
         "push sizes, in units of the mean hidden-state norm (wide: find the edge)",
     )
     taus: list[float] = opt([0.55, 0.7, 0.8, 0.9, 0.95], "gate thresholds to try (0.5 < tau < 1)")

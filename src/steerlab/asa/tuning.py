@@ -50,8 +50,18 @@ def stage_screen(ctx: StageContext) -> dict:
     c, lm, data = ctx.config, ctx.lm, inputs(ctx)
     layers = ctx.result("fit")["layers"]
     valid = states(ctx, "valid")
-    conds: dict = {"baseline": None}
+    y = torch.as_tensor(data.labels("valid"))
+    conds: dict = {"+": {"baseline": None}, "-": {"baseline": None}}
     variants = _variants(c, layers, ctx.result("vectors")["behaviour_kinds"])
+    # A +push is only ever read where the gate can open (p > tau > 0.5 at some candidate layer; and on tool prompts,
+    # for the edge table); a -push only where it can close (p < 1 - tau < 0.5). Elsewhere the row keeps the plain
+    # model's value, which nothing reads. Any tau in (0.5, 1) is covered, so the screen does not depend on taus.
+    p = torch.stack([layer_params(ctx, layer).p_tool(valid[:, layer]) for layer in layers])
+    rows = {
+        "+": torch.nonzero((p.max(0).values > 0.5) | (y == 1)).flatten().tolist(),
+        "-": torch.nonzero(p.min(0).values < 0.5).flatten().tolist(),
+    }
+    rows["-"] = sorted(set(rows["-"]) | (set(range(len(y))) - set(rows["+"])))  # every row gets a baseline
     for layer in layers:
         params = layer_params(ctx, layer)
         dom = params.route(valid[:, layer])
@@ -59,19 +69,38 @@ def stage_screen(ctx: StageContext) -> dict:
             dirs = params.directions(dom, v["beta"], v["kind"])
             for sign in ("+", "-") if v["kind"] == "asa" else ("+",):
                 coef = (1 if sign == "+" else -1) * v["strength"] * params.mean_norm
+                sub = dirs[rows[sign]]
 
-                def setup(idx: list[int], dirs: torch.Tensor = dirs, coef: float = coef, layer: int = layer):  # noqa: ANN202
-                    return steer(lm, dirs[idx], layer=layer, site=c.site, coef=coef, policy="prompt_last")
+                def setup(idx: list[int], sub: torch.Tensor = sub, coef: float = coef, layer: int = layer):  # noqa: ANN202
+                    return steer(lm, sub[idx], layer=layer, site=c.site, coef=coef, policy="prompt_last")
 
-                conds[_key(v, sign)] = setup
+                conds[sign][_key(v, sign)] = setup
     marker_ids = marker_start_ids(lm.tokenizer, format_spec(c.call_format).marker)
-    res = first_token_calls(ctx, data.messages("valid"), marker_ids, conds)
-    tensors = {}
-    for k, (logp, called) in res.items():
-        tensors[f"{k}::logp"] = logp
-        tensors[f"{k}::called"] = called.float()
+    msgs = data.messages("valid")
+    res = {}
+    for sign in ("+", "-"):
+        if rows[sign] and (len(conds[sign]) > 1 or sign == "-"):
+            part = first_token_calls(ctx, [msgs[i] for i in rows[sign]], marker_ids, conds[sign])
+            res[sign] = (rows[sign], part)
+    base_logp, base_called = torch.zeros(len(y)), torch.zeros(len(y), dtype=torch.bool)
+    for idx, part in res.values():
+        base_logp[idx], base_called[idx] = part["baseline"]
+    tensors = {"baseline::logp": base_logp, "baseline::called": base_called.float()}
+    for idx, part in res.values():
+        for k, (logp, called) in part.items():
+            if k != "baseline":
+                full_logp, full_called = base_logp.clone(), base_called.clone()
+                full_logp[idx], full_called[idx] = logp, called
+                tensors[f"{k}::logp"], tensors[f"{k}::called"] = full_logp, full_called.float()
     save_tensors(ctx.out / "screen.safetensors", tensors)
-    return {"variants": variants, "n": len(data.examples["valid"]), "n_conditions": len(conds)}
+    n_rows = sum(len(rows[s]) * len(conds[s]) for s in res)
+    return {
+        "variants": variants,
+        "n": len(y),
+        "n_conditions": len(conds["+"]) + len(conds["-"]) - 2 + 1,
+        "rows_screened": n_rows,
+        "rows_full_grid": len(y) * (len(conds["+"]) + len(conds["-"]) - 1),
+    }
 
 
 def _metrics(y: np.ndarray, pred: np.ndarray, doms: np.ndarray) -> dict:
