@@ -98,7 +98,9 @@ def test_asa_runs_sweep_writes_each_run_and_a_summary(tiny_models, tmp_path):
         betas=[0.0],
         n_top_layers=1,
         extra_layers=[2],
-        max_new_tokens_decision=4,
+        directions=["global", "asa"],
+        baselines=["none"],
+        lora_rank=0,  # the sweep's mechanics, not the baselines
         max_new_tokens_call=6,
         n_boot=50,
     )
