@@ -182,7 +182,7 @@ def test_target_l0_with_topk_or_out_of_range_is_refused():
         train_transcoder(
             Transcoder(16, 64, activation="topk", k=4), x, y, steps=1, target_l0=4, progress=False
         )
-    with pytest.raises(ValueError, match=r"target_l0 must be in \(0, d_sae=64\)"):
+    with pytest.raises(ValueError, match=r"must be in \(0, d_sae=64\)"):
         train_transcoder(Transcoder(16, 64), x, y, steps=1, target_l0=64, progress=False)
 
 
@@ -245,3 +245,28 @@ def test_train_transcoders_steps_every_layer_on_the_same_tokens():
     assert hists[3]["nmse"] == hists[5]["nmse"]  # same data, same init, same minibatches
     with pytest.raises(ValueError, match=r"no pairs for layers \[9\]"):
         train_transcoders({9: Transcoder(16, 32)}, TensorPairs({3: (x, y)}), steps=1, progress=False)
+
+
+@pytest.mark.parametrize("act", ["jumprelu", "topk"])
+def test_training_is_scale_free_and_returns_a_model_in_the_data_units(act):
+    """Training works in normalised units: scaling the inputs by 50 and the outputs by 0.01 gives the same
+    transcoder up to those scales, and its reported NMSE is that of the returned model on the data."""
+    x, y = _sparse_data(n=3000, scale=1.0)
+    runs = {}
+    for cx, cy in ((1.0, 1.0), (50.0, 0.01)):
+        t = Transcoder(16, 64, activation=act, k=6, seed=0)
+        h = train_transcoder(
+            t, x * cx, y * cy, steps=60, init_l0=6, target_l0=6 if act == "jumprelu" else None, progress=False
+        )
+        runs[cx] = (t, h)
+    (a, ha), (b, hb) = runs[1.0], runs[50.0]
+    close = (b(x * 50)[0] - a(x)[0] * 0.01).abs().amax(-1) < 1e-4 * float(y.abs().max())
+    assert float(close.float().mean()) > 0.98  # float rounding may flip a latent at its threshold on a few tokens
+    torch.testing.assert_close(torch.tensor(hb["nmse"]), torch.tensor(ha["nmse"]), rtol=1e-3, atol=1e-5)
+    out, _ = a(x)
+    nmse = float((out - y).pow(2).sum(-1).mean() / y.var(0).sum())
+    assert nmse == pytest.approx(sum(ha["nmse"][-10:]) / 10, rel=0.2)
+    if act == "jumprelu":  # resume=True continues from the trained function instead of starting afresh
+        before = float((a(x)[0] - y).pow(2).sum(-1).mean() / y.var(0).sum())
+        h = train_transcoder(a, x, y, steps=1, lr=1e-9, resume=True, progress=False)
+        assert h["nmse"][0] == pytest.approx(before, rel=0.2)

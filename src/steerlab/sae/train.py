@@ -43,6 +43,7 @@ def train_transcoder(
     threshold_lr: float | None = None,
     l0_rate: float = 0.05,
     bandwidth_every: int = 100,
+    resume: bool = False,
     progress: bool = True,
 ) -> dict:
     """Minibatch Adam on normalised MSE (mse / total variance of y, so the loss is scale-free) + sparsity_coef *
@@ -74,6 +75,7 @@ def train_transcoder(
         threshold_lr=threshold_lr,
         l0_rate=l0_rate,
         bandwidth_every=bandwidth_every,
+        resume=resume,
         progress=progress,
     )[key]
 
@@ -92,6 +94,7 @@ def train_transcoders(
     threshold_lr: float | None = None,
     l0_rate: float = 0.05,
     bandwidth_every: int = 100,
+    resume: bool = False,
     progress: bool = True,
 ) -> dict[int, dict]:
     """Train one model per layer of ``source`` on the same minibatches (one capture feeds them all).
@@ -101,7 +104,13 @@ def train_transcoders(
     gradient moves the thresholds. ``init_l0`` (JumpReLU; default ``target_l0``): start each threshold at the
     pre-activation quantile where about that many latents fire per token and set each latent's kernel bandwidth
     from its pre-activations near the threshold (again every ``bandwidth_every`` steps). ``threshold_lr``: Adam's
-    learning rate for the log-thresholds (default ``lr``)."""
+    learning rate for the log-thresholds (default ``lr``).
+
+    Training runs in normalised units (inputs divided by their RMS, outputs by the RMS of their deviation from the
+    mean), so the learning rate, the initialisation and the ReLU L1 coefficient mean the same for a 135M and an 8B
+    model; the scales are folded back into the weights at the end (the activations are positively homogeneous, so
+    the returned model computes exactly the trained function in the data's units). A fresh model's weights are
+    read as normalised-unit weights; ``resume=True`` continues from a model trained before instead."""
     missing = [k for k in models if k not in source.layers]
     if missing:
         raise ValueError(f"no pairs for layers {missing}; the source has {list(source.layers)}")
@@ -111,9 +120,10 @@ def train_transcoders(
     g_probe = torch.Generator().manual_seed(seed + 1)
     probe = source.sample(PROBE_TOKENS, g_probe, count=False)
     start_l0 = init_l0 if init_l0 is not None else target_l0
-    state = {}
-    for k, model in models.items():
+    for model in models.values():
         t = model.delta if isinstance(model, DeltaTranscoder) else model
+        if start_l0 is not None and t.activation == "jumprelu" and not 0 < start_l0 < t.d_sae:
+            raise ValueError(f"init_l0 must be in (0, d_sae={t.d_sae}), got {start_l0}")
         if target_l0 is not None:
             if t.activation != "jumprelu":
                 raise ValueError(
@@ -122,7 +132,14 @@ def train_transcoders(
                 )
             if not 0 < target_l0 < t.d_sae:
                 raise ValueError(f"target_l0 must be in (0, d_sae={t.d_sae}), got {target_l0}")
+    state: dict = {}
+    for k, model in models.items():
+        t = model.delta if isinstance(model, DeltaTranscoder) else model
         x0, y0 = (v.float() for v in probe[k])
+        sx, sy = _rms(x0), _rms(y0 - y0.mean(0))  # outputs by their spread: the mean is the bias's job
+        if resume:  # the weights hold a trained function: express it in normalised units first
+            _rescale(t, sx / sy, 1 / sy, with_bias=isinstance(model, Transcoder))
+        x0, y0 = x0 / sx, y0 / sy
         if isinstance(model, Transcoder):
             with torch.no_grad():
                 model.b_dec.copy_(y0.mean(0))
@@ -136,18 +153,63 @@ def train_transcoders(
             "t": t,
             "opt": torch.optim.Adam(groups, lr=lr),
             "var": y0.var(dim=0).sum().clamp(min=1e-12),
+            "sx": sx,
+            "sy": sy,
             "shift": 0.0,
             "refresh": data_init and bandwidth_every > 0,
             "share": (start_l0 / t.d_sae) if data_init else None,
             "hist": {"mse": [], "nmse": [], "l0": [], "shift": []},
         }
+    try:
+        _loop(
+            models,
+            source,
+            state,
+            steps,
+            batch_size,
+            sparsity_coef,
+            target_l0,
+            l0_rate,
+            bandwidth_every,
+            g,
+            g_probe,
+            progress,
+        )
+    finally:  # back to the data's units, also when interrupted
+        for k, model in models.items():
+            s = state[k]
+            _rescale(s["t"], s["sy"] / s["sx"], s["sy"], with_bias=isinstance(model, Transcoder))
+    return {k: s["hist"] for k, s in state.items()}
+
+
+def _loop(
+    models: Mapping[int, Transcoder | DeltaTranscoder],
+    source: PairSource,
+    state: dict,
+    steps: int,
+    batch_size: int,
+    sparsity_coef: float,
+    target_l0: float | None,
+    l0_rate: float,
+    bandwidth_every: int,
+    g: torch.Generator,
+    g_probe: torch.Generator,
+    progress: bool,
+) -> None:
     bar = tqdm(range(steps), desc="train transcoder", disable=not progress, leave=False)
     for step in bar:
         batch = source.sample(batch_size, g)
         for k, model in models.items():
             s = state[k]
-            xb, yb = (v.float() for v in batch[k])
-            out, acts, sparsity = model.train_terms(xb)
+            x_raw, y_raw = (v.float() for v in batch[k])
+            xb, yb = x_raw / s["sx"], y_raw / s["sy"]
+            if isinstance(model, DeltaTranscoder):
+                with torch.no_grad():
+                    base_out = model.base(x_raw)[0] / s["sy"]  # the frozen base works in the data's units
+                contrib, acts, sparsity = model.delta.train_terms(xb)
+                out = base_out + contrib
+            else:
+                out, acts, sparsity = model.train_terms(xb)
             mse = (out - yb).pow(2).sum(-1).mean()
             loss = mse / s["var"] + sparsity_coef * sparsity
             s["opt"].zero_grad()
@@ -164,18 +226,33 @@ def train_transcoders(
                     s["t"].log_threshold.add_(step_)
                     s["shift"] += step_
             h = s["hist"]
-            h["mse"].append(float(mse.detach()))
+            h["mse"].append(float(mse.detach()) * s["sy"] ** 2)
             h["nmse"].append(float(mse.detach() / s["var"]))
             h["l0"].append(l0)
             h["shift"].append(s["shift"])
             if s["refresh"] and (step + 1) % bandwidth_every == 0 and step + 1 < steps:
-                set_bandwidth(
-                    s["t"], source.sample(PROBE_TOKENS, g_probe, count=False)[k][0].float(), s["share"]
-                )
+                probe_x = source.sample(PROBE_TOKENS, g_probe, count=False)[k][0].float() / s["sx"]
+                set_bandwidth(s["t"], probe_x, s["share"])
         if len(models) == 1:
             h = state[next(iter(models))]["hist"]
             bar.set_postfix(nmse=f"{h['nmse'][-1]:.3f}", l0=f"{h['l0'][-1]:.1f}")
-    return {k: s["hist"] for k, s in state.items()}
+
+
+def _rms(v: torch.Tensor) -> float:
+    return max(float(v.pow(2).mean().sqrt()), 1e-8)
+
+
+def _rescale(t: Transcoder, enc: float, out: float, with_bias: bool) -> None:
+    """Change the units a transcoder works in without changing what it computes (its activations are positively
+    homogeneous): inputs divided by s_x and outputs by s_y is ``enc = s_x / s_y, out = 1 / s_y``; the inverse folds
+    the scales back. ``with_bias``: the output bias too (a delta's is frozen at zero)."""
+    with torch.no_grad():
+        t.W_enc.mul_(enc)
+        t.b_enc.mul_(out)
+        t.log_threshold.add_(math.log(out))
+        t.eps = t.eps * out
+        if with_bias:
+            t.b_dec.mul_(out)
 
 
 def tail_mean(hist: dict, key: str, n: int = 50) -> float:
