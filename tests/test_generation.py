@@ -112,3 +112,30 @@ def test_rows_leaving_the_batch_keep_per_row_steering_right(tiny_models, family)
         with steer(lm, v, layer=2, coef=float(coefs[i]), policy="generated"):
             single = generate(lm, [p], max_new_tokens=8, chat=True, stop=stop, progress=False)[0]
         assert single.token_ids == batched[i].token_ids
+
+
+def test_logits_rules_force_and_forbid_per_row(tiny_models):
+    from steerlab.generation import BannedStart, ForcedPrefix
+    from steerlab.generation.rules import compose
+
+    lm = tiny_models("llama")
+    tok = lm.tokenizer
+    marker = "<tool_call>"
+    forced = tok(marker, add_special_tokens=False)["input_ids"]
+    kw = dict(max_new_tokens=len(forced) + 3, chat=True, progress=False)
+    plain = generate(lm, PROMPTS, **kw)
+    out = generate(lm, PROMPTS, logits_rule=ForcedPrefix(lambda i: forced if i != 1 else None), **kw)
+    assert out[0].text.startswith(marker) and out[2].text.startswith(marker)
+    assert out[1].token_ids == plain[1].token_ids  # a row the rule does not name is untouched
+    lt = tok("<", add_special_tokens=False)["input_ids"][0]
+
+    def love_lt(rows, gen, logits):  # a model that wants to open a call
+        logits[:, lt] += 1e4
+        return logits
+
+    wants = generate(lm, PROMPTS, logits_rule=love_lt, **kw)
+    assert all(g.text.startswith("<") for g in wants)
+    banned = generate(
+        lm, PROMPTS, logits_rule=compose([love_lt, BannedStart(tok, marker, lambda i: i == 0)]), **kw
+    )
+    assert not marker.startswith(banned[0].text.lstrip()[:1]) and banned[2].text.startswith("<")

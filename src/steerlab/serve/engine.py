@@ -1,0 +1,510 @@
+"""The one adapter between serving (HTTP server, web app) and steerlab's core: prompts, ASA, steering, generation.
+
+Everything the server and the UI need from ``steerlab.asa``, ``steerlab.steering``, ``steerlab.generation``,
+``steerlab.capture``, ``steerlab.vectors`` and ``steerlab.probes`` goes through this module, so that a change of
+those APIs is fixed here and nowhere else. The contract: given a batch of rows (messages, tools, per-row options:
+ASA on/off, alpha and tau overrides, temperature, top_p, seed, max_tokens, stop strings), return for each its
+generated text, why it stopped, and the gate decision (domain, p_tool, gate), with tokens streamed as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..models import LoadedModel
+
+ROLE_OF_DEVELOPER = "system"  # OpenAI's "developer" role is a system message for these models
+
+
+class InputTooLarge(ValueError):
+    """The rendered prompt has more tokens than the server accepts (HTTP 413)."""
+
+
+@dataclass
+class RowSpec:
+    """One request row, already validated by the protocol layer."""
+
+    messages: list[dict]
+    tools: list[dict] = field(default_factory=list)
+    tool_choice: str = "auto"  # "none" | "auto" | "required" | "function"
+    forced_name: str | None = None  # the function named by tool_choice={"type": "function", ...}
+    asa: bool | None = None  # None: the server default (on when an asset is loaded)
+    alpha: float | None = None
+    tau: float | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class GateInfo:
+    """What ASA decided for one row and whether it was applied; all None when the gate was not consulted."""
+
+    applied: bool = False
+    domain: str | None = None
+    p_tool: float | None = None
+    gate: int | None = None
+    alpha: float | None = None
+    tau: float | None = None
+    layer: int | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "asa": self.applied,
+            "gate": self.gate,
+            "p_tool": None if self.p_tool is None else round(self.p_tool, 6),
+            "domain": self.domain,
+            "alpha": self.alpha,
+            "tau": self.tau,
+            "layer": self.layer,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Prepared:
+    """A row with its rendered prompt: the text the model sees and the reply text forced before generation."""
+
+    spec: RowSpec
+    prompt: str
+    prefill: str
+    prompt_tokens: int
+    gate_note: str | None  # why the gate is not consulted for this row (None: it is)
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RowOutput:
+    text: str  # the whole assistant reply, prefill included
+    finish: str  # "eos", "stop" (a stop rule fired) or "length"
+    prompt_tokens: int
+    completion_tokens: int
+    gate: GateInfo
+    call_format: str
+    stop_hit: str | None = None  # the request's stop string that ended the row, if any
+
+
+# emit(row, kind, payload): kind "gate" (GateInfo), "delta" (str), "done" (RowOutput)
+Emit = Callable[[int, str, object], None]
+
+
+def _load_any(spec: str, device: str, dtype: str) -> LoadedModel:
+    """A model by spec; ``tiny`` / ``tiny-<family>`` builds a small random model (tests, demos without weights)."""
+    from ..models import FAMILIES, load_model, tiny_model
+
+    if spec == "tiny" or spec.startswith("tiny-"):
+        family = spec.split("-", 1)[1] if "-" in spec else "llama"
+        if family not in FAMILIES:
+            raise ValueError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
+        return tiny_model(family, device="cpu" if device == "auto" else device)
+    return load_model(spec, device=device, dtype=dtype)
+
+
+def asset_model(asset: str | Path) -> str:
+    """The model an ASA asset was fitted on (its manifest's ``model``)."""
+    path = Path(asset) / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"{asset} is not an asset directory (no manifest.json)")
+    model = json.loads(path.read_text()).get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"{path} names no model")
+    return model
+
+
+class Engine:
+    """A loaded model, an optional ASA asset and the prompt conventions; thread-safe (one lock for the model)."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        asset: str | Path | None = None,
+        *,
+        call_format: str | None = None,
+        few_shot: bool = True,
+        template_tools: bool | None = None,
+        max_prompt_tokens: int = 4096,
+    ) -> None:
+        from ..asa.prompt import DEFAULT_FEW_SHOT
+
+        self.lm = lm
+        self.steerer = None
+        self.asset_name: str | None = None
+        self.max_prompt_tokens = max_prompt_tokens
+        self.lock = threading.Lock()
+        prompt: dict = {
+            "call_format": call_format or "tool_call_json",
+            "few_shot": list(DEFAULT_FEW_SHOT) if few_shot else [],
+            "use_template_tools": bool(template_tools),
+        }
+        if asset is not None:
+            from ..asa.runtime import AsaSteerer
+
+            self.steerer = AsaSteerer(lm, asset)
+            p = Path(asset).resolve()
+            self.asset_name = f"{p.parent.name}/{p.name}" if p.name == "asset" else p.name
+            prompt = dict(self.steerer.manifest["prompt"])
+            if call_format is not None and call_format != prompt["call_format"]:
+                raise ValueError(
+                    f"--call-format {call_format!r} differs from the asset's {prompt['call_format']!r}; "
+                    "the gate was fitted on the asset's prompt, so leave it out"
+                )
+        self.call_format: str = prompt["call_format"]
+        self.few_shot: list[dict] = prompt["few_shot"]
+        self.template_tools: bool = bool(prompt["use_template_tools"])
+        from ..tools import check_format
+
+        check_format(self.call_format)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | None,
+        asset: str | Path | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        **kw,
+    ) -> Engine:
+        """Load the model (the asset's own model when none is named) and bind the asset to it."""
+        spec = model or (asset_model(asset) if asset is not None else "smollm2-135m")
+        return cls(_load_any(spec, device, dtype), asset, **kw)
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def model_id(self) -> str:
+        return self.lm.name
+
+    def describe(self) -> dict:
+        """Model and asset facts for /v1/models and the UI."""
+        out: dict = {"model": self.lm.name, "call_format": self.call_format, "asset": None}
+        if self.steerer is not None:
+            m = self.steerer.manifest
+            out["asset"] = {
+                "name": self.asset_name,
+                "layer": m["layer"],
+                "site": m["site"],
+                "alpha": m["strength"],
+                "tau": m["tau"],
+                "beta": m["beta"],
+                "domains": list(m["domains"]),
+            }
+        return out
+
+    @staticmethod
+    def default_tools() -> list[dict]:
+        """The tools of steerlab's ASA data (what the shipped assets were fitted with)."""
+        from ..data.asa_data import load_asa_tools
+
+        return load_asa_tools()
+
+    # ------------------------------------------------------------------ prompts
+
+    def _conversation(self, messages: list[dict]) -> tuple[list[str], list[dict]]:
+        """System texts apart, and the rest in a form every chat template accepts."""
+        from ..tools import render_tool_call
+
+        systems, convo = [], []
+        for m in messages:
+            role = m["role"]
+            text = m.get("content") or ""
+            if role in ("system", "developer"):
+                systems.append(text)
+            elif role == "assistant" and m.get("tool_calls"):
+                calls = [
+                    {"name": c["function"]["name"], "arguments": _args_dict(c["function"].get("arguments"))}
+                    for c in m["tool_calls"]
+                ]
+                if self.template_tools:
+                    convo.append({"role": "assistant", "content": text, "tool_calls": _template_calls(calls)})
+                else:
+                    convo.append(
+                        {"role": "assistant", "content": text + render_tool_call(calls, self.call_format)}
+                    )
+            elif role == "tool":
+                if self.template_tools:
+                    convo.append({"role": "tool", "content": text, "tool_call_id": m.get("tool_call_id")})
+                else:
+                    convo.append({"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"})
+            else:
+                convo.append({"role": role, "content": text})
+        return systems, convo
+
+    def render(self, spec: RowSpec) -> Prepared:
+        """The prompt text for one row: the tool list, the call format and few-shot turns (the asset's prompt
+        conventions) before the agent's own conversation; a forced call is prefilled."""
+        from ..asa.prompt import PromptBuilder
+        from ..models import render_prompt, tokenize_texts
+
+        systems, convo = self._conversation(spec.messages)
+        use_tools = bool(spec.tools) and spec.tool_choice != "none"
+        template_tools = None
+        if use_tools:
+            pb = PromptBuilder(
+                spec.tools,
+                call_format=self.call_format,
+                few_shot=self.few_shot,
+                use_template_tools=self.template_tools,
+            )
+            head = pb.messages("")[:-1]  # system + few-shot turns
+            head[0] = {"role": "system", "content": "\n\n".join([head[0]["content"], *systems])}
+            msgs = head + convo
+            template_tools = spec.tools if self.template_tools else None
+        else:
+            msgs = ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + convo
+        prompt = render_prompt(self.lm.tokenizer, msgs, tools=template_tools)
+        prefill = self._prefill(spec) if use_tools else ""
+        ids = tokenize_texts(self.lm.tokenizer, [prompt + prefill])[0]
+        n = len(ids)
+        if n > self.max_prompt_tokens:
+            raise InputTooLarge(
+                f"the rendered prompt has {n} tokens (with the tool list and few-shot turns, if any); "
+                f"this server accepts at most {self.max_prompt_tokens} (--max-prompt-tokens)"
+            )
+        if self.steerer is None:
+            note = "the server has no ASA asset"
+        elif not use_tools:
+            note = "no tools offered (tool_choice 'none' or no tools): the gate is not consulted"
+        elif spec.tool_choice != "auto":
+            note = (
+                f"tool_choice {spec.tool_choice!r} forces a call by prefilling it: the gate is not consulted"
+            )
+        else:
+            note = None
+        return Prepared(spec, prompt + prefill, prefill, n, note, ids)
+
+    def _prefill(self, spec: RowSpec) -> str:
+        """The start of the reply that forces a call: the marker, and the function's name when one is named."""
+        from ..tools import trigger_marker
+
+        if spec.tool_choice == "required":
+            return trigger_marker(self.call_format)
+        if spec.tool_choice != "function":
+            return ""
+        name = spec.forced_name
+        if self.call_format == "lfm2_pythonic":
+            return f"<|tool_call_start|>[{name}("
+        head = json.dumps({"name": name})[:-1] + ', "arguments": '
+        return {
+            "tool_call_json": "<tool_call>",
+            "functioncall": "<functioncall>",
+            "json": "",
+            "markdown_json": "```json\n",
+        }[self.call_format] + head
+
+    # ------------------------------------------------------------------ generation
+
+    def _stop_rule(self, stops: Sequence[str], prefilled: bool) -> Callable[[str], bool]:
+        """Stop once every call in the reply is closed and what follows is not another call, or at a stop
+        string; plain text runs to EOS or max_tokens. ``prefilled``: the rows' replies began with the marker."""
+        from ..tools import format_spec
+
+        spec = format_spec(self.call_format)
+        marker, closer = spec.marker, spec.closer
+
+        def stop(text: str) -> bool:
+            if prefilled:
+                text = marker + text
+            if any(s in text for s in stops):
+                return True
+            if closer is None or marker not in text or closer not in text:
+                return False
+            tail = text.rsplit(closer, 1)[1].lstrip()
+            if not tail:
+                return False
+            return not (marker.startswith(tail) or tail.startswith(marker))
+
+        return stop
+
+    def run(self, rows: list[Prepared], emit: Emit | None = None) -> list[RowOutput]:
+        """Generate every row in one batch; rows are grouped only by their stop rule (stop strings, and whether
+        the reply was prefilled with a call marker)."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault((r.spec.stop, bool(r.prefill)), []).append(i)
+        out: list[RowOutput | None] = [None] * len(rows)
+        with self.lock:
+            for key, idx in groups.items():
+                for i, res in zip(idx, self._run_group([rows[i] for i in idx], key, idx, emit)):
+                    out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _row_gate(self, rows: list[Prepared], gates: list[GateInfo], emit: Emit | None, ids: list[int]):  # noqa: ANN202
+        """A row setup for ``generate``: ASA's controller with per-row on/off, alpha and tau."""
+        from ..asa.controller import ternary_gate
+        from ..steering import steer
+
+        st = self.steerer
+        base = st.steering().controller([])  # decide() and vectors() of the asset's controller
+        m = st.manifest
+
+        current: list[int] = []  # the rows of the batch being generated (set by ``setup``)
+
+        def controller(h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            d = base.decide(h_last.float())
+            coefs = []
+            for j, r in enumerate(current):
+                spec = rows[r].spec
+                tau = m["tau"] if spec.tau is None else spec.tau
+                alpha = m["strength"] if spec.alpha is None else spec.alpha
+                g = int(ternary_gate(d.p_tool[j : j + 1].cpu(), tau)[0])
+                if rows[r].gate_note is not None:  # not consulted: no steering, nothing to report
+                    coefs.append(0.0)
+                    continue
+                on = spec.asa is not False
+                gates[r] = GateInfo(
+                    applied=on,
+                    domain=st.params.domains[int(d.domain[j])],
+                    p_tool=float(d.p_tool[j]),
+                    gate=g,
+                    alpha=alpha,
+                    tau=tau,
+                    layer=st.params.layer,
+                    note=None if on else "ASA turned off by the request (the gate is reported, not applied)",
+                )
+                coefs.append(g * alpha * st.params.mean_norm if on else 0.0)
+                if emit is not None:
+                    emit(ids[r], "gate", gates[r])
+            return torch.tensor(coefs), base.vectors(d.domain).to(h_last.device)
+
+        def setup(batch: list[int]):  # noqa: ANN202
+            current[:] = batch
+            return steer(
+                self.lm,
+                None,
+                layer=st.params.layer,
+                site=m["site"],
+                policy="prompt_last",
+                controller=controller,
+            )
+
+        return setup
+
+    def _run_group(
+        self, rows: list[Prepared], key: tuple, ids: list[int], emit: Emit | None
+    ) -> list[RowOutput]:
+        from ..generation import generate
+
+        stops, prefilled = key
+        gates = [GateInfo(note=r.gate_note) for r in rows]
+        for j, r in enumerate(rows):
+            if emit is not None and r.gate_note is not None:
+                emit(ids[j], "gate", gates[j])
+            if emit is not None and r.prefill:
+                emit(ids[j], "delta", r.prefill)
+
+        def on_token(i: int, _tok: int, delta: str) -> None:
+            if emit is not None:
+                emit(ids[i], "delta", delta)
+
+        gens = generate(
+            self.lm,
+            [r.prompt for r in rows],
+            chat=False,
+            max_new_tokens=[r.spec.max_tokens for r in rows],
+            temperature=[r.spec.temperature for r in rows],
+            top_p=[r.spec.top_p for r in rows],
+            seed=[r.spec.seed for r in rows],
+            batch_size=len(rows),
+            stop=self._stop_rule(stops, prefilled),
+            row_setup=self._row_gate(rows, gates, emit, ids) if self.steerer is not None else None,
+            on_token=on_token,
+            progress=False,
+        )
+        out = []
+        for j, (r, g) in enumerate(zip(rows, gens)):
+            text = r.prefill + g.text
+            hit = next((s for s in stops if s in text), None) if g.stopped_by == "stop" else None
+            res = RowOutput(
+                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gates[j], self.call_format, hit
+            )
+            out.append(res)
+            if emit is not None:
+                emit(ids[j], "done", res)
+        return out
+
+    # ------------------------------------------------------------------ steering-vector lab (web app)
+
+    def lab_states(self, positive: list[str], negative: list[str]) -> torch.Tensor:
+        """Last-prompt-token states at every layer for both lists, as chat prompts: ``[n, n_layers, d]``."""
+        from ..capture import capture
+
+        if len(positive) < 2 or len(negative) < 2:
+            raise ValueError(
+                f"give at least 2 prompts in each list (got {len(positive)} and {len(negative)}): "
+                "a probe needs a training and a held-out half"
+            )
+        layers = list(range(self.lm.n_layers))
+        with self.lock:
+            acts = capture(self.lm, positive + negative, layers, chat=True, progress=False)
+        return torch.stack([acts[k] for k in layers], dim=1).float()
+
+    def lab_auc(self, states: torch.Tensor, n_pos: int, layer: int) -> float:
+        """Held-out AUC of a probe at ``layer``: fitted on the even-numbered prompts of each list, scored on the
+        odd ones (so both halves hold both classes)."""
+        from ..probes import layer_sweep
+
+        labels = torch.tensor([1] * n_pos + [0] * (states.shape[0] - n_pos))
+        idx = torch.arange(states.shape[0])
+        rank = torch.cat([torch.arange(n_pos), torch.arange(states.shape[0] - n_pos)])
+        train, held = idx[rank % 2 == 0], idx[rank % 2 == 1]
+        auc = layer_sweep(
+            states[train],
+            labels[train].tolist(),
+            states[held],
+            labels[held].tolist(),
+            [layer],
+            progress=False,
+        )
+        return float(auc[layer])
+
+    def lab_vector(self, states: torch.Tensor, n_pos: int, layer: int) -> tuple[torch.Tensor, float]:
+        """Unit mean-difference vector at ``layer`` and the mean hidden norm there (the strength unit)."""
+        from ..capture import mean_norm
+        from ..vectors import mean_difference
+
+        self.lm.arch.check_layer(layer)
+        h = states[:, layer]
+        return mean_difference(h[:n_pos], h[n_pos:]), float(mean_norm(h))
+
+    def lab_compare(
+        self,
+        prompt: str,
+        vector: torch.Tensor,
+        layer: int,
+        coef: float,
+        policy: str = "all",
+        max_tokens: int = 48,
+    ) -> tuple[str, str]:
+        """Baseline and steered reply to one chat prompt, in one batch (row 0 coef 0, row 1 ``coef``)."""
+        from ..generation import generate
+        from ..steering import steer
+
+        if not math.isfinite(coef):
+            raise ValueError(f"strength must be finite, got {coef}")
+        with self.lock, steer(self.lm, vector, layer=layer, coef=torch.tensor([0.0, coef]), policy=policy):
+            gens = generate(
+                self.lm, [prompt, prompt], chat=True, max_new_tokens=max_tokens, batch_size=2, progress=False
+            )
+        return gens[0].text, gens[1].text
+
+
+def _args_dict(arguments: object) -> dict:
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    return json.loads(arguments)
+
+
+def _template_calls(calls: list[dict]) -> list[dict]:
+    return [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]

@@ -1,0 +1,1 @@
+"""The local web app (``steerlab ui``); needs the ``ui`` extra (Gradio)."""

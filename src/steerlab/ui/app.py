@@ -1,0 +1,198 @@
+"""The Gradio web app: baseline vs steered replies side by side, and a tab to build and try a steering vector.
+
+Gradio because the users are ML researchers who know it, it installs from PyPI beside torch and transformers
+without pulling another torch (about 100 MB with pandas and pillow), it runs fully offline once its web fonts are
+replaced by system fonts and analytics are off, and its page is plain HTML that headless Chromium can drive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..serve.engine import Engine  # noqa: E402
+from .logic import LabData, compare, lines, parse_tools_text  # noqa: E402
+
+EXAMPLE = "What is 48,213 divided by 37?"
+CSS = ".reply textarea {font-family: ui-monospace, monospace; font-size: 13px}"
+
+
+def theme() -> gr.themes.Base:
+    """The default look with system fonts: the stock theme fetches web fonts, which fails offline."""
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+
+
+def _example_lists(n: int = 6) -> tuple[str, str]:
+    from ..data.asa_data import load_asa_split
+
+    ex = load_asa_split("train")
+    pos = [e.prompt for e in ex if e.label == 1][:n]
+    neg = [e.prompt for e in ex if e.label == 0][:n]
+    return "\n".join(pos), "\n".join(neg)
+
+
+def build_ui(engine: Engine) -> gr.Blocks:
+    """The app for one loaded engine (model + optional ASA asset)."""
+    info = engine.describe()
+    asset = info["asset"]
+    n_layers = engine.lm.n_layers
+
+    def run_compare(prompt: str, tools_text: str, alpha: float, tau: float, max_tokens: float):  # noqa: ANN202
+        try:
+            tools = parse_tools_text(tools_text)
+            b, s = compare(
+                engine, prompt, tools, alpha if asset else None, tau if asset else None, int(max_tokens)
+            )
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        g = s.gate
+        if g.gate is not None:
+            head = (
+                f"### Gate: {g.gate:+d} · p(tool) = {g.p_tool:.3f} · domain: {g.domain}\n"
+                f"α = {g.alpha:g} × mean hidden norm, τ = {g.tau:g}, layer {g.layer}"
+            )
+        else:
+            head = f"### Gate not consulted\n{g.note}"
+        return head, b.text, b.summary(), s.text, s.summary()
+
+    with gr.Blocks(title="steerlab") as demo:
+        gr.Markdown(
+            f"# steerlab · {info['model']}\n"
+            + (
+                f"ASA asset **{asset['name']}** (layer {asset['layer']}, domains {', '.join(asset['domains'])})"
+                if asset
+                else "No ASA asset loaded (start with `steerlab ui --asset DIR`): both sides are unsteered."
+            )
+        )
+        with gr.Tab("Baseline vs ASA"):
+            with gr.Row():
+                prompt = gr.Textbox(EXAMPLE, label="Prompt", lines=2, elem_id="prompt", scale=4)
+                run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
+            with gr.Row():
+                alpha = gr.Slider(
+                    -3,
+                    3,
+                    value=asset["alpha"] if asset else 1.0,
+                    step=0.05,
+                    label="α (× mean hidden norm)",
+                    interactive=bool(asset),
+                    elem_id="alpha",
+                )
+                tau = gr.Slider(
+                    0.51,
+                    0.99,
+                    value=asset["tau"] if asset else 0.6,
+                    step=0.01,
+                    label="τ (gate)",
+                    interactive=bool(asset),
+                    elem_id="tau",
+                )
+                max_tokens = gr.Slider(8, 256, value=64, step=8, label="max tokens")
+            with gr.Accordion("Tools offered to the model (OpenAI JSON)", open=False):
+                tools_box = gr.Code(
+                    json.dumps(engine.default_tools(), indent=1), language="json", label="tools"
+                )
+            gate = gr.Markdown("", elem_id="gate")
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("### Baseline (no steering)")
+                    b_text = gr.Textbox(
+                        label="reply", lines=6, elem_id="baseline-reply", elem_classes="reply"
+                    )
+                    b_info = gr.Markdown(elem_id="baseline-info")
+                with gr.Column():
+                    gr.Markdown("### Steered (ASA)")
+                    s_text = gr.Textbox(label="reply", lines=6, elem_id="steered-reply", elem_classes="reply")
+                    s_info = gr.Markdown(elem_id="steered-info")
+            outs = [gate, b_text, b_info, s_text, s_info]
+            run.click(run_compare, [prompt, tools_box, alpha, tau, max_tokens], outs)
+            prompt.submit(run_compare, [prompt, tools_box, alpha, tau, max_tokens], outs)
+
+        with gr.Tab("Build a steering vector"):
+            pos_default, neg_default = _example_lists()
+            gr.Markdown(
+                "Two lists of chat prompts (one per line). The vector is mean(A) − mean(B) of the last "
+                "prompt token's state; the probe AUC per layer is held-out (fit on every other prompt)."
+            )
+            with gr.Row():
+                pos = gr.Textbox(
+                    pos_default, label="A: prompts with the behaviour", lines=8, elem_id="lab-pos"
+                )
+                neg = gr.Textbox(neg_default, label="B: prompts without it", lines=8, elem_id="lab-neg")
+            probe = gr.Button("Probe every layer", elem_id="lab-probe")
+            plot = gr.LinePlot(
+                x="layer", y="AUC", y_lim=[0.0, 1.0], label="probe AUC per layer", elem_id="lab-plot"
+            )
+            auc_text = gr.Markdown(elem_id="lab-auc")
+            with gr.Row():
+                layer = gr.Slider(
+                    0, n_layers - 1, value=n_layers // 2, step=1, label="layer", elem_id="lab-layer"
+                )
+                strength = gr.Slider(-3, 3, value=1.0, step=0.05, label="strength (× mean hidden norm)")
+                policy = gr.Radio(["all", "prompt_last", "generated"], value="all", label="positions")
+            test_prompt = gr.Textbox("What is 12 times 7?", label="Try on", elem_id="lab-prompt")
+            try_btn = gr.Button("Try the vector", variant="primary", elem_id="lab-try")
+            with gr.Row():
+                lb = gr.Textbox(label="baseline", lines=5, elem_id="lab-baseline")
+                ls = gr.Textbox(label="steered", lines=5, elem_id="lab-steered")
+            data = gr.State(None)
+
+            def probe_layers(a: str, b: str):  # noqa: ANN202
+                pa, pb = lines(a), lines(b)
+                try:
+                    states = engine.lab_states(pa, pb)
+                except ValueError as err:
+                    raise gr.Error(str(err)) from None
+                lab = LabData(states, len(pa))
+                rows: list[dict] = []
+                for k in range(n_layers):  # one probe per layer; the plot grows as they finish
+                    rows.append({"layer": k, "AUC": engine.lab_auc(states, lab.n_pos, k)})
+                    yield pd.DataFrame(rows), f"layer {k}: AUC {rows[-1]['AUC']:.3f}", lab
+                best = max(rows, key=lambda r: r["AUC"])
+                yield pd.DataFrame(rows), f"best held-out AUC {best['AUC']:.3f} at layer {best['layer']}", lab
+
+            def try_vector(a: str, b: str, lab: LabData | None, k: float, s: float, pol: str, p: str):  # noqa: ANN202
+                try:
+                    if (
+                        lab is None
+                        or lab.n_pos != len(lines(a))
+                        or lab.states.shape[0] != len(lines(a)) + len(lines(b))
+                    ):
+                        lab = LabData(engine.lab_states(lines(a), lines(b)), len(lines(a)))
+                    vec, norm = engine.lab_vector(lab.states, lab.n_pos, int(k))
+                    base, steered = engine.lab_compare(p, vec, int(k), s * norm, policy=pol)
+                except ValueError as err:
+                    raise gr.Error(str(err)) from None
+                return base, steered, lab
+
+            probe.click(probe_layers, [pos, neg], [plot, auc_text, data])
+            try_btn.click(try_vector, [pos, neg, data, layer, strength, policy, test_prompt], [lb, ls, data])
+    return demo
+
+
+def launch(
+    engine: Engine, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False, block: bool = True
+) -> tuple[gr.Blocks, str]:
+    """Start the app; returns the Blocks and its local URL (``block=False`` returns at once)."""
+    demo = build_ui(engine)
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        inbrowser=open_browser,
+        prevent_thread_lock=True,
+        quiet=True,
+        theme=theme(),
+        css=CSS,
+        footer_links=[],
+    )
+    if block:
+        demo.block_thread()
+    return demo, url
