@@ -62,6 +62,14 @@ def _write_jsonl(path: Path, rows: list[dict], outputs: dict[str, list[str]]) ->
             )
 
 
+def _replies(path: Path, rows: list[dict], key: str) -> list[str]:
+    """The replies under ``key`` that a stage wrote for exactly these prompts."""
+    saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if [r["prompt"] for r in saved] != [r["prompt"] for r in rows]:
+        raise RuntimeError(f"{path} holds replies to other prompts; rerun its stage")
+    return [r[key] for r in saved]
+
+
 # ---------------------------------------------------------------- stages
 
 
@@ -312,15 +320,18 @@ def stage_evaluate(ctx: StageContext) -> dict:
                 **stats.get(c.layer, {}),
                 **({"per_layer": {str(k): v for k, v in stats.items()}} if len(stats) > 1 else {}),
             }
-        texts = generate_calls(
-            lm,
-            ev,
-            max_new_tokens=c.max_new_tokens,
-            batch_size=c.gen_batch,
-            context=spliced(),
-            progress=ctx.progress,
-            desc=name,
-        )
+        if spec is None:  # the finetuned model unspliced: its greedy replies are the finetune stage's
+            texts = _replies(ctx.path("finetune") / "generations.jsonl", ev, "finetuned")
+        else:
+            texts = generate_calls(
+                lm,
+                ev,
+                max_new_tokens=c.max_new_tokens,
+                batch_size=c.gen_batch,
+                context=spliced(),
+                progress=ctx.progress,
+                desc=name,
+            )
         gm = subset_metrics(ev, texts)
         results[name] = {**cond, "subsets": {s: {**gm[s], **ce[s]} for s in SUBSETS}}
         gens[name] = texts
