@@ -204,6 +204,16 @@ def test_study_pipeline_end_to_end_on_a_tiny_model(tmp_path, capsys):
         assert set(c["subsets"]) == {"tool", "ood", "copy"}
         assert 0 <= c["subsets"]["tool"]["tool_call_rate"][0] <= 1
     assert conds["base only (scale=0)"]["subsets"]["tool"]["delta_l0"] == 0
+    # the unspliced finetuned model is not generated again: its replies are the finetune stage's
+    ft_replies = [json.loads(x)["finetuned"] for x in (out / "finetune" / "generations.jsonl").open()]
+    ev_replies = [
+        json.loads(x)["finetuned (no splice)"] for x in (out / "evaluate" / "generations.jsonl").open()
+    ]
+    assert ev_replies == ft_replies
+    ft_after = json.loads((out / "finetune" / "result.json").read_text())["after"]
+    for s in ("tool", "ood", "copy"):
+        for k, v in ft_after[s].items():
+            assert conds["finetuned (no splice)"]["subsets"][s][k] == v
     at = json.loads((out / "attribute" / "result.json").read_text())
     assert len(at["per_latent"]) == 8 and 1 <= len(at["specific_set"]) <= len(at["pool"]) <= 2
     assert all(0 <= p["auc_tool_vs_copy"] <= 1 for p in at["per_latent"])
