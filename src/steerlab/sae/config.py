@@ -163,23 +163,23 @@ class ToolUseConfig(Config):
 
 # a small instance of the study (``--quick``): every stage runs, on few items, small transcoders and short searches
 QUICK = {
-    "n_train": 100,
-    "n_eval": 8,
+    "n_train": 64,
+    "n_eval": 6,
     "lora_examples": 64,
     "lora_batch": 8,
     "lora_lr": 1e-2,
-    "n_general": 40,
+    "n_general": 20,
     "d_sae": 256,
     "k": 32,
-    "steps": 60,
-    "delta_steps": 60,
+    "steps": 50,
+    "delta_steps": 50,
     "batch_size": 256,
     "d_new": 16,
     "delta_target_l0": 4.0,
     "delta_scales": [0.0, 1.0],
-    "max_new_tokens": 24,
+    "max_new_tokens": 20,
     "search_pool": 3,
-    "search_prompts": 6,
+    "search_prompts": 4,
 }
 
 
