@@ -4,6 +4,8 @@ committed figures are the run's own output and never typed by hand.
     .venv/bin/python scripts/publish_sae_results.py study runs/sae/tooluse                 # report + delta_summary.json
     .venv/bin/python scripts/publish_sae_results.py study runs/sae/all_mlp --prefix all_mlp_
     .venv/bin/python scripts/publish_sae_results.py sweep runs/sae/sparsity_sweep          # table + pareto.png
+    .venv/bin/python scripts/publish_sae_results.py restored runs/sae/all_mlp --prefix all_mlp_
+        # only the evaluate stage's share restored per condition (restored.json), for a run stopped before report
 
 Each file goes to ``DEST/PREFIX + name``; a file the run did not write is reported and skipped, not invented.
 """
@@ -11,11 +13,14 @@ Each file goes to ``DEST/PREFIX + name``; a file the run did not write is report
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from steerlab.runs import save_json
 
 FILES = {
     # the study's report stage: runs/<name>/report/
@@ -49,13 +54,41 @@ def copy_atomic(src: Path, dst: Path) -> None:
         raise
 
 
+def restored_summary(evaluate: dict) -> dict:
+    """Per splice condition: which layers got the delta, the tool-call rate per subset and the share of the
+    finetuned behaviour restored (0 = base transcoders only, 1 = the finetuned model), from the evaluate stage."""
+    return {
+        "spliced_layers": evaluate["layers"],
+        "conditions": {
+            name: {
+                "transcoder": c["transcoder"],
+                "scale": c["scale"],
+                "delta_layers": c["delta_layers"],
+                "tool_call_rate": {s: m["tool_call_rate"] for s, m in c["subsets"].items()},
+                "completion_ce": {s: m["ce"] for s, m in c["subsets"].items()},
+                "restored": c.get("restored"),
+            }
+            for name, c in evaluate["conditions"].items()
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=sorted(FILES), help="which kind of run")
+    ap.add_argument("kind", choices=[*sorted(FILES), "restored"], help="what to publish")
     ap.add_argument("run", type=Path, help="the run directory (its --out)")
     ap.add_argument("--dest", type=Path, default=Path("docs/results/sae"), help="where the copies go")
     ap.add_argument("--prefix", default="", help="prepended to every copied file's name")
     args = ap.parse_args(argv)
+    if args.kind == "restored":
+        src = args.run / "evaluate" / "result.json"
+        if not (args.run / "evaluate" / "_DONE.json").is_file():
+            print(f"{args.run / 'evaluate'} is not a finished evaluate stage", file=sys.stderr)
+            return 1
+        dst = args.dest / f"{args.prefix}restored.json"
+        save_json(dst, restored_summary(json.loads(src.read_text())))
+        print(f"{src} -> {dst}")
+        return 0
     stage, names = FILES[args.kind]
     src_dir = args.run / stage
     if not (src_dir / "_DONE.json").is_file():
