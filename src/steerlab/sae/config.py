@@ -161,7 +161,8 @@ class ToolUseConfig(Config):
         return self.delta_init_l0 if self.delta_init_l0 is not None else (self.delta_target_l0 or 4.0)
 
 
-# a small instance of the study (``--quick``): every stage runs, on few items, small transcoders and short searches
+# a small instance of the study (``--quick``): every stage runs, on few items, small transcoders and short searches;
+# 28 new tokens: a calculator call is about 23 tokens, so fewer would cut every call short
 QUICK = {
     "n_train": 64,
     "n_eval": 6,
@@ -177,7 +178,7 @@ QUICK = {
     "d_new": 16,
     "delta_target_l0": 4.0,
     "delta_scales": [0.0, 1.0],
-    "max_new_tokens": 20,
+    "max_new_tokens": 28,
     "search_pool": 3,
     "search_prompts": 4,
 }
