@@ -148,7 +148,7 @@ class ToolUseConfig(Config):
             raise UserError(f"search_pool={self.search_pool} must be at most d_new={self.d_new}")
 
     def layers_used(self) -> list[int]:
-        return [self.layer, *self.spliced(), *(self.lora_layers or [])]
+        return list(dict.fromkeys([self.layer, *self.spliced(), *(self.lora_layers or [])]))  # each once
 
     def spliced(self) -> list[int]:
         """The layers whose MLP gets transcoders."""
