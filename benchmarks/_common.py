@@ -112,3 +112,57 @@ def load_bench_model(spec: str):  # noqa: ANN201
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_config(cfg).to(dev)
     return wrap_model(model, tok, name=spec)
+
+
+def padded_batches(lm, ids: list[list[int]], batch_size: int) -> list[tuple[list[int], dict]]:  # noqa: ANN001
+    """The batches steerlab forms (length-sorted, left-padded, positions that skip the padding), built once, so a
+    bare forward over them is the physical limit of any method that reads these tokens."""
+    from steerlab.models import left_pad, position_ids_from_mask
+    from steerlab.models.text import length_sorted_batches
+
+    out = []
+    for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        input_ids, mask = left_pad([ids[i] for i in batch], lm.tokenizer.pad_token_id, lm.device)
+        out.append(
+            (
+                batch,
+                {
+                    "input_ids": input_ids,
+                    "attention_mask": mask,
+                    "position_ids": position_ids_from_mask(mask),
+                },
+            )
+        )
+    return out
+
+
+def sync(lm) -> None:  # noqa: ANN001
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each function, run in turn for ``rounds`` rounds (so they share the machine's noise)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def profile_top(fn: Callable[[], object], path: Path, rows: int = 25) -> str:
+    """torch.profiler's table of ``fn`` (CPU time by operator), written to ``path``; where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        fn()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(table)
+    return table

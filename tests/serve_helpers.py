@@ -10,7 +10,6 @@ TINY_ASA = dict(
     betas=[0.0],
     n_top_layers=1,
     extra_layers=[],
-    max_new_tokens_decision=4,
     max_new_tokens_call=6,
     batch_size=8,
     n_boot=50,

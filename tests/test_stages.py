@@ -138,3 +138,15 @@ def test_second_process_gets_a_clear_error_and_orphans_are_cleaned(tmp_path):
     Runner(STAGES, Toy(), tmp_path).run("first")
     assert not (tmp_path / ".first.tmp-killed").exists()
     assert os.path.exists(tmp_path / "first" / "_DONE.json")
+
+
+def test_a_config_method_that_calls_a_static_method_works_through_the_stage_view():
+    """A stage's view binds config methods to itself; static methods must stay unbound (a PAS run with
+    ``layers: '10:25:7'`` failed with 'takes 1 positional argument but 2 were given')."""
+    from steerlab.pas.config import load_config
+    from steerlab.stages import ConfigView
+
+    cfg = load_config(None, {"layers": "10:25:7"})
+    view = ConfigView(cfg, {"layers"}, "vectors")
+    assert view.layer_list(30) == [10, 17, 24]
+    assert view._parse_slice("1:3") == slice(1, 3, None)

@@ -61,6 +61,7 @@ _API = {
     "AsaConfig": "steerlab.asa",
     "AsaSteerer": "steerlab.asa",
     "GatedSteering": "steerlab.asa",
+    "GatedAction": "steerlab.asa",
     "TernaryGate": "steerlab.asa",
     "PasConfig": "steerlab.pas",
     "Transcoder": "steerlab.sae",

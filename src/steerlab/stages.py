@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -64,6 +65,9 @@ class ConfigView:
                     f"stage {self._stage!r} read config field {name!r} without declaring it in Stage.reads "
                     f"(declared: {sorted(self._allowed)}); its key would not change with that field"
                 )
+            return getattr(config, name)
+        raw = inspect.getattr_static(type(config), name, None)
+        if isinstance(raw, (staticmethod, classmethod)):  # unbound: reads no field through the view
             return getattr(config, name)
         attr = getattr(type(config), name, None)
         if callable(attr) and not isinstance(

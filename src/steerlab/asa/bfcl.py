@@ -78,7 +78,10 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
         msgs.append(system + [m for m in it.messages if m["role"] != "system"])
     conds: dict = {"baseline": None}
     if steerer is not None:
-        conds["asa"] = steerer.steering()
+        # the asset's action; a constrained call may name any of the item's own functions (the router's domains
+        # name the asset's tools, not BFCL's)
+        constrain = "model" if steerer.manifest.get("constrain", "none") != "none" else "none"
+        conds["asa"] = steerer.steering(constrain=constrain, tools=lambda i: items[i].functions)
     gens = generate_conditions(
         lm,
         msgs,

@@ -116,10 +116,17 @@ STAGE_HELP = [
     ("run", "the whole pipeline + report (the main job)"),
     ("extract", "last-prompt-token states at every layer"),
     ("sweep", "probe AUC per layer, mean hidden norms, candidate layers"),
-    ("vectors", "tool - non-tool directions on CAL (global and per domain)"),
-    ("fit", "router + per-domain probes on TRAIN"),
-    ("tune", "layer, strength, tau, beta by generated F1 on VALID"),
-    ("evaluate", "TEST: baseline, ASA, ablations, intervals"),
+    (
+        "vectors",
+        "directions per candidate layer: mean differences on CAL and behaviour directions (grad, behav)",
+    ),
+    ("fit", "router + per-domain probes (and a cross-fit gate on TRAIN alone)"),
+    ("screen", "VALID: the reply's first token under every push"),
+    ("tune", "the operating point (layer, direction, strength, tau) from the screen"),
+    ("actions", "VALID: whole calls under each gated action; the asset's action"),
+    ("evaluate", "TEST: baseline, ASA, every action, the paper's setting, ablations, intervals"),
+    ("baselines", "TEST: the few-shot prompts a user would try instead"),
+    ("lora", "TEST: a LoRA finetune on CAL+TRAIN (rank 16, the paper's baseline), no gate"),
     ("asset", "the asset: safetensors + JSON manifest (alias: export)"),
     ("report", "report.md with the tables and plots"),
 ]
@@ -161,6 +168,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         if name == "demo":
             p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: six examples")
         p.set_defaults(func=fn)
+    from ..sweeps.asa import add_cli as add_sweep_cli  # steerlab asa runs: model x dataset jobs, local or Ray
+
+    add_sweep_cli(asub)
     b = sub.add_parser("bfcl", help="Berkeley Function Calling Leaderboard (offline, from bfcl-eval's data)")
     bsub = b.add_subparsers(dest="bfcl_command", metavar="COMMAND", required=True)
     e = bsub.add_parser(

@@ -8,6 +8,11 @@ from ..config import Config, UserError, check_choice, check_range, opt
 from ..models.registry import SITES
 from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
 from ..vectors import ESTIMATORS
+from .apply import ACTIONS, CONSTRAIN
+from .directions import KINDS
+from .prompt import FEW_SHOT_SETS
+
+SPLITS = ("cal", "train", "valid", "test")
 
 
 @dataclass
@@ -18,31 +23,54 @@ class AsaConfig(Config):
     model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
     device: str = opt("auto", "auto | cpu | cuda | mps")
     dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
-    out: str | None = opt(None, "run directory (default runs/asa-<model>)")
+    out: str | None = opt(None, "run directory; default runs/asa-<model>")
     data: str = opt("builtin", "'builtin' or a JSONL with prompt, domain, label, split")
     limit_per_cell: int | None = opt(None, "reduced run: at most N prompts per split x domain x label")
     tools: str = opt("builtin", "'builtin' (four tools) or a JSON list of tools, each naming its 'domain'")
     call_format: str = opt(
         "tool_call_json", "tool-call syntax taught in the prompt (steerlab.tools registry)"
     )
-    few_shot: str = opt("default", "'default' (one call + one plain answer), 'none', or a JSON file of turns")
+    few_shot: str = opt(
+        "default", "few-shot turns: " + ", ".join(FEW_SHOT_SETS) + ", or a JSON file of turns"
+    )
     use_template_tools: bool = opt(
         False, "pass tools through the chat template (models whose template takes them)"
     )
     site: str = opt("block", "where the probes read and the vector is added (steerlab site)")
-    n_top_layers: int = opt(2, "candidate layers: the best N by VALID probe AUC ...")
-    extra_layers: list[int] | str = opt("auto", "... plus these ('auto': 50%, 60%, 70% of depth)")
-    estimator: str = opt("mean_difference", "direction estimator (steerlab.vectors registry)")
-    strengths: list[float] = opt(
-        [0.25, 0.5, 1.0], "push sizes to try, in units of the mean hidden-state norm at L"
+    n_top_layers: int = opt(3, "candidate layers: the best N by VALID probe AUC ...")
+    extra_layers: list[int] | str = opt([], "... plus these ('auto': 50%, 60%, 70% of depth)")
+    estimator: str = opt(
+        "mean_difference", "estimator of the global and domain directions (steerlab.vectors)"
     )
-    taus: list[float] = opt([0.55, 0.6, 0.7, 0.8, 0.9, 0.95], "gate thresholds to try (0.5 < tau < 1)")
+    directions: list[str] = opt(["grad", "global", "asa"], "direction kinds screened: " + ", ".join(KINDS))
+    strengths: list[float] = opt(
+        [0.25, 0.5, 1.0, 2.0, 4.0],
+        "push sizes, in units of the mean hidden-state norm (wide: find the edge)",
+    )
+    taus: list[float] = opt([0.55, 0.7, 0.8, 0.9, 0.95], "gate thresholds to try (0.5 < tau < 1)")
     betas: list[float] = opt(
-        [0.0, 0.5, 1.0], "weights of the global vector in unit(v_domain + beta v_global)"
+        [0.5], "weights of the global vector in the paper's unit(v_domain + beta v_global)"
+    )
+    gate_splits: list[str] = opt(["cal", "train"], "splits the router and probes are fitted on")
+    max_fpr: float = opt(0.05, "selection: the largest VALID false-positive rate (and cross-fit FPR) allowed")
+    min_domain_f1: float = opt(0.4, "selection: every domain's VALID F1 must reach this")
+    actions: list[str] = opt(list(ACTIONS), "gated actions evaluated (the asset's is chosen on VALID)")
+    constrain: str = opt(
+        "router", "schema-constrained call after the marker: none, router (its tool) or model"
+    )
+    string_pattern: str = opt(
+        "^[^<}]{1,100}$", "regex every string argument of a constrained call must match"
+    )
+    action_rows: int = opt(64, "VALID rows (gate open) decoded to choose the action")
+    baselines: list[str] = opt(["none", "four", "per_tool"], "few-shot variants run as TEST baselines")
+    lora_rank: int = opt(16, "LoRA baseline (CAL+TRAIN, every projection): rank; 0 skips the baseline")
+    lora_epochs: float = opt(1.0, "LoRA baseline: passes over the CAL+TRAIN prompts")
+    lora_lr: float = opt(5e-4, "LoRA baseline: learning rate")
+    lora_answer_tokens: int = opt(
+        24, "LoRA baseline: length of the model's own replies used as non-tool targets"
     )
     trigger_mode: str = opt("prefix", "'prefix': the reply starts with the marker; 'anywhere': it appears")
-    max_new_tokens_decision: int = opt(12, "tokens generated to decide a trigger (tune stage)")
-    max_new_tokens_call: int = opt(64, "tokens generated for a whole call (evaluate stage)")
+    max_new_tokens_call: int = opt(96, "tokens generated for a whole call (evaluate stage)")
     batch_size: int = opt(64, "generation/capture batch (results do not depend on it)")
     probe_c: float = opt(1.0, "inverse L2 strength of the logistic probes and router")
     seed: int = opt(0, "seed of probes, random-direction control and bootstrap")
@@ -53,7 +81,17 @@ class AsaConfig(Config):
         check_choice("call_format", self.call_format, TOOL_CALL_FORMATS)
         check_choice("site", self.site, SITES)
         check_choice("estimator", self.estimator, ESTIMATORS)
-        for name in ("taus", "strengths", "betas"):
+        check_choice("constrain", self.constrain, CONSTRAIN)
+        for name, allowed in (
+            ("directions", KINDS),
+            ("actions", ACTIONS),
+            ("gate_splits", ("cal", "train")),
+            ("baselines", FEW_SHOT_SETS),
+        ):
+            values = getattr(self, name)
+            for v in values:
+                check_choice(name, v, allowed)
+        for name in ("taus", "strengths", "betas", "directions", "gate_splits"):
             if not getattr(self, name):
                 raise UserError(f"{name} must not be empty")
         for tau in self.taus:
@@ -62,18 +100,23 @@ class AsaConfig(Config):
             check_range("strength", s, 0.0, strict_lo=True)  # the gate gives the sign
         if self.limit_per_cell is not None:
             check_range("limit_per_cell", self.limit_per_cell, 2)
-        for name in (
-            "n_top_layers",
-            "max_new_tokens_decision",
-            "max_new_tokens_call",
-            "batch_size",
-            "n_boot",
-        ):
+        for name in ("n_top_layers", "max_new_tokens_call", "batch_size", "n_boot", "action_rows"):
             check_range(name, getattr(self, name), 1)
         check_range("probe_c", self.probe_c, 0.0, strict_lo=True)
+        check_range("lora_rank", self.lora_rank, 0)
+        check_range("lora_epochs", self.lora_epochs, 0.0, strict_lo=True)
+        check_range("lora_lr", self.lora_lr, 0.0, strict_lo=True)
+        check_range("lora_answer_tokens", self.lora_answer_tokens, 1)
+        check_range("max_fpr", self.max_fpr, 0.0, 1.0)
+        check_range("min_domain_f1", self.min_domain_f1, 0.0, 1.0)
         if isinstance(self.extra_layers, str) and self.extra_layers != "auto":
             raise UserError(
                 f"extra_layers must be 'auto' or a list of layer numbers, got {self.extra_layers!r}"
+            )
+        if self.constrain != "none" and self.call_format != "tool_call_json":
+            raise UserError(
+                f"constrain={self.constrain!r} needs call_format 'tool_call_json' (a JSON body); "
+                f"got {self.call_format!r} (use --constrain none)"
             )
 
     def run_dir(self) -> str:

@@ -1,13 +1,16 @@
 """ASA's router, probes and directions, as a steering controller (the steering layer owns the hook).
 
 Read the state at layer L of the last prompt token, route it to a domain, score p(tool) with that domain's probe,
-gate it (``TernaryGate``: +1 if p > tau, -1 if p < 1 - tau, else 0) and add gate * strength * unit(v_domain +
-beta v_global) once, at that token, during prefill. strength is in units of the mean hidden-state norm at L.
+gate it (``TernaryGate``: +1 if p > tau, -1 if p < 1 - tau, else 0) and add gate * strength * direction once, at
+that token, during prefill; strength is in units of the mean hidden-state norm at L. The direction is the paper's
+unit(v_domain + beta v_global) (kind ``asa``), the global mean difference alone (``global``) or a direction read off
+the model's behaviour (``grad``, ``behav``; see ``asa.directions``). Whether a closed gate (-1) pushes the other way
+(the paper) or leaves the state alone (while the action forbids the call marker) is ``push_close``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,7 +25,7 @@ MODES = ("full", "no_gate", "global_only", "domain_only", "random", "negative", 
 
 @dataclass
 class AsaParams:
-    """Everything fitted for one layer: router, probes, vectors and the norm unit."""
+    """Everything fitted for one layer: router, probes, directions and the norm unit."""
 
     layer: int
     domains: list[str]
@@ -31,6 +34,7 @@ class AsaParams:
     v_domain: dict[str, torch.Tensor]
     v_global: torch.Tensor
     mean_norm: float
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # named global directions (grad, behav)
 
     def route(self, h: torch.Tensor) -> torch.Tensor:
         return self.router.predict(h)
@@ -45,17 +49,31 @@ class AsaParams:
                 p[rows] = self.probes[name].prob(h[rows])
         return p
 
-    def directions(self, dom_idx: torch.Tensor, beta: float) -> torch.Tensor:
-        """unit(v_domain + beta * v_global) per row."""
-        vd = torch.stack([self.v_domain[d] for d in self.domains])[dom_idx.cpu()]
-        v = vd + beta * self.v_global.unsqueeze(0)
-        return v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    def directions(self, dom_idx: torch.Tensor, beta: float, kind: str = "asa") -> torch.Tensor:
+        """The unit direction per row: unit(v_domain + beta * v_global) for ``asa``, else a named global one."""
+        n = len(dom_idx)
+        if kind == "asa":
+            vd = torch.stack([self.v_domain[d] for d in self.domains])[dom_idx.cpu()]
+            v = vd + beta * self.v_global.unsqueeze(0)
+            return v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        if kind == "global":
+            v = self.v_global
+        elif kind in self.extra:
+            v = self.extra[kind]
+        else:
+            raise ValueError(
+                f"direction {kind!r} was not fitted at layer {self.layer}; have: asa, global, "
+                f"{', '.join(self.extra) or '(no others)'}"
+            )
+        return (v / v.norm().clamp(min=1e-12)).expand(n, -1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         t = {**self.router.tensors("router"), "v_global": self.v_global}
         for d in self.domains:
             t.update(self.probes[d].tensors(f"probe.{d}"))
             t[f"v_domain.{d}"] = self.v_domain[d]
+        for k, v in self.extra.items():
+            t[f"dir.{k}"] = v
         return {k: v.detach().float().cpu().contiguous() for k, v in t.items()}
 
     @classmethod
@@ -70,6 +88,7 @@ class AsaParams:
             v_domain={d: t[f"v_domain.{d}"] for d in domains},
             v_global=t["v_global"],
             mean_norm=mean_norm,
+            extra={k[len("dir.") :]: v for k, v in t.items() if k.startswith("dir.")},
         )
 
 
@@ -83,6 +102,8 @@ class Decision:
 class AsaController:
     """Callable for ``steering.steer(controller=...)``; ``mode`` selects ASA or one of its ablations.
 
+    ``direction`` names the direction kind; ``push_open`` / ``push_close`` say whether an open (+1) / closed (-1)
+    gate moves the state (prefill-only actions and forbid-on-close leave it alone, deciding only).
     ``row_strength`` (per batch row) overrides the strength row by row (0 leaves a row alone).
     """
 
@@ -96,6 +117,9 @@ class AsaController:
         oracle_labels: torch.Tensor | None = None,
         seed: int = 0,
         row_strength: torch.Tensor | None = None,
+        direction: str = "asa",
+        push_open: bool = True,
+        push_close: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown ASA mode {mode!r}; valid: {', '.join(MODES)}")
@@ -103,6 +127,7 @@ class AsaController:
             raise ValueError("mode 'oracle' needs oracle_labels (1 tool / 0 non-tool per row)")
         self.gate = TernaryGate(tau)
         self.params, self.strength, self.tau, self.beta, self.mode = params, strength, tau, beta, mode
+        self.direction, self.push_open, self.push_close = direction, push_open, push_close
         self.oracle_labels = oracle_labels
         self.row_strength = row_strength
         self.random_dir = random_direction(params.v_global.shape[0], seed) if mode == "random" else None
@@ -127,12 +152,14 @@ class AsaController:
             return p.directions(dom, 0.0)
         if self.mode == "random":
             return self.random_dir.expand(len(dom), -1)
-        v = p.directions(dom, self.beta)
+        v = p.directions(dom, self.beta, self.direction)
         return -v if self.mode == "negative" else v
 
     def __call__(self, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.decide(h_last.float())
         self.decisions.append(d)
         strength = self.row_strength if self.row_strength is not None else torch.tensor(self.strength)
-        coef = d.gate.cpu() * strength.float() * self.params.mean_norm
+        gate = d.gate.cpu()
+        moves = (gate > 0) & self.push_open | (gate < 0) & self.push_close
+        coef = gate * strength.float() * self.params.mean_norm * moves.float()
         return coef, self.vectors(d.domain).to(h_last.device)

@@ -19,6 +19,32 @@ DEFAULT_FEW_SHOT = [
     },
     {"user": "What is the capital of Japan?", "answer": "The capital of Japan is Tokyo."},
 ]
+_SEARCH = {
+    "user": "Which team won last night's hockey game in Toronto?",
+    "call": {"name": "web_search", "arguments": {"query": "Toronto hockey game result last night"}},
+}
+_CODE = {
+    "user": "Run this and tell me what it prints: print(len('ferryboat') * 3)",
+    "call": {"name": "python_interpreter", "arguments": {"code": "print(len('ferryboat') * 3)"}},
+}
+_TRANSLATE = {
+    "user": "How do you say 'the ferry leaves at dawn' in Dutch?",
+    "call": {
+        "name": "translator",
+        "arguments": {"text": "the ferry leaves at dawn", "target_language": "Dutch"},
+    },
+}
+_ANSWER = {
+    "user": "What makes leaves change colour in autumn?",
+    "answer": "Chlorophyll breaks down as days shorten, revealing yellow and orange pigments.",
+}
+# Few-shot variants a user would try instead of steering (the baselines of the ASA report)
+FEW_SHOT_SETS: dict[str, list[dict]] = {
+    "none": [],
+    "default": list(DEFAULT_FEW_SHOT),
+    "four": [DEFAULT_FEW_SHOT[0], DEFAULT_FEW_SHOT[1], _SEARCH, _ANSWER],
+    "per_tool": [DEFAULT_FEW_SHOT[0], DEFAULT_FEW_SHOT[1], _CODE, _SEARCH, _ANSWER, _TRANSLATE],
+}
 
 
 def _tool_line(tool: dict) -> str:

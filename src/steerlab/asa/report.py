@@ -1,26 +1,21 @@
-"""The run's markdown report: what was chosen on VALID and what it gave on TEST, with intervals."""
+"""The run's markdown report: what was chosen on VALID (and by which rule) and what it gave on TEST, with
+intervals, the goals checked against absolute figures, and the measurements that locate a miss."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .. import __version__
 from ..stages import StageContext
+from .evaluation import ROW_DOC
 
-ROW_DOC = {
-    "baseline": "no steering",
-    "asa": "ASA: probe-gated ±strength·unit(v_domain+β·v_global) at the last prompt token",
-    "no_gate": "always + (no gate)",
-    "global_only": "gated, global vector only",
-    "domain_only": "gated, domain vector only (β=0)",
-    "random": "gated, random unit direction of the same strength",
-    "negative": "gated, −direction",
-    "oracle": "gate from the true label (+ for tool, − for non-tool)",
-    "probe_only": "the probe's p>0.5 as the decision (no generation)",
-}
+GATED = ("asa", "steer+cd", "prefill", "prefill+cd", "prefill+cd_model", "steer+prefill+cd")
 
 
 def _ci(v: list | tuple) -> str:
+    if v is None or (isinstance(v[0], float) and math.isnan(v[0])):
+        return "undefined"
     return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
 
@@ -29,53 +24,103 @@ def _precision(m: dict) -> str:
     return _ci(m["precision"]) if m.get("tp", 0) + m.get("fp", 0) else "undefined (no calls)"
 
 
-def eval_table(ev: dict) -> str:
+def _sp(m: dict) -> str:
+    sp = m.get("success_precision", "–")
+    return "–" if sp == "–" else ("undefined (no calls)" if sp is None else f"{sp:.3f}")
+
+
+def eval_table(rows: dict) -> str:
     head = "| condition | F1 | precision | recall | FPR | accuracy | success precision | what it is |\n"
     head += "|---|---|---|---|---|---|---|---|\n"
     lines = []
-    for name, m in ev["rows"].items():
-        sp = m.get("success_precision")
-        sp = "–" if "success_precision" not in m else ("undefined (no calls)" if sp is None else f"{sp:.3f}")
+    for name, m in rows.items():
         lines.append(
             f"| {name} | {_ci(m['f1'])} | {_precision(m)} | {_ci(m['recall'])} | {_ci(m['fpr'])} "
-            f"| {_ci(m['accuracy'])} | {sp} | {ROW_DOC.get(name, '')} |"
+            f"| {_ci(m['accuracy'])} | {_sp(m)} | {ROW_DOC.get(name, _baseline_doc(name, m))} |"
         )
     return head + "\n".join(lines)
+
+
+def _baseline_doc(name: str, m: dict) -> str:
+    if name.startswith("shots:"):
+        return f"few-shot prompt '{name[6:]}' ({m.get('n_shots', '?')} turns), no steering"
+    if name == "lora":
+        return (
+            f"LoRA rank {m['rank']} on {m['n_train']} CAL+TRAIN prompts ({m['steps']} steps, loss "
+            f"{m['loss_first']:.2f} → {m['loss_last']:.2f}), no gate"
+        )
+    return ""
 
 
 def domain_table(ev: dict) -> str:
-    head = (
-        "| domain | baseline F1 | ASA F1 | oracle F1 | baseline FPR | ASA FPR |\n|---|---|---|---|---|---|\n"
-    )
+    names = [
+        n
+        for n in ("baseline", "asa", "prefill+cd", "steer+prefill+cd", "oracle", "paper")
+        if all(n in r for r in ev["per_domain"].values())
+    ]
+    head = "| domain | " + " | ".join(f"{n} F1" for n in names) + " | baseline FPR | asa FPR |\n"
+    head += "|---" * (len(names) + 3) + "|\n"
     lines = []
     for d, rows in ev["per_domain"].items():
-        lines.append(
-            f"| {d} | {_ci(rows['baseline']['f1'])} | {_ci(rows['asa']['f1'])} | {_ci(rows['oracle']['f1'])} "
-            f"| {_ci(rows['baseline']['fpr'])} | {_ci(rows['asa']['fpr'])} |"
-        )
+        f1s = " | ".join(_ci(rows[n]["f1"]) for n in names)
+        asa_fpr = _ci(rows["asa"]["fpr"]) if "asa" in rows else "–"
+        lines.append(f"| {d} | {f1s} | {_ci(rows['baseline']['fpr'])} | {asa_fpr} |")
     return head + "\n".join(lines)
 
 
-def goal_line(ev: dict) -> str:
-    d = ev["asa_minus_baseline"]
-    f1, fpr = d["f1"], d["fpr"]
-    met = f1["diff"] >= 0.15 and fpr["diff"] <= 0.02
-    return (
-        f"ASA − baseline on TEST: ΔF1 = {f1['diff']:+.3f} [{f1['lo']:+.3f}, {f1['hi']:+.3f}] (p={f1['p_value']:.3g}), "
-        f"ΔFPR = {fpr['diff']:+.3f} [{fpr['lo']:+.3f}, {fpr['hi']:+.3f}] (p={fpr['p_value']:.3g}). "
-        f"Goal (ΔF1 ≥ +0.15 and ΔFPR ≤ +0.02): **{'met' if met else 'missed'}**."
-    )
+def goals(ev: dict, max_fpr: float = 0.05) -> list[str]:
+    """The issue's goals on absolute TEST figures (not only deltas), each met or missed."""
+    out = []
+    rows = ev["rows"]
+    if "asa" in rows:
+        a = rows["asa"]
+        worst = min(ev["per_domain"][d]["asa"]["f1"][0] for d in ev["per_domain"])
+        ok = a["f1"][0] >= 0.60 and a["fpr"][0] <= max_fpr and worst >= 0.40
+        out.append(
+            f"- `asa` (steering): F1 {a['f1'][0]:.3f}, FPR {a['fpr'][0]:.3f}, lowest domain F1 {worst:.3f}; goal F1 ≥ "
+            f"0.60, FPR ≤ {max_fpr}, every domain ≥ 0.40: **{'met' if ok else 'missed'}**."
+        )
+    gated = {n: rows[n] for n in GATED if n in rows}
+    if gated:
+
+        def score(m: dict) -> tuple:
+            sp = m.get("success_precision") or 0.0
+            return (m["fpr"][0] <= max_fpr and m["f1"][0] >= 0.80 and sp >= 0.50, m["f1"][0] + sp)
+
+        name, m = max(gated.items(), key=lambda kv: score(kv[1]))
+        sp = m.get("success_precision") or 0.0
+        ok = score(m)[0]
+        out.append(
+            f"- best gated row `{name}`: F1 {m['f1'][0]:.3f}, FPR {m['fpr'][0]:.3f}, success precision {sp:.3f}; goal "
+            f"F1 ≥ 0.80, FPR ≤ {max_fpr}, success precision ≥ 0.50: **{'met' if ok else 'missed'}**."
+        )
+    return out
 
 
 def write_report(ctx: StageContext) -> Path:
-    """report.md in the report stage's folder, from the results of sweep, tune, evaluate and asset."""
+    """report.md in the report stage's folder, from the results of sweep, tune, actions, evaluate and baselines."""
     c = ctx.config
-    sweep, tune, ev, asset = (ctx.result(s) for s in ("sweep", "tune", "evaluate", "asset"))
-    seconds = sum(
-        ctx.runner.marker(s)["seconds"] for s in ("extract", "sweep", "vectors", "fit", "tune", "evaluate")
+    sweep, vec, tune, act, ev, base, lora, asset = (
+        ctx.result(s)
+        for s in ("sweep", "vectors", "tune", "actions", "evaluate", "baselines", "lora", "asset")
     )
-    best = tune["best"]
+    stages = (
+        "extract",
+        "sweep",
+        "vectors",
+        "fit",
+        "screen",
+        "tune",
+        "actions",
+        "evaluate",
+        "baselines",
+        "lora",
+        "asset",
+    )
+    seconds = sum(ctx.runner.marker(s)["seconds"] for s in stages)
+    best, paper = tune["best"], tune["paper"]
     aucs = sweep["auc_valid"]
+    vb = tune["baseline_valid"]
     lines = [
         f"# ASA run on `{ctx.runner.config.model}`",
         "",
@@ -83,33 +128,78 @@ def write_report(ctx: StageContext) -> Path:
         + (f" (reduced: {c.limit_per_cell} per split×domain×label)" if c.limit_per_cell else "")
         + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min of stage computation.",
         "",
-        "## Operating point (chosen on VALID by the F1 of generated outputs)",
+        "## Operating point (chosen on VALID)",
         "",
-        f"- layer L*={best['layer']} (candidates {tune['layers']}; best-AUC layer {sweep['best_auc_layer']} with "
-        f"VALID AUC {aucs[str(sweep['best_auc_layer'])]:.3f}; AUC at L* {aucs[str(best['layer'])]:.3f})",
-        f"- strength={best['strength']} × mean hidden norm, τ={best['tau']}, β={best['beta']}",
-        f"- VALID: baseline F1 {tune['baseline_valid']['f1']:.3f} / FPR {tune['baseline_valid']['fpr']:.3f} → "
-        f"ASA F1 {best['f1']:.3f} / FPR {best['fpr']:.3f}; {tune['selection']}",
+        f"- layer L*={best['layer']} (candidates {tune['layers']}; best-AUC layer {sweep['best_auc_layer']}, VALID AUC "
+        f"{aucs[str(sweep['best_auc_layer'])]:.3f}; AUC at L* {aucs[str(best['layer'])]:.3f})",
+        f"- direction `{best['kind']}`"
+        + (f" (β={best['beta']:g})" if best["kind"] == "asa" else "")
+        + f", strength {best['strength']:g} × mean hidden norm, τ={best['tau']}; a closed gate forbids the marker",
+        f"- VALID: baseline F1 {vb['f1']:.3f} / FPR {vb['fpr']:.3f} → F1 {best['f1']:.3f} / FPR {best['fpr']:.3f}, "
+        f"lowest domain F1 {best['min_domain_f1']:.3f}, cross-fit gate FPR on CAL "
+        + (f"{best['crossfit_fpr']:.3f}" if best["crossfit_fpr"] is not None else "n/a")
+        + f"; {tune['selection']}"
+        + ("" if tune["constraints_met"] else " — **no setting met every constraint; the best F1 is shown**"),
+        f"- action: `{act['chosen']}` ({act['rule']}; {act['n_rows']} VALID rows: "
+        + ", ".join(f"{a} {r['success']}/{act['n_rows']}" for a, r in act["rows"].items())
+        + f"); calls constrained: {act['constrain']}",
+    ]
+    if paper is not None:
+        lines.append(
+            f"- the paper's setting (row `paper`): layer {paper['layer']}, β={paper['beta']:g}, strength "
+            f"{paper['strength']:g}, τ={paper['tau']}, ±push; {tune['paper_selection']}"
+        )
+    lines += [
         "",
         "## TEST (95% bootstrap intervals; every row but probe_only is real greedy generation)",
         "",
-        eval_table(ev),
+        eval_table({**ev["rows"], **base["rows"], **lora["rows"]}),
         "",
-        goal_line(ev),
+        "Goals on TEST:",
+        *goals(ev, c.max_fpr),
         "",
-        f"Router accuracy on TEST {ev['router_accuracy_test']:.3f}; gate counts (−1/0/+1) "
-        f"{ev['gate_counts_test']}; online gate = offline gate on {100 * ev['gate_agreement_online_vs_offline']:.1f}% "
-        "of TEST prompts.",
+        f"Router accuracy on TEST {ev['router_accuracy_test']:.3f} (tool prompts {ev['router_accuracy_test_tool']:.3f}); "
+        f"gate counts (−1/0/+1) {ev['gate_counts_test']}; online gate = offline gate on "
+        f"{100 * ev['gate_agreement_online_vs_offline']:.1f}% of TEST prompts. Success precision: the triggered calls "
+        "that parse, name the domain's tool and whose arguments validate against its schema.",
         "",
         "### By domain",
         "",
         domain_table(ev),
         "",
-        f"Asset: `{asset['path']}` ({asset['bytes']:,} bytes, safetensors + JSON).",
+        "### Where the push works and where it breaks (VALID, tool prompts, first token)",
         "",
-        "Plots: `sweep/probe_auc.png`, `tune/strength_tau_f1.png`, `tune/layer_f1.png`, "
+        _edge_table(tune["edge"]),
+        "",
+        f"Behaviour directions fitted: {', '.join(vec.get('behaviour_kinds', [])) or 'none'}"
+        + (
+            f" (behav: the plain model called on {vec['behav_called']} of {vec['behav_tool_prompts']} CAL+TRAIN tool "
+            "prompts)"
+            if "behav_called" in vec
+            else ""
+        )
+        + ".",
+        "",
+        f"Asset: `{asset['path']}` ({asset['bytes']:,} bytes, safetensors + JSON), action `{asset['action']}`.",
+        "",
+        "Plots: `sweep/probe_auc.png`, `tune/strength_edge.png`, `tune/strength_tau_f1.png`, "
         "`evaluate/f1_by_condition.png`, `evaluate/f1_by_domain.png`.",
     ]
     path = ctx.out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _edge_table(edge: dict) -> str:
+    strengths = sorted({float(s) for v in edge.values() for s in v})
+    head = (
+        "| direction | "
+        + " | ".join(f"{s:g}" for s in strengths)
+        + " |\n"
+        + "|---" * (len(strengths) + 1)
+        + "|\n"
+    )
+    return head + "\n".join(
+        f"| {k} | " + " | ".join(f"{v.get(f'{s:g}', float('nan')):.2f}" for s in strengths) + " |"
+        for k, v in edge.items()
+    )

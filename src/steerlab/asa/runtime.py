@@ -8,7 +8,7 @@ from pathlib import Path
 from ..generation import Generation, generate_conditions
 from ..models import LoadedModel
 from ..tools import call_stop, is_triggered
-from .apply import GatedSteering
+from .apply import GatedAction
 from .controller import AsaParams
 from .prompt import PromptBuilder
 
@@ -65,15 +65,28 @@ class AsaSteerer:
         strength: float | None = None,
         tau: float | None = None,
         row_strength: list[float] | None = None,
-    ) -> GatedSteering:
-        """A row setup steering each batch with this asset (optionally another strength or tau, or one per row)."""
-        return GatedSteering(
+        action: str | None = None,
+        constrain: str | None = None,
+        tools: list[dict] | object | None = None,
+    ) -> GatedAction:
+        """A row setup acting on each batch with this asset: its gate, direction and action (optionally another
+        strength, tau, action or call constraint; ``tools`` a list or a per-row function for the constrained call)."""
+        m = self.manifest
+        return GatedAction(
             self.lm,
             self.params,
             strength=self.strength if strength is None else strength,
             tau=self.tau if tau is None else tau,
-            beta=float(self.manifest["beta"]),
-            site=self.manifest["site"],
+            beta=float(m["beta"]),
+            site=m["site"],
+            action=action or m.get("action", "steer"),
+            on_close=m.get("on_close", "push"),
+            constrain=constrain or m.get("constrain", "none"),
+            direction=m.get("direction", "asa"),
+            call_format=self.fmt,
+            tools=self.builder.tools if tools is None else tools,
+            domain_tools=m.get("domain_tools"),
+            string_pattern=m.get("string_pattern"),
             mode=mode,
             row_strength=row_strength,
         )

@@ -220,20 +220,23 @@ def next_token_scores(
     token_ids: Sequence[Sequence[int]] | None = None,
     batch_size: int = 16,
     chat: bool | None = None,
+    tools: list[dict] | None = None,
     shared_prefix: bool | str = "auto",
     min_shared: int = 16,
     progress: bool = True,
     desc: str = "score",
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Log-probabilities of the next token after each prompt, under several last-token conditions.
 
     ``token_ids[j]`` lists the ids that count as answer j (e.g. "A" and " A"): their probabilities are summed,
-    giving ``[N, len(token_ids)]`` log-scores per condition (``[N, vocab]`` log-probs when ``token_ids`` is None).
+    giving ``[N, len(token_ids)]`` log-scores per condition (``[N, vocab]`` log-probs when ``token_ids`` is None;
+    ``reduce(logits [B, vocab]) -> [B, ...]`` replaces both, e.g. to keep the greedy token too).
     Everything before the last prompt token is computed once per batch, so a layer x strength sweep costs one
     token per condition (a condition that changes earlier tokens is computed whole).
     """
     _conditions_check(conditions)
-    ids = _tokenize(lm, prompts, chat=chat)
+    ids = _tokenize(lm, prompts, chat=chat, tools=tools)
     n = len(ids)
     width = max(len(x) for x in ids)
     several = len(conditions) > 1 and _splittable(lm, ids)
@@ -242,7 +245,9 @@ def next_token_scores(
     out: dict[str, list] = {name: [None] * n for name in conditions}
     bar = tqdm(total=n * len(conditions), desc=desc, disable=not progress, leave=False)
 
-    def reduce(logits: torch.Tensor) -> torch.Tensor:
+    def summarise(logits: torch.Tensor) -> torch.Tensor:
+        if reduce is not None:
+            return reduce(logits.float()).cpu()
         logp = torch.log_softmax(logits.float(), dim=-1)
         if token_ids is None:
             return logp.cpu()
@@ -266,7 +271,7 @@ def next_token_scores(
                     else:
                         use = share if exact else 0
                         res, _, _ = prefill(lm, rows, use, prefix.cache() if use else None)
-                scores = reduce(res.logits[:, -1])
+                scores = summarise(res.logits[:, -1])
                 for j, i in enumerate(batch):
                     out[name][i] = scores[j]
                 bar.update(len(batch))

@@ -45,7 +45,7 @@ class BannedStart:
 
     def __init__(self, tokenizer: object, marker: str, applies: Callable[[int], bool]) -> None:
         self.tokenizer, self.marker, self.applies = tokenizer, marker, applies
-        self.banned = torch.tensor(_tokens_starting(tokenizer, marker), dtype=torch.long)
+        self.banned = torch.tensor(marker_start_ids(tokenizer, marker), dtype=torch.long)
 
     def __call__(
         self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
@@ -56,14 +56,21 @@ class BannedStart:
         return logits
 
 
-def _tokens_starting(tokenizer: object, marker: str) -> list[int]:
-    """Every token whose text, leading whitespace removed, is a non-empty prefix of ``marker`` or starts with it."""
-    out = []
-    for tid in range(len(tokenizer)):
-        text = tokenizer.decode([tid], skip_special_tokens=False).lstrip()
-        if text and (marker.startswith(text) or text.startswith(marker)):
-            out.append(tid)
-    return out
+_MARKER_IDS: dict[tuple[int, str], list[int]] = {}
+
+
+def marker_start_ids(tokenizer: object, marker: str) -> list[int]:
+    """Every token whose text, leading whitespace removed, is a non-empty prefix of ``marker`` or starts with it:
+    the tokens a reply that opens with the marker can begin with (remembered per tokenizer)."""
+    key = (id(tokenizer), marker)
+    if key not in _MARKER_IDS:
+        out = []
+        for tid in range(len(tokenizer)):
+            text = tokenizer.decode([tid], skip_special_tokens=False).lstrip()
+            if text and (marker.startswith(text) or text.startswith(marker)):
+                out.append(tid)
+        _MARKER_IDS[key] = out
+    return _MARKER_IDS[key]
 
 
 def compose(rules: Sequence[LogitsRule | None]) -> LogitsRule | None:

@@ -1,6 +1,9 @@
 """PAS end to end: every (benchmark, seed) job in its own resumable run directory, then per seed the
 cross-benchmark tables (and the forgetting test), then summaries over seeds.
 
+The jobs run through an executor (``steerlab.sweeps``: in this process by default, or on Ray); what they write
+and what is aggregated from them does not depend on which.
+
 Layout: ``<out>/<model>/<site>/seed_<seed>/<benchmark>/<stage>/`` per job; ``seed_<seed>/results.json``,
 ``run_log.json`` and ``cross_benchmark_*.csv`` per seed; ``summary_seeds.csv`` and ``summary_aggregate.csv`` over
 seeds.
@@ -11,16 +14,16 @@ from __future__ import annotations
 import csv
 import logging
 import platform
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import __version__
+from ..config import UserError
 from ..eval.stats import bootstrap_mean
 from ..runs import load_tensors, save_csv, save_json
-from ..stages import ModelHolder
 from .config import PasConfig
 from .mcq import load_benchmark, shuffle_options
 from .stages import _acc, _setup, job_config, job_runner, score
@@ -38,67 +41,153 @@ def preflight(cfg: PasConfig) -> None:
         load_benchmark(name)
 
 
-def run_pas(cfg: PasConfig, lm: object | None = None, progress: bool = True) -> dict:
-    """All benchmarks and seeds (each job resumable); writes under ``out/<model>/<site>/``."""
-    models = ModelHolder()
+def pas_jobs(cfg: PasConfig, root: Path) -> list:
+    """One job per (seed, benchmark), each reaching its ``report`` stage in ``root/seed_<seed>/<benchmark>/``."""
+    from ..sweeps import Job, RunnerJob
+
+    return [
+        Job(
+            name=f"seed_{seed}/{_safe(bench)}",
+            params={"model": cfg.model, "benchmark": bench, "seed": seed},
+            task=RunnerJob(
+                job_runner,
+                job_config(cfg, bench, seed),
+                str(root / f"seed_{seed}" / _safe(bench)),
+                until="report",
+                also=("data",),
+                model_info=True,
+            ),
+            model=cfg.model,
+        )
+        for seed in [cfg.seed, *cfg.seeds]
+        for bench in cfg.benchmarks
+    ]
+
+
+@dataclass
+class ForgettingJob:
+    """The forgetting test of one seed (needs the model, so it runs where the jobs run)."""
+
+    cfg: PasConfig
+    results: dict
+    seed: int
+    seed_dir: str
+
+    def __call__(self, ctx: object) -> dict:
+        c = self.cfg
+        lm = ctx.models.get(c.model, device=c.device, dtype=c.dtype, quantization=c.quantization)
+        ctx.report("forgetting")
+        return forgetting_test(lm, c, self.results, self.seed, Path(self.seed_dir), ctx.progress)
+
+
+def run_pas(
+    cfg: PasConfig, lm: object | None = None, progress: bool = True, executor: object | None = None
+) -> dict:
+    """All benchmarks and seeds, each (benchmark, seed) job resumable in its own run directory, run by
+    ``executor`` (default: ``LocalExecutor``, in this process; ``RayExecutor`` for a cluster); then the per-seed
+    tables and the summaries over seeds, written under ``out/<model>/<site>/`` the same whatever ran the jobs.
+
+    A failed job does not stop the others: every seed whose jobs all finished gets its tables, then
+    ``SweepError`` names the failed jobs (the summaries over seeds are written only when nothing failed).
+    """
+    from ..sweeps import Job, LocalExecutor, SweepError
+
+    executor = executor if executor is not None else LocalExecutor()
     if lm is not None:
-        models.put(cfg.model, lm)
+        if not getattr(executor, "in_process", False):
+            raise UserError(
+                "a model object (lm=) can only be used with the local executor; give the model by name or path"
+            )
+        executor.models.put(cfg.model, lm)
     name = lm.name if lm is not None else cfg.model
     root = run_root(cfg, name)
-    summary = []
-    for seed in [cfg.seed, *cfg.seeds]:
-        seed_dir = root / f"seed_{seed}"
-        t0 = time.time()
-        results = {}
-        for bench in cfg.benchmarks:
-            job = job_runner(
-                job_config(cfg, bench, seed), seed_dir / _safe(bench), progress=progress, models=models
+    seeds = [cfg.seed, *cfg.seeds]
+
+    def said(res: object) -> None:
+        if res.ok:
+            data = res.value["results"]["data"]
+            print(
+                f"[steerlab] {data['benchmark']} seed {res.params['seed']}: {data['leak_train']['message']}",
+                flush=True,
             )
-            data = job.run("data")
-            print(f"[steerlab] {bench} seed {seed}: {data['leak_train']['message']}", flush=True)
-            results[bench] = job.run("report")
-        job_lm = models.get(cfg.model, device=cfg.device, dtype=cfg.dtype, quantization=cfg.quantization)
-        if cfg.catastrophic_test:
-            results["forgetting"] = forgetting_test(job_lm, cfg, results, seed, seed_dir, progress)
+
+    jobs = pas_jobs(cfg, root)
+    done = {
+        (r.params["seed"], r.params["benchmark"]): r
+        for r in executor.run(jobs, progress=progress, on_result=said)
+    }
+    failed = [r for r in done.values() if not r.ok]
+    complete = [s for s in seeds if all(done[(s, b)].ok for b in cfg.benchmarks)]
+    per_seed = {s: {b: done[(s, b)].value["results"]["report"] for b in cfg.benchmarks} for s in complete}
+    if cfg.catastrophic_test and complete:
+        forget = [
+            Job(
+                f"seed_{s}/forgetting",
+                {"model": cfg.model, "target_benchmark": cfg.target_benchmark, "seed": s},
+                ForgettingJob(cfg, per_seed[s], s, str(root / f"seed_{s}")),
+                model=cfg.model,
+            )
+            for s in complete
+        ]
+        for s, r in zip(complete, executor.run(forget, progress=progress)):
+            if r.ok:
+                per_seed[s]["forgetting"] = r.value
+            else:
+                failed.append(r)
+        complete = [s for s in complete if "forgetting" in per_seed[s]]
+    summary = []
+    for seed in complete:
+        seed_dir = root / f"seed_{seed}"
+        results = per_seed[seed]
+        model = done[(seed, cfg.benchmarks[0])].value["model"]
         save_json(seed_dir / "results.json", results)
         save_json(
             seed_dir / "run_log.json",
             {
                 "config": cfg.to_dict(),
                 "seed": seed,
-                "seconds": time.time() - t0,
+                "seconds": sum(done[(seed, b)].seconds for b in cfg.benchmarks),  # this seed's jobs
                 "steerlab": __version__,
                 "torch": torch.__version__,
                 "python": platform.python_version(),
-                "model": job_lm.name,
-                "fingerprint": job_lm.fingerprint,
-                "device": str(job_lm.device),
+                "model": model["name"],
+                "fingerprint": model["fingerprint"],
+                "device": model["device"],
+                "executor": getattr(executor, "name", type(executor).__name__),
             },
         )
         _cross_benchmark(seed_dir, results)
-        for bench, r in results.items():
-            if bench == "forgetting":
-                continue
-            for m, mr in r["methods"].items():
-                summary.append(
-                    {
-                        "seed": seed,
-                        "benchmark": bench,
-                        "method": m,
-                        "layer": mr["layer"],
-                        "strength": mr["strength"],
-                        "unsteered": r["unsteered"]["test"],
-                        "steered": mr["test"]["steered"]["accuracy"][0],
-                        "negative": mr["test"]["negative"]["accuracy"][0],
-                        "random": mr["test"]["random0"]["accuracy"][0] if "random0" in mr["test"] else None,
-                        "majority_letter": r["majority_letter"]["test_accuracy"],
-                        "mcnemar_p": mr["test"]["steered"]["mcnemar_vs_unsteered"]["p_value"],
-                    }
-                )
+        summary.extend(_summary_rows(seed, results))
+    if failed:
+        raise SweepError(failed, "PAS sweep")
     save_csv(root / "summary_seeds.csv", summary)
     aggregate = aggregate_seeds(summary)
     save_csv(root / "summary_aggregate.csv", aggregate)
     return {"root": str(root), "summary": summary, "aggregate": aggregate}
+
+
+def _summary_rows(seed: int, results: dict) -> list[dict]:
+    rows = []
+    for bench, r in results.items():
+        if bench == "forgetting":
+            continue
+        for m, mr in r["methods"].items():
+            rows.append(
+                {
+                    "seed": seed,
+                    "benchmark": bench,
+                    "method": m,
+                    "layer": mr["layer"],
+                    "strength": mr["strength"],
+                    "unsteered": r["unsteered"]["test"],
+                    "steered": mr["test"]["steered"]["accuracy"][0],
+                    "negative": mr["test"]["negative"]["accuracy"][0],
+                    "random": mr["test"]["random0"]["accuracy"][0] if "random0" in mr["test"] else None,
+                    "majority_letter": r["majority_letter"]["test_accuracy"],
+                    "mcnemar_p": mr["test"]["steered"]["mcnemar_vs_unsteered"]["p_value"],
+                }
+            )
+    return rows
 
 
 def _safe(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..cli_args import add_common_args, add_config_args, config_from_args
 
@@ -53,13 +54,19 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 def _cmd_splice_cost(args: argparse.Namespace) -> int:
     from ..models import check_layers
+    from ..sweeps import SweepError, executor_from_args
+    from ..sweeps.splice_cost import run_splice_cost
     from .config import SpliceCostConfig
-    from .splice_cost import runner
 
     cfg = config_from_args(SpliceCostConfig, args)
+    executor = executor_from_args(args)
     check_layers(cfg.model, cfg.layers, "layers")
-    r = runner(cfg, progress=not args.quiet)
-    r.run("report")
+    try:
+        with executor:
+            r = run_splice_cost(cfg, executor, progress=not args.quiet)
+    except SweepError as err:
+        print(f"steerlab: error: {err}", file=sys.stderr)
+        return 1
     print((r.path("report") / "splice_cost.md").read_text())
     print(f"[steerlab] per-layer transcoders and results under {r.root}")
     return 0
@@ -80,6 +87,7 @@ def _cmd_sparsity_sweep(args: argparse.Namespace) -> int:
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
+    from ..sweeps import add_executor_args
     from .config import SparsitySweepConfig, SpliceCostConfig, ToolUseConfig
 
     s = sub.add_parser("sae", help="tool-use transcoders: data, finetune, transcoders, splices, attribution")
@@ -98,9 +106,10 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         "splice-cost",
         help="train a base transcoder per layer; CE cost of splicing it in",
         description="Per layer: a transcoder trained on the MLP's (input, output) pairs replaces the MLP; the "
-        "cross-entropy increase is reported beside zeroing the MLP. One resumable stage per layer.",
+        "cross-entropy increase is reported beside zeroing the MLP. One resumable stage per layer; --executor ray runs the layers in parallel on a Ray cluster.",
     )
     add_config_args(c, SpliceCostConfig)
+    add_executor_args(c)
     add_common_args(c)
     c.set_defaults(func=_cmd_splice_cost)
     w = ssub.add_parser(

@@ -36,9 +36,12 @@ def _require_peft() -> object:
     return peft
 
 
-def completion_ids(lm: LoadedModel, rows: Sequence[dict]) -> list[tuple[list[int], list[int]]]:
+def completion_ids(
+    lm: LoadedModel, rows: Sequence[dict], tools: list[dict] | None = None
+) -> list[tuple[list[int], list[int]]]:
     """(prompt ids through the chat template's generation prompt, completion ids + end-of-turn) per row."""
-    prompts = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, [_conv(r) for r in rows], chat=True))
+    convs = [_conv(r) for r in rows]
+    prompts = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, convs, chat=True, tools=tools))
     eos = lm.tokenizer.eos_token or ""
     out = []
     for p, r in zip(prompts, rows):
@@ -48,7 +51,8 @@ def completion_ids(lm: LoadedModel, rows: Sequence[dict]) -> list[tuple[list[int
 
 
 def _conv(row: dict) -> list[dict]:
-    return [{"role": "user", "content": row["prompt"]}]
+    """A row's conversation: its ``messages`` (system, few-shot turns, user), or its ``prompt`` as one user turn."""
+    return row["messages"] if "messages" in row else [{"role": "user", "content": row["prompt"]}]
 
 
 def lora_finetune(
@@ -64,6 +68,7 @@ def lora_finetune(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    tools: list[dict] | None = None,
 ) -> dict:
     """Train LoRA adapters on (prompt -> completion) rows, merge them into ``lm.model`` in place; returns the
     loss history. ``targets``: all, attn or mlp projections; ``layers``: only these layers (default all)."""
@@ -82,7 +87,7 @@ def lora_finetune(
         layers_to_transform=None if layers is None else [lm.arch.check_layer(i) or i for i in layers],
     )
     pm = peft.get_peft_model(lm.model, cfg)
-    data = completion_ids(lm, rows)
+    data = completion_ids(lm, rows, tools)
     steps = max(1, int(round(epochs * len(data) / batch_size)))
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     warmup = max(1, min(10, steps // 4))  # 10 steps, fewer in a short run (a quarter of it)

@@ -1,0 +1,183 @@
+"""Schema-constrained decoding of a call, after its marker: a per-row logits rule backed by xgrammar.
+
+Why xgrammar (measured on SmolLM2-135M, 32 VALID tool prompts, the call prefilled; see the README): per-row
+schemas are cheap (a compiled grammar per tool, a light matcher per row), the mask costs 0.5-0.7 ms per row and
+token against a 100-300 ms forward on CPU, and it gave the highest valid-call rate (0.91 with the router's tool)
+beside llguidance (0.81; 8 MB, no dependencies) and outlines-core (0.91, but 9-13 ms per token and a vocabulary that
+must be built by hand offline). Install it without triton, which its CPU path does not use:
+``pip install --no-deps xgrammar apache-tvm-ffi``.
+
+A row is constrained from the moment its reply is exactly the call marker (a prefilled marker, or one the model
+wrote token by token): its JSON body must match ``{"name": <tool>, "arguments": <that tool's schema>}``, with the
+tool from the router's domain or any tool (the model picks); when the JSON is complete the closer is forced.
+String arguments get a pattern that keeps them from swallowing the closer or running on (``string_pattern``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..generation.rules import force_tokens
+from ..tools import format_spec, tool_spec
+
+DEFAULT_STRING_PATTERN = "^[^<}]{1,100}$"
+
+
+def available() -> bool:
+    try:
+        import xgrammar  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require() -> object:
+    try:
+        import xgrammar
+    except ImportError:
+        raise ImportError(
+            "constrained decoding needs xgrammar: pip install --no-deps xgrammar apache-tvm-ffi "
+            "(scripts/setup.sh installs it)"
+        ) from None
+    return xgrammar
+
+
+def _strings(schema: object, pattern: str | None) -> object:
+    """A copy of a JSON schema with ``pattern`` on every string that has none (xgrammar ignores maxLength when a
+    pattern is set, so the length bound lives in the pattern)."""
+    if isinstance(schema, dict):
+        out = {k: _strings(v, pattern) for k, v in schema.items()}
+        if pattern and out.get("type") == "string" and "pattern" not in out and "enum" not in out:
+            out["pattern"] = pattern
+        return out
+    if isinstance(schema, list):
+        return [_strings(x, pattern) for x in schema]
+    return schema
+
+
+def call_schema(
+    tools: Sequence[dict], names: Sequence[str] | None = None, string_pattern: str | None = None
+) -> dict:
+    """The JSON schema of one call ``{"name", "arguments"}`` to one of ``names`` (all tools when None)."""
+    alts = []
+    for t in tools:
+        spec = tool_spec(t)
+        if names is not None and spec["name"] not in names:
+            continue
+        params = copy.deepcopy(spec.get("parameters") or {"type": "object", "properties": {}})
+        params.setdefault("type", "object")
+        params["additionalProperties"] = False
+        alts.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": spec["name"]},
+                    "arguments": _strings(params, string_pattern),
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    if not alts:
+        raise ValueError(f"no tool named {list(names or [])} among {[tool_spec(t)['name'] for t in tools]}")
+    return alts[0] if len(alts) == 1 else {"anyOf": alts}
+
+
+class CallGrammar:
+    """A logits rule: rows whose reply is exactly the marker so far decode a schema-valid call, then the closer.
+
+    ``tools`` is the tool list, or ``tools(prompt_index)`` a list per row (BFCL items each offer their own);
+    ``tool_of(prompt_index)`` names the row's tool (None: any of its tools). A schema the grammar compiler cannot
+    take leaves that row unconstrained (``unconstrained``). Only the ``tool_call_json`` syntax (a JSON body between
+    marker and closer) is supported.
+    """
+
+    def __init__(
+        self,
+        tokenizer: object,
+        vocab_size: int,
+        tools: Sequence[dict] | Callable[[int], Sequence[dict]],
+        tool_of: Callable[[int], str | None],
+        fmt: str = "tool_call_json",
+        string_pattern: str | None = DEFAULT_STRING_PATTERN,
+    ) -> None:
+        if fmt != "tool_call_json":
+            raise ValueError(f"constrained decoding supports the tool_call_json format only, got {fmt!r}")
+        xgr = require()
+        self.xgr, self.tokenizer, self.vocab = xgr, tokenizer, vocab_size
+        self.tools_of = tools if callable(tools) else (lambda i, t=list(tools): t)
+        self.tool_of, self.pattern = tool_of, string_pattern
+        self.unconstrained: set[int] = set()
+        spec = format_spec(fmt)
+        self.marker, self.closer = spec.marker, spec.closer
+        self.closer_ids = tokenizer(self.closer, add_special_tokens=False)["input_ids"]
+        self._compiler = xgr.GrammarCompiler(
+            xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+        )
+        self._compiled: dict[str | None, object] = {}
+        self._rows: dict[int, dict] = {}  # prompt index -> {"matcher", "start", "fed", "done_at"}
+
+    def _grammar(self, i: int) -> object | None:
+        tool = self.tool_of(i)
+        schema = json.dumps(
+            call_schema(self.tools_of(i), None if tool is None else [tool], self.pattern), sort_keys=True
+        )
+        if schema not in self._compiled:
+            try:
+                self._compiled[schema] = self._compiler.compile_json_schema(
+                    schema, any_whitespace=False, separators=(", ", ": ")
+                )
+            except (RuntimeError, ValueError):  # a schema feature the compiler does not take
+                self._compiled[schema] = None
+        return self._compiled[schema]
+
+    def _state(self, i: int, gen: Sequence[int]) -> dict | None:
+        st = self._rows.get(i)
+        if st is None:
+            if i in self.unconstrained:
+                return None
+            if self.tokenizer.decode(list(gen), skip_special_tokens=False).strip() != self.marker:
+                return None
+            grammar = self._grammar(i)
+            if grammar is None:
+                self.unconstrained.add(i)
+                return None
+            st = self._rows[i] = {"matcher": self.xgr.GrammarMatcher(grammar), "fed": len(gen)}
+        return st
+
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
+        todo = []
+        for j, i in enumerate(rows):
+            st = self._state(i, gen[j])
+            if st is None:
+                continue
+            m = st["matcher"]
+            for t in list(gen[j])[st["fed"] :]:  # tokens chosen since the last step
+                if "done_at" not in st:
+                    m.accept_token(int(t))
+                    if m.is_completed():
+                        st["done_at"] = len(gen[j])
+            st["fed"] = len(gen[j])
+            if "done_at" in st:  # the call is complete: close it
+                k = len(gen[j]) - st["done_at"]
+                if k < len(self.closer_ids):
+                    force_tokens(logits, j, int(self.closer_ids[k]))
+            else:
+                todo.append(j)
+        if todo:
+            mask = self.xgr.allocate_token_bitmask(len(todo), self.vocab)
+            for r, j in enumerate(todo):
+                self._state(rows[j], gen[j])["matcher"].fill_next_token_bitmask(mask, r)
+            sub = logits[todo].float().cpu()
+            view = sub[:, : self.vocab].contiguous()  # the grammar's vocabulary (the model's may be padded)
+            self.xgr.apply_token_bitmask_inplace(view, mask)
+            sub[:, : self.vocab] = view
+            sub[:, self.vocab :] = float("-inf")
+            logits[todo] = sub.to(logits.device, logits.dtype)
+        return logits

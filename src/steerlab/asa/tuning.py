@@ -1,0 +1,316 @@
+"""ASA's choices, on VALID only: screen every push by its first token, choose the steering operating point (and the
+paper's, as a reference row), then choose the gated action by decoding whole calls.
+
+Why a first-token screen: with the marker as the reply's start (prefix mode), the greedy first token already says
+whether the reply calls (it agreed with full decoding on every VALID row in the exploration), so each (layer,
+direction, strength) costs one token after a context computed once. The gate is a function of the unsteered state,
+so every tau is then scored offline from the same screen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..eval.metrics import trigger_metrics
+from ..generation import generate_conditions
+from ..generation.rules import marker_start_ids
+from ..runs import load_tensors, save_json, save_tensors
+from ..stages import StageContext
+from ..steering import steer
+from ..tools import call_stop, call_success, format_spec, is_triggered
+from .apply import GatedAction
+from .fitting import first_token_calls
+from .gate import ternary_gate
+from .inputs import inputs, layer_params, states
+
+PAPER_SELECTION = "max VALID F1 subject to FPR <= baseline FPR + 0.02 (else max F1)"
+
+
+def _variants(c: object, layers: list[int], fitted: list[str]) -> list[dict]:
+    """Every screened push: (layer, direction kind, beta, strength); the paper's kind also pushed the other way.
+    A behaviour kind that could not be fitted (``behav`` when the plain model never called) is left out."""
+    out = []
+    kinds = [k for k in c.directions if k in ("asa", "global") or k in fitted]
+    for layer in layers:
+        for kind in kinds:
+            for beta in c.betas if kind == "asa" else [0.0]:
+                for strength in c.strengths:
+                    out.append({"layer": layer, "kind": kind, "beta": beta, "strength": strength})
+    return out
+
+
+def _key(v: dict, sign: str) -> str:
+    return f"{v['layer']}|{v['kind']}|{v['beta']:g}|{v['strength']:g}|{sign}"
+
+
+def stage_screen(ctx: StageContext) -> dict:
+    """VALID: for each push (and the plain model), log P(the reply starts the marker) and whether its greedy first
+    token does, per prompt."""
+    c, lm, data = ctx.config, ctx.lm, inputs(ctx)
+    layers = ctx.result("fit")["layers"]
+    valid = states(ctx, "valid")
+    y = torch.as_tensor(data.labels("valid"))
+    conds: dict = {"+": {"baseline": None}, "-": {"baseline": None}}
+    variants = _variants(c, layers, ctx.result("vectors")["behaviour_kinds"])
+    # A +push is only ever read where the gate can open (p > tau > 0.5 at some candidate layer; and on tool prompts,
+    # for the edge table); a -push only where it can close (p < 1 - tau < 0.5). Elsewhere the row keeps the plain
+    # model's value, which nothing reads. Any tau in (0.5, 1) is covered, so the screen does not depend on taus.
+    p = torch.stack([layer_params(ctx, layer).p_tool(valid[:, layer]) for layer in layers])
+    rows = {
+        "+": torch.nonzero((p.max(0).values > 0.5) | (y == 1)).flatten().tolist(),
+        "-": torch.nonzero(p.min(0).values < 0.5).flatten().tolist(),
+    }
+    rows["-"] = sorted(set(rows["-"]) | (set(range(len(y))) - set(rows["+"])))  # every row gets a baseline
+    for layer in layers:
+        params = layer_params(ctx, layer)
+        dom = params.route(valid[:, layer])
+        for v in [x for x in variants if x["layer"] == layer]:
+            dirs = params.directions(dom, v["beta"], v["kind"])
+            for sign in ("+", "-") if v["kind"] == "asa" else ("+",):
+                coef = (1 if sign == "+" else -1) * v["strength"] * params.mean_norm
+                sub = dirs[rows[sign]]
+
+                def setup(idx: list[int], sub: torch.Tensor = sub, coef: float = coef, layer: int = layer):  # noqa: ANN202
+                    return steer(lm, sub[idx], layer=layer, site=c.site, coef=coef, policy="prompt_last")
+
+                conds[sign][_key(v, sign)] = setup
+    marker_ids = marker_start_ids(lm.tokenizer, format_spec(c.call_format).marker)
+    msgs = data.messages("valid")
+    res = {}
+    for sign in ("+", "-"):
+        if rows[sign] and (len(conds[sign]) > 1 or sign == "-"):
+            part = first_token_calls(ctx, [msgs[i] for i in rows[sign]], marker_ids, conds[sign])
+            res[sign] = (rows[sign], part)
+    base_logp, base_called = torch.zeros(len(y)), torch.zeros(len(y), dtype=torch.bool)
+    for idx, part in res.values():
+        base_logp[idx], base_called[idx] = part["baseline"]
+    tensors = {"baseline::logp": base_logp, "baseline::called": base_called.float()}
+    for idx, part in res.values():
+        for k, (logp, called) in part.items():
+            if k != "baseline":
+                full_logp, full_called = base_logp.clone(), base_called.clone()
+                full_logp[idx], full_called[idx] = logp, called
+                tensors[f"{k}::logp"], tensors[f"{k}::called"] = full_logp, full_called.float()
+    save_tensors(ctx.out / "screen.safetensors", tensors)
+    n_rows = sum(len(rows[s]) * len(conds[s]) for s in res)
+    return {
+        "variants": variants,
+        "n": len(y),
+        "n_conditions": len(conds["+"]) + len(conds["-"]) - 2 + 1,
+        "rows_screened": n_rows,
+        "rows_full_grid": len(y) * (len(conds["+"]) + len(conds["-"]) - 1),
+    }
+
+
+def _metrics(y: np.ndarray, pred: np.ndarray, doms: np.ndarray) -> dict:
+    m = trigger_metrics(y, pred)
+    per = {d: trigger_metrics(y[doms == d], pred[doms == d])["f1"] for d in sorted(set(doms))}
+    return {
+        "f1": m["f1"],
+        "fpr": m["fpr"],
+        "precision": m["precision"],
+        "recall": m["recall"],
+        "domain_f1": per,
+        "min_domain_f1": min(per.values()),
+    }
+
+
+def stage_tune(ctx: StageContext) -> dict:
+    """Choose the steering operating point (row ``asa``: the closed gate forbids the marker) and the paper's
+    (row ``paper``: the closed gate pushes the other way) from the screen; every tau scored offline."""
+    c, data = ctx.config, inputs(ctx)
+    fit = ctx.result("fit")
+    screen = ctx.result("screen")
+    t = load_tensors(ctx.path("screen") / "screen.safetensors")
+    called = {k[: -len("::called")]: t[k].bool().numpy() for k in t if k.endswith("::called")}
+    y, doms = data.labels("valid"), np.array(data.domains("valid"))
+    valid = states(ctx, "valid")
+    cal_y = data.labels("cal")
+    base = called["baseline"]
+    base_m = _metrics(y, base, doms)
+    gates: dict[int, torch.Tensor] = {}
+    cross: dict[int, torch.Tensor] = {}
+    for layer in fit["layers"]:
+        gates[layer] = layer_params(ctx, layer).p_tool(valid[:, layer])
+        if fit["crossfit"]:
+            cross[layer] = layer_params(ctx, layer, "crossfit").p_tool(states(ctx, "cal")[:, layer])
+    grid = []
+    for v in screen["variants"]:
+        plus = called[_key(v, "+")]
+        minus = called.get(_key(v, "-"))
+        for tau in c.taus:
+            gate = ternary_gate(gates[v["layer"]], tau).numpy()
+            xfpr = (
+                float((ternary_gate(cross[v["layer"]], tau).numpy() > 0)[cal_y == 0].mean())
+                if cross
+                else None
+            )
+            closes = [("forbid", np.zeros_like(plus))] + ([("push", minus)] if minus is not None else [])
+            for on_close, closed in closes:
+                pred = np.where(gate > 0, plus, np.where(gate < 0, closed, base))
+                grid.append(
+                    {
+                        **v,
+                        "tau": tau,
+                        "on_close": on_close,
+                        "crossfit_fpr": xfpr,
+                        "plus_rate_tool": float(plus[y == 1].mean()),
+                        "plus_rate_nontool": float(plus[y == 0].mean()),
+                        **_metrics(y, pred, doms),
+                    }
+                )
+    ok = [
+        g
+        for g in grid
+        if g["on_close"] == "forbid"
+        and g["fpr"] <= c.max_fpr
+        and g["min_domain_f1"] >= c.min_domain_f1
+        and (g["crossfit_fpr"] is None or g["crossfit_fpr"] <= c.max_fpr)
+    ]
+    met = bool(ok)
+    pool = ok or [g for g in grid if g["on_close"] == "forbid" and g["fpr"] <= c.max_fpr] or grid
+    best = max(pool, key=lambda g: (round(g["f1"], 9), g["tau"], -g["strength"]))
+    paper_pool = [g for g in grid if g["kind"] == "asa" and g["on_close"] == "push"]
+    paper = None
+    if paper_pool:
+        limit = base_m["fpr"] + 0.02
+        paper = max(
+            [g for g in paper_pool if g["fpr"] <= limit] or paper_pool,
+            key=lambda g: (round(g["f1"], 9), -g["fpr"], -g["strength"], -g["tau"]),
+        )
+    save_json(ctx.out / "grid.json", grid)
+    edge = _edge(called, screen["variants"], y, best["layer"], c)
+    _plot(grid, best, edge, base_m["f1"], ctx.out)
+    return {
+        "best": best,
+        "paper": paper,
+        "constraints_met": met,
+        "baseline_valid": base_m,
+        "layers": fit["layers"],
+        "n_valid": int(len(y)),
+        "edge": edge,
+        "selection": (
+            f"max VALID F1 (closed gate forbids the marker) subject to FPR <= {c.max_fpr}, the cross-fit gate's FPR "
+            f"on CAL <= {c.max_fpr} and every domain's F1 >= {c.min_domain_f1}; ties: higher tau, smaller strength"
+        ),
+        "paper_selection": PAPER_SELECTION,
+    }
+
+
+def _edge(called: dict, variants: list[dict], y: np.ndarray, layer: int, c: object) -> dict:
+    """At the chosen layer, per direction kind: the share of tool prompts whose reply starts a call under +push,
+    by strength (where the push works, and where it breaks)."""
+    out: dict = {}
+    for v in variants:
+        if v["layer"] != layer:
+            continue
+        name = v["kind"] if v["kind"] != "asa" else f"asa(beta={v['beta']:g})"
+        out.setdefault(name, {})[f"{v['strength']:g}"] = float(called[_key(v, "+")][y == 1].mean())
+    return out
+
+
+def _plot(grid: list[dict], best: dict, edge: dict, base_f1: float, out: object) -> None:
+    from ..eval.plots import heatmap, line_sweep
+
+    strengths = sorted({g["strength"] for g in grid})
+    line_sweep(
+        strengths,
+        {k: [v.get(f"{s:g}", float("nan")) for s in strengths] for k, v in edge.items()},
+        out / "strength_edge.png",
+        title=f"Share of VALID tool prompts whose reply starts a call under +push, layer {best['layer']}",
+        xlabel="strength (× mean hidden norm)",
+        ylabel="calls on tool prompts",
+        mark_x=best["strength"],
+    )
+    rows = [
+        g
+        for g in grid
+        if (g["layer"], g["kind"], g["beta"], g["on_close"])
+        == (best["layer"], best["kind"], best["beta"], "forbid")
+    ]
+    taus = sorted({g["tau"] for g in rows})
+    mat = [
+        [next(g["f1"] for g in rows if g["strength"] == s and g["tau"] == t) for t in taus] for s in strengths
+    ]
+    heatmap(
+        mat,
+        [f"{s:g}" for s in strengths],
+        [f"{t:g}" for t in taus],
+        out / "strength_tau_f1.png",
+        title=f"VALID trigger F1, {best['kind']} at layer {best['layer']}, closed gate forbids (baseline {base_f1:.2f})",
+        xlabel="gate threshold τ",
+        ylabel="strength (× mean hidden norm)",
+        colorbar_label="trigger F1",
+    )
+
+
+def action_for(
+    ctx: StageContext, lm: object, params: object, best: dict, action: str, constrain: str, **kw: object
+) -> GatedAction:
+    """The chosen operating point acting one way (the TEST rows and the asset build theirs the same way)."""
+    c, data = ctx.config, inputs(ctx)
+    return GatedAction(
+        lm,
+        params,
+        strength=best["strength"],
+        tau=best["tau"],
+        beta=best["beta"],
+        site=c.site,
+        action=action,
+        on_close="forbid",
+        constrain=constrain,
+        direction=best["kind"],
+        call_format=c.call_format,
+        tools=data.tools,
+        domain_tools=data.domain_tool,
+        string_pattern=c.string_pattern or None,
+        **kw,
+    )
+
+
+def stage_actions(ctx: StageContext) -> dict:
+    """Choose the asset's action on VALID: decode whole calls on the rows the gate opens (at most ``action_rows``)
+    under each action, and keep the one whose calls succeed most (parse, right tool, valid arguments)."""
+    c, lm, data = ctx.config, ctx.lm, inputs(ctx)
+    best = ctx.result("tune")["best"]
+    params = layer_params(ctx, best["layer"])
+    valid = states(ctx, "valid")[:, best["layer"]]
+    opens = np.nonzero(ternary_gate(params.p_tool(valid), best["tau"]).numpy() > 0)[0]
+    keep = (
+        opens[np.linspace(0, len(opens) - 1, min(len(opens), c.action_rows)).round().astype(int)]
+        if len(opens)
+        else opens
+    )
+    ex = [data.examples["valid"][i] for i in keep]
+    msgs = [data.messages("valid")[i] for i in keep]
+    conds = {a: action_for(ctx, lm, params, best, a, c.constrain) for a in c.actions}
+    rows = {}
+    if len(ex):
+        gens = generate_conditions(
+            lm,
+            msgs,
+            conds,
+            max_new_tokens=c.max_new_tokens_call,
+            batch_size=c.batch_size,
+            tools=data.chat_tools(),
+            stop=call_stop(c.call_format, c.trigger_mode),
+            progress=ctx.progress,
+            desc="actions (VALID)",
+        )
+        for a in c.actions:
+            ok = [
+                call_success(g.text, c.call_format, data.tools, data.domain_tool.get(e.domain))[0]
+                for g, e in zip(gens[a], ex)
+                if is_triggered(g.text, c.call_format, c.trigger_mode) and e.label == 1
+            ]
+            trig = sum(is_triggered(g.text, c.call_format, c.trigger_mode) for g in gens[a])
+            rows[a] = {"triggered": int(trig), "success": int(sum(ok)), "success_rate": sum(ok) / len(ex)}
+    chosen = max(c.actions, key=lambda a: (rows.get(a, {}).get("success_rate", 0.0), -c.actions.index(a)))
+    return {
+        "rows": rows,
+        "n_rows": int(len(ex)),
+        "chosen": chosen,
+        "constrain": c.constrain,
+        "rule": "the action whose calls succeed on the most gate-open VALID rows (ties: the first listed)",
+    }
