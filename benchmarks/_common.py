@@ -76,10 +76,10 @@ def write_result(name: str, result: dict) -> None:
             "cpu": platform.processor() or "?",
         },
     }
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
+    from steerlab.runs import save_json  # atomic: a killed run never leaves half a result
+
     device = str(result.get("device", "cpu")).split(":")[0]
-    (out / f"{name}_{device}.json").write_text(json.dumps(result, indent=2))
+    save_json(Path(__file__).parent / "results" / f"{name}_{device}.json", result)
     print(json.dumps(result, indent=2))
 
 

@@ -39,7 +39,7 @@ def test_version_and_help(capsys):
         (["pas", "run", "--benchmarks", "nope"], "unknown benchmark 'nope'"),
         (
             ["sae", "run", "--layer", "40"],
-            "layer/lora_layers [40, 40] out of range: smollm2-135m has 30 layers",
+            "layer/lora_layers [40] out of range: smollm2-135m has 30 layers",
         ),
         (["sae", "splice-cost", "--layers", "3,99"], "layers [99] out of range"),
         (["bfcl", "eval", "--limit", "-1"], "limit must satisfy 0 <= limit"),

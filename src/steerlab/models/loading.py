@@ -312,7 +312,18 @@ def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, 
                 (tmp / "_COMPLETE").write_text(str(path))
         except (OSError, ValueError, RuntimeError) as err:  # a read-only home must not stop the load
             log.warning("could not cache the de-quantised model at %s: %s", cached, err)
-    return model.to(dtype), tok, {"kind": "gguf", "path": str(path)}
+    return unmark_gguf(model).to(dtype), tok, {"kind": "gguf", "path": str(path)}
+
+
+def unmark_gguf(model: nn.Module) -> nn.Module:
+    """Drop transformers' GGUF marker from a de-quantised model (its weights are plain floats already), so the
+    first load behaves like a load from the cached copy: ``save_pretrained`` works (a LoRA-merged model directory,
+    say) instead of refusing a "gguf-quantized" model."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
+    return model
 
 
 def _save_plain(model: nn.Module, path: Path) -> None:

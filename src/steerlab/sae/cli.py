@@ -1,5 +1,5 @@
-"""``steerlab sae ...``: the tool-use transcoder study (whole or stage by stage, ``sae data`` writes its data) and
-the base-splice sanity check (CE cost of replacing an MLP by a transcoder)."""
+"""``steerlab sae ...``: the tool-use transcoder study (whole or stage by stage, ``sae data`` writes its data), the
+base-splice sanity check (CE cost of replacing an MLP by a transcoder) and the sparsity sweep (L0 vs NMSE vs CE)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from ..cli_args import add_common_args, add_config_args, config_from_args
 STAGE_HELP = {
     "data": "the calculator data (train + held-out tool, copy, ood)",
     "finetune": "LoRA-finetune the model to the calculator format; tool-call rate before and after",
-    "base": "train the base transcoder on the base model; its splice CE cost",
-    "delta": "train delta latents on the finetuned model (and the control on the base model)",
-    "evaluate": "splice conditions (finetuned, base only, delta scales, control) by generation and completion CE",
-    "attribute": "delta latents at the decision token: tool vs copy, ablations",
+    "base": "train a base transcoder per spliced layer on the base model; its splice CE cost",
+    "delta": "train delta latents per spliced layer on the finetuned model (and the control on the base model)",
+    "evaluate": "splice conditions (finetuned, base only, delta scales, each layer alone, control) by generation "
+    "and completion CE",
+    "attribute": "delta latents at the decision token: AUC tool vs copy, the smallest specific set (TRAIN-chosen)",
     "report": "report.md, tables and plots",
 }
 
@@ -71,9 +72,23 @@ def _cmd_splice_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sparsity_sweep(args: argparse.Namespace) -> int:
+    from ..models import check_layers
+    from .config import SparsitySweepConfig
+    from .sparsity_sweep import runner
+
+    cfg = config_from_args(SparsitySweepConfig, args)
+    check_layers(cfg.model, [cfg.layer], "layer")
+    r = runner(cfg, progress=not args.quiet)
+    r.run("report")
+    print((r.path("report") / "sparsity_sweep.md").read_text())
+    print(f"[steerlab] per-target transcoders, table and pareto.png under {r.root}")
+    return 0
+
+
 def add_cli(sub: argparse._SubParsersAction) -> None:
     from ..sweeps import add_executor_args
-    from .config import SpliceCostConfig, ToolUseConfig
+    from .config import SparsitySweepConfig, SpliceCostConfig, ToolUseConfig
 
     s = sub.add_parser("sae", help="tool-use transcoders: data, finetune, transcoders, splices, attribution")
     ssub = s.add_subparsers(dest="sae_command", metavar="COMMAND", required=True)
@@ -97,3 +112,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     add_executor_args(c)
     add_common_args(c)
     c.set_defaults(func=_cmd_splice_cost)
+    w = ssub.add_parser(
+        "sparsity-sweep",
+        help="one transcoder per target L0 at a layer: L0 vs NMSE vs splice CE cost (Pareto plot)",
+        description="Per target L0: a JumpReLU transcoder whose thresholds hold its L0 at the target on the "
+        "training batches, then spliced in on held-out text. One resumable stage per target.",
+    )
+    add_config_args(w, SparsitySweepConfig)
+    add_common_args(w)
+    w.set_defaults(func=_cmd_sparsity_sweep)

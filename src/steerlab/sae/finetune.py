@@ -90,7 +90,8 @@ def lora_finetune(
     data = completion_ids(lm, rows, tools)
     steps = max(1, int(round(epochs * len(data) / batch_size)))
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * (1 - s / steps))
+    warmup = max(1, min(10, steps // 4))  # 10 steps, fewer in a short run (a quarter of it)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (1 - s / steps))
     rng = random.Random(seed)
     order: list[int] = []
     hist: dict[str, list[float]] = {"loss": []}

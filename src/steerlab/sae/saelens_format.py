@@ -133,7 +133,7 @@ def saelens_to_steerlab(cfg: dict, weights: dict[str, torch.Tensor]) -> tuple[di
         "d_out": d_out,
         "activation": _ACTIVATION[arch],
         "k": int(cfg.get("k", 32)),
-        "eps": float(cfg.get("eps", 0.01)),
+        "eps": _eps(cfg.get("eps", 0.01)),
         "saelens": {
             "architecture": arch,
             "dtype": cfg.get("dtype"),
@@ -201,3 +201,10 @@ def steerlab_to_saelens(
     if act == "jumprelu":
         state["threshold"] = weights["threshold"]
     return cfg, state
+
+
+def _eps(value: object) -> float | list[float]:
+    """The JumpReLU kernel bandwidth of a config: one number, or one per latent (steerlab's own files)."""
+    if isinstance(value, list | tuple):
+        return [float(v) for v in value]
+    return float(value)

@@ -3,7 +3,7 @@ generation alike, optionally counting what its latents do; and the pairs a trans
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -15,7 +15,7 @@ from .transcoder import DeltaTranscoder, Transcoder
 
 class TranscoderSplice:
     """Replaces MLP(layer) by ``tc`` (a DeltaTranscoder gives base + scale * delta; ``delta_mask`` zeroes chosen
-    delta latents) and sums |base acts|, |delta acts| and delta L0 over the positions it replaces. A context
+    delta latents) and sums |base acts|, base L0, |delta acts| and delta L0 over the positions it replaces. A context
     manager; ``stats()`` gives the per-position means."""
 
     def __init__(
@@ -28,7 +28,7 @@ class TranscoderSplice:
     ) -> None:
         self.tc, self.scale, self.mask = tc, scale, delta_mask
         self.n = 0
-        self.base_l1 = self.delta_l1 = self.delta_l0 = 0.0
+        self.base_l1 = self.base_l0 = self.delta_l1 = self.delta_l0 = 0.0
         self.handle: SpliceHandle = splice(lm, layer, self._fn)
 
     def _fn(self, inp: torch.Tensor, out: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -45,6 +45,7 @@ class TranscoderSplice:
             else:
                 y, base_acts = self.tc(x)
             self.base_l1 += float(base_acts.abs().sum(-1)[valid].sum())
+            self.base_l0 += float((base_acts != 0).sum(-1)[valid].sum())
             self.n += int(valid.sum())
         return y.to(out.dtype)
 
@@ -52,6 +53,7 @@ class TranscoderSplice:
         n = max(1, self.n)
         return {
             "mean_abs_base_acts": self.base_l1 / n,
+            "base_l0": self.base_l0 / n,
             "mean_abs_delta_acts": self.delta_l1 / n,
             "delta_l0": self.delta_l0 / n,
         }
@@ -60,6 +62,37 @@ class TranscoderSplice:
         self.handle.remove()
 
     def __enter__(self) -> TranscoderSplice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class MultiSplice:
+    """Several layers' MLPs replaced at once, one ``TranscoderSplice`` per layer: ``spec[layer] = (tc, scale,
+    delta_mask or None)``. A context manager; ``stats()`` gives each layer's statistics."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        spec: Mapping[int, tuple[Transcoder | DeltaTranscoder, float, torch.Tensor | None]],
+    ) -> None:
+        self.splices: dict[int, TranscoderSplice] = {}
+        try:
+            for layer, (tc, scale, mask) in spec.items():
+                self.splices[layer] = TranscoderSplice(lm, layer, tc, scale, delta_mask=mask)
+        except Exception:
+            self.remove()
+            raise
+
+    def stats(self) -> dict[int, dict]:
+        return {layer: s.stats() for layer, s in self.splices.items()}
+
+    def remove(self) -> None:
+        for s in self.splices.values():
+            s.remove()
+
+    def __enter__(self) -> MultiSplice:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,15 +109,23 @@ def mlp_pairs(
     lm: LoadedModel, texts: Sequence, layer: int, batch_size: int = 16, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(MLP input after its norm, MLP output) at every token but the first of each text."""
+    return mlp_pairs_at(lm, texts, [layer], batch_size, progress)[layer]
+
+
+def mlp_pairs_at(
+    lm: LoadedModel, texts: Sequence, layers: Sequence[int], batch_size: int = 16, progress: bool = True
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """``mlp_pairs`` at several layers from one forward per batch (it stops after the deepest)."""
     acts = capture(
         lm,
         texts,
-        layers=[layer],
+        layers=list(layers),
         sites=["mlp_in", "mlp"],
         positions="all",
         batch_size=batch_size,
         progress=progress,
     )
-    x = torch.cat([a[1:] for a in acts[(layer, "mlp_in")]])
-    y = torch.cat([a[1:] for a in acts[(layer, "mlp")]])
-    return x, y
+    return {
+        k: (torch.cat([a[1:] for a in acts[(k, "mlp_in")]]), torch.cat([a[1:] for a in acts[(k, "mlp")]]))
+        for k in layers
+    }

@@ -1,8 +1,10 @@
 """The tool-use transcoder study as resumable stages (``steerlab.stages.Runner``).
 
-data -> finetune (LoRA) -> base (transcoder on the base model) -> delta (latents on the finetuned model, and a
-control on the base model) -> evaluate (splice conditions by generation + completion CE) -> attribute (delta
-latents at the decision token) -> report. ``delta`` depends on ``finetune``: a new finetune retrains the delta.
+data -> finetune (LoRA) -> base (a transcoder per spliced layer, on the base model) -> delta (latents on the
+finetuned model, and a control on the base model) -> evaluate (splice conditions by generation + completion CE;
+with several spliced layers each layer's delta alone and all together) -> attribute (delta latents at the decision
+token: AUC and the smallest specific set) -> report. ``delta`` depends on ``finetune``: a new finetune retrains the
+delta. Transcoders train on pairs streamed from the model (``CapturedPairs``), one capture for every layer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..stages import Runner, Stage, StageContext
 from .calc_data import make_calc_splits
 from .config import ToolUseConfig
 from .corpus import calc_conversations, general_prompts
+from .stream import CapturedPairs
 
 log = logging.getLogger(__name__)
 SUBSETS = ("tool", "ood", "copy")
@@ -38,12 +41,14 @@ def _finetuned(ctx: StageContext):  # noqa: ANN202
     return ctx.runner.models.get(str(ctx.path("finetune") / "model"), device=c.device, dtype=c.dtype)
 
 
-def _pairs(ctx: StageContext, lm: object) -> tuple[torch.Tensor, torch.Tensor]:
-    from .splice import mlp_pairs
-
+def _source(ctx: StageContext, lm: object) -> CapturedPairs:
+    """The transcoders' training pairs at every spliced layer, streamed from ``lm`` (general text + TRAIN
+    calculator conversations, prompt and tool-call tokens)."""
     c = ctx.config
     texts = general_prompts(c.n_general, c.seed) + calc_conversations(_rows(ctx, "train"))
-    return mlp_pairs(lm, texts, c.layer, progress=ctx.progress)
+    return CapturedPairs(
+        lm, texts, c.spliced(), buffer_tokens=c.buffer_tokens, seed=c.seed, progress=ctx.progress
+    )
 
 
 def _write_jsonl(path: Path, rows: list[dict], outputs: dict[str, list[str]]) -> None:
@@ -55,6 +60,14 @@ def _write_jsonl(path: Path, rows: list[dict], outputs: dict[str, list[str]]) ->
                 )
                 + "\n"
             )
+
+
+def _replies(path: Path, rows: list[dict], key: str) -> list[str]:
+    """The replies under ``key`` that a stage wrote for exactly these prompts."""
+    saved = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if [r["prompt"] for r in saved] != [r["prompt"] for r in rows]:
+        raise RuntimeError(f"{path} holds replies to other prompts; rerun its stage")
+    return [r[key] for r in saved]
 
 
 # ---------------------------------------------------------------- stages
@@ -114,114 +127,183 @@ def stage_finetune(ctx: StageContext) -> dict:
 
 def stage_base(ctx: StageContext) -> dict:
     from .scoring import cross_entropy
-    from .splice import TranscoderSplice
-    from .train import tail_mean, train_transcoder
+    from .splice import MultiSplice, TranscoderSplice
+    from .train import tail_mean, train_transcoders
     from .transcoder import Transcoder, save_transcoder
 
     c, lm = ctx.config, ctx.lm
-    x, y = _pairs(ctx, lm)
-    tc = Transcoder(lm.hidden_size, c.d_sae, activation=c.activation, k=c.k, seed=c.seed)
-    hist = train_transcoder(
-        tc,
-        x,
-        y,
+    layers = c.spliced()
+    src = _source(ctx, lm)
+    tcs = {
+        k: Transcoder(lm.hidden_size, c.d_sae, activation=c.activation, k=c.k, seed=c.seed) for k in layers
+    }
+    hists = train_transcoders(
+        tcs,
+        src,
         steps=c.steps,
         batch_size=c.batch_size,
         lr=c.lr,
         sparsity_coef=c.sparsity,
+        target_l0=c.target_l0,
         seed=c.seed,
-        init_l0=c.init_l0,
+        init_l0=c.base_init_l0(),
         progress=ctx.progress,
     )
-    save_transcoder(
-        tc, ctx.out / "transcoder", extra={"layer": c.layer, "model": lm.name, "hook": "mlp_in -> mlp"}
-    )
-    # splice cost on held-out text the transcoder never saw: the eval prompts with their target completions
+    # splice cost on held-out text the transcoders never saw: the eval prompts with their target completions
     held = calc_conversations(_eval_rows(ctx))
     raw = cross_entropy(lm, held, chat=True)
-    with TranscoderSplice(lm, c.layer, tc):
-        spliced = cross_entropy(lm, held, chat=True)
+    per = {}
+    for k in layers:
+        save_transcoder(
+            tcs[k], ctx.out / f"transcoder_{k}", extra={"layer": k, "model": lm.name, "hook": "mlp_in -> mlp"}
+        )
+        with TranscoderSplice(lm, k, tcs[k]):
+            spliced = cross_entropy(lm, held, chat=True)
+        per[str(k)] = {
+            "train_nmse": tail_mean(hists[k], "nmse"),
+            "l0": tail_mean(hists[k], "l0"),
+            "threshold_shift": hists[k]["shift"][-1],
+            "ce_spliced": float(spliced.mean()),
+            "ce_increase": bootstrap_mean((spliced - raw).numpy(), seed=c.seed),
+        }
+    together = None
+    if len(layers) > 1:
+        with MultiSplice(lm, {k: (tcs[k], 1.0, None) for k in layers}):
+            spliced = cross_entropy(lm, held, chat=True)
+        together = {
+            "ce_spliced": float(spliced.mean()),
+            "ce_increase": bootstrap_mean((spliced - raw).numpy(), seed=c.seed),
+        }
     return {
-        "train_nmse": tail_mean(hist, "nmse"),
-        "l0": tail_mean(hist, "l0"),
-        "n_train_tokens": int(x.shape[0]),
+        "layers": per,
+        "all_layers_together": together,
         "ce_raw": float(raw.mean()),
-        "ce_spliced": float(spliced.mean()),
-        "ce_increase": bootstrap_mean((spliced - raw).numpy(), seed=c.seed),
         "n_eval_tokens": int(raw.numel()),
+        "training_pairs": src.describe(),
     }
 
 
 def stage_delta(ctx: StageContext) -> dict:
-    from .train import tail_mean, train_transcoder
+    from .train import PROBE_TOKENS, tail_mean, train_transcoders
     from .transcoder import DeltaTranscoder, load_transcoder, save_transcoder
 
     c = ctx.config
-    out = {}
+    layers = c.spliced()
+    out: dict = {}
     for which, name in (("finetuned", "delta"), ("base", "control_delta")):
         lm = _finetuned(ctx) if which == "finetuned" else ctx.lm
-        base_tc = load_transcoder(ctx.path("base") / "transcoder")
-        x, y = _pairs(ctx, lm)
-        d = DeltaTranscoder(base_tc, c.d_new, seed=c.seed + 1, activation=c.delta_activation)
-        hist = train_transcoder(
-            d,
-            x,
-            y,
+        src = _source(ctx, lm)
+        ds = {
+            k: DeltaTranscoder(
+                load_transcoder(ctx.path("base") / f"transcoder_{k}"),
+                c.d_new,
+                seed=c.seed + 1,
+                activation=c.delta_activation,
+            )
+            for k in layers
+        }
+        hists = train_transcoders(
+            ds,
+            src,
             steps=c.delta_steps,
             batch_size=c.batch_size,
             lr=c.lr,
             sparsity_coef=c.delta_sparsity,
+            target_l0=c.delta_target_l0,
             seed=c.seed,
-            init_l0=c.delta_init_l0,
+            init_l0=c.delta_start_l0(),
             progress=ctx.progress,
         )
-        with torch.no_grad():
-            nmse0 = float((d(x[:20000], 0.0)[0] - y[:20000]).pow(2).sum(-1).mean() / y.var(0).sum())
-        save_transcoder(d, ctx.out / name, extra={"layer": c.layer, "trained_on": which})
-        out[name] = {
-            "trained_on": which,
-            "nmse_base_only": nmse0,
-            "nmse_with_delta": tail_mean(hist, "nmse"),
-            "delta_l0": tail_mean(hist, "l0"),
-        }
+        probe = src.sample(PROBE_TOKENS, torch.Generator().manual_seed(c.seed + 2), count=False)
+        out[name] = {"trained_on": which, "training_pairs": src.describe(), "layers": {}}
+        for k, d in ds.items():
+            x, y = probe[k]
+            var = y.var(0).sum()
+            with torch.no_grad():
+                nmse0 = float((d(x, 0.0)[0] - y).pow(2).sum(-1).mean() / var)
+            save_transcoder(d, ctx.out / f"{name}_{k}", extra={"layer": k, "trained_on": which})
+            out[name]["layers"][str(k)] = {
+                "nmse_base_only": nmse0,
+                "nmse_with_delta": tail_mean(hists[k], "nmse"),
+                "delta_l0": tail_mean(hists[k], "l0"),
+                "threshold_shift": hists[k]["shift"][-1],
+                "l0_history": hists[k]["l0"][:: max(1, len(hists[k]["l0"]) // 100)],
+            }
+        del src
     return out
 
 
-def conditions(scales: list[float]) -> dict[str, tuple[str, float]]:
-    """name -> (transcoder: none/base/delta/control_delta, delta scale), all on the finetuned model."""
-    conds: dict[str, tuple[str, float]] = {
-        "finetuned (no splice)": ("none", 0.0),
-        "base only (scale=0)": ("base", 0.0),
+def conditions(scales: list[float], layers: list[int]) -> dict[str, dict]:
+    """name -> which transcoder at the spliced layers (none/base/delta/control_delta), the delta scale and the layers
+    that get the delta (the others get the base only), all on the finetuned model."""
+    conds: dict[str, dict] = {
+        "finetuned (no splice)": {"transcoder": "none", "scale": 0.0, "delta_layers": []},
+        "base only (scale=0)": {"transcoder": "base", "scale": 0.0, "delta_layers": []},
     }
     for a in scales:
         if a != 0:
-            conds[f"base + {a:g}*delta"] = ("delta", a)
-    conds["base + 1*control delta"] = ("control_delta", 1.0)
+            conds[f"base + {a:g}*delta"] = {"transcoder": "delta", "scale": a, "delta_layers": list(layers)}
+    if len(layers) > 1:
+        for k in layers:
+            conds[f"base + 1*delta at layer {k} only"] = {
+                "transcoder": "delta",
+                "scale": 1.0,
+                "delta_layers": [k],
+            }
+    conds["base + 1*control delta"] = {
+        "transcoder": "control_delta",
+        "scale": 1.0,
+        "delta_layers": list(layers),
+    }
     return conds
+
+
+def _load_all(ctx: StageContext, layers: list[int]) -> dict[tuple[str, int], object]:
+    from .transcoder import load_transcoder
+
+    tcs: dict[tuple[str, int], object] = {}
+    for k in layers:
+        tcs[("base", k)] = load_transcoder(ctx.path("base") / f"transcoder_{k}")
+        for kind in ("delta", "control_delta"):
+            tcs[(kind, k)] = load_transcoder(ctx.path("delta") / f"{kind}_{k}")
+    return tcs
+
+
+def splice_spec(tcs: dict, cond: dict, layers: list[int]) -> dict | None:
+    """``MultiSplice`` spec of a condition (None: no splice)."""
+    if cond["transcoder"] == "none":
+        return None
+    return {
+        k: (tcs[(cond["transcoder"], k)], cond["scale"], None)
+        if cond["transcoder"] != "base" and k in cond["delta_layers"]
+        else (tcs[("base", k)], 1.0, None)
+        for k in layers
+    }
+
+
+def restored(value: float, base_only: float, finetuned: float) -> float | None:
+    """Share of the finetuned behaviour a condition brings back: 0 at the base-only splice, 1 at the finetuned
+    model (None when the two do not differ)."""
+    gap = finetuned - base_only
+    return (value - base_only) / gap if abs(gap) > 1e-9 else None
 
 
 def stage_evaluate(ctx: StageContext) -> dict:
     from .finetune import generate_calls, subset_metrics
     from .scoring import completion_ce
-    from .splice import TranscoderSplice
-    from .transcoder import load_transcoder
+    from .splice import MultiSplice
 
     c = ctx.config
     lm = _finetuned(ctx)
     ev = _eval_rows(ctx)
-    tcs = {
-        n: load_transcoder(ctx.path(s) / t)
-        for n, s, t in (
-            ("base", "base", "transcoder"),
-            ("delta", "delta", "delta"),
-            ("control_delta", "delta", "control_delta"),
-        )
-    }
+    layers = c.spliced()
+    tcs = _load_all(ctx, layers)
     results, gens = {}, {}
-    for name, (kind, scale) in conditions(c.delta_scales).items():
+    for name, cond in conditions(c.delta_scales, layers).items():
+        spec = splice_spec(tcs, cond, layers)
 
-        def spliced(kind: str = kind, scale: float = scale) -> TranscoderSplice | None:
-            return TranscoderSplice(lm, c.layer, tcs[kind], scale) if kind != "none" else None
+        def spliced(spec: dict | None = spec) -> MultiSplice | None:
+            return MultiSplice(lm, spec) if spec is not None else None
 
         ce = {}
         for sub in SUBSETS:
@@ -232,108 +314,198 @@ def stage_evaluate(ctx: StageContext) -> dict:
             else:
                 with rec:
                     vals = completion_ce(lm, rows)
-            ce[sub] = {"ce": bootstrap_mean(vals.numpy(), seed=c.seed), **(rec.stats() if rec else {})}
-        texts = generate_calls(
-            lm,
-            ev,
-            max_new_tokens=c.max_new_tokens,
-            batch_size=c.gen_batch,
-            context=spliced(),
-            progress=ctx.progress,
-            desc=name,
-        )
+            stats = rec.stats() if rec else {}
+            ce[sub] = {
+                "ce": bootstrap_mean(vals.numpy(), seed=c.seed),
+                **stats.get(c.layer, {}),
+                **({"per_layer": {str(k): v for k, v in stats.items()}} if len(stats) > 1 else {}),
+            }
+        if spec is None:  # the finetuned model unspliced: its greedy replies are the finetune stage's
+            texts = _replies(ctx.path("finetune") / "generations.jsonl", ev, "finetuned")
+        else:
+            texts = generate_calls(
+                lm,
+                ev,
+                max_new_tokens=c.max_new_tokens,
+                batch_size=c.gen_batch,
+                context=spliced(),
+                progress=ctx.progress,
+                desc=name,
+            )
         gm = subset_metrics(ev, texts)
-        results[name] = {
-            "transcoder": kind,
-            "scale": scale,
-            "subsets": {s: {**gm[s], **ce[s]} for s in SUBSETS},
-        }
+        results[name] = {**cond, "subsets": {s: {**gm[s], **ce[s]} for s in SUBSETS}}
         gens[name] = texts
+    ft, b0 = results["finetuned (no splice)"]["subsets"], results["base only (scale=0)"]["subsets"]
+    for r in results.values():
+        m = r["subsets"]
+        r["restored"] = {
+            s: {
+                "tool_call_rate": restored(
+                    m[s]["tool_call_rate"][0], b0[s]["tool_call_rate"][0], ft[s]["tool_call_rate"][0]
+                ),
+                "completion_ce": restored(m[s]["ce"][0], b0[s]["ce"][0], ft[s]["ce"][0]),
+            }
+            for s in ("tool", "ood")
+        }
     _write_jsonl(ctx.out / "generations.jsonl", ev, gens)
-    return {"conditions": results, "base_model_no_splice": ctx.result("finetune")["before"]}
+    return {"layers": layers, "conditions": results, "base_model_no_splice": ctx.result("finetune")["before"]}
+
+
+def _greedy_set(
+    pool: list[int],
+    d_new: int,
+    score: object,
+    full_rate: float,
+    keep_margin: float,
+    ablate_max: float,
+) -> tuple[list[int], list[dict], bool]:
+    """Grow S one latent at a time, adding the one that most raises P(marker | only S kept) - P(marker | S
+    ablated) on the scoring prompts, until keeping only S calls within ``keep_margin`` of the full delta's rate and
+    ablating S leaves at most ``ablate_max`` (or the pool is used up). ``score(mask) -> (log P(marker), marker is
+    the top token)`` per prompt, at the decision token."""
+    chosen: list[int] = []
+    steps: list[dict] = []
+    while len(chosen) < len(pool):
+        best = None
+        for i in pool:
+            if i in chosen:
+                continue
+            keep = torch.zeros(d_new)
+            keep[[*chosen, i]] = 1.0
+            pk, tk = score(keep)
+            pa, ta = score(1.0 - keep)
+            gain = float(pk.exp().mean() - pa.exp().mean())
+            if best is None or gain > best["gain"]:
+                best = {
+                    "latent": i,
+                    "gain": gain,
+                    "keep_rate": float(tk.float().mean()),
+                    "ablate_rate": float(ta.float().mean()),
+                }
+        chosen.append(best["latent"])
+        steps.append({**best, "set": list(chosen)})
+        if best["keep_rate"] >= full_rate - keep_margin and best["ablate_rate"] <= ablate_max:
+            return chosen, steps, True
+    return chosen, steps, False
 
 
 def stage_attribute(ctx: StageContext) -> dict:
-    """Rank delta latents by how much more they fire on tool than on copy prompts at the decision token (on TRAIN
-    prompts), then ablate the top ones on the held-out sets."""
+    """Specificity of the delta latents at ``layer``, at the decision token (the last prompt token): per latent, AUC
+    of its activation on tool vs copy prompts; then the smallest set S found greedily on TRAIN prompts such that
+    keeping only S restores tool calls and ablating S removes them; S's rates are reported on held-out prompts.
+    With several spliced layers the others keep their full delta throughout."""
     from ..capture import capture
+    from ..generation import next_token_scores
+    from ..probes import roc_auc
     from ..tools import format_spec
-    from .finetune import generate_calls, subset_metrics
-    from .scoring import decision_logprob
-    from .splice import TranscoderSplice
+    from .finetune import _conv, generate_calls, subset_metrics
+    from .splice import MultiSplice
     from .transcoder import load_transcoder
 
     c = ctx.config
     lm = _finetuned(ctx)
-    d = load_transcoder(ctx.path("delta") / "delta")
+    layer, layers = c.layer, c.spliced()
+    d = load_transcoder(ctx.path("delta") / f"delta_{layer}")
+    others = {k: (load_transcoder(ctx.path("delta") / f"delta_{k}"), 1.0, None) for k in layers if k != layer}
     marker = lm.tokenizer(format_spec("calculator").marker, add_special_tokens=False)["input_ids"][0]
+    n_lat = d.delta.d_sae
+
+    def spec(mask: torch.Tensor | None) -> dict:
+        return {**others, layer: (d, 1.0, mask)}
 
     def dec_acts(rows: list[dict]) -> torch.Tensor:
-        acts = capture(
-            lm,
-            [[{"role": "user", "content": r["prompt"]}] for r in rows],
-            [c.layer],
-            sites=["mlp_in"],
-            positions="last",
-            chat=True,
-            progress=False,
-        )
-        x = acts[(c.layer, "mlp_in")].float()
+        with MultiSplice(lm, others):  # earlier spliced layers shape this layer's input
+            acts = capture(
+                lm,
+                [_conv(r) for r in rows],
+                [layer],
+                sites=["mlp_in"],
+                positions="last",
+                chat=True,
+                batch_size=c.gen_batch,
+                progress=False,
+            )
         with torch.no_grad():
-            return d.delta.encode(x)
+            return d.delta.encode(acts[(layer, "mlp_in")].float())
+
+    def score(rows: list[dict], mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        with MultiSplice(lm, spec(mask)):
+            logp = next_token_scores(
+                lm, [_conv(r) for r in rows], {"x": None}, batch_size=c.gen_batch, chat=True, progress=False
+            )["x"]
+        return logp[:, marker], logp.argmax(-1) == marker
+
+    def aucs(pos: torch.Tensor, neg: torch.Tensor) -> list[float]:
+        labels = [1] * len(pos) + [0] * len(neg)
+        return [roc_auc(torch.cat([pos[:, i], neg[:, i]]), labels) for i in range(n_lat)]
 
     train = _rows(ctx, "train")
-    a_tool = dec_acts([r for r in train if r["subset"] == "tool"])
-    a_copy = dec_acts([r for r in train if r["subset"] == "copy"])
-    score = a_tool.mean(0) - a_copy.mean(0)
-    top = [int(i) for i in score.argsort(descending=True)[: c.top_latents]]
+    tool_tr = [r for r in train if r["subset"] == "tool"]
+    copy_tr = [r for r in train if r["subset"] == "copy"]
+    n_rank = 4 * c.search_prompts
+    a_tool, a_copy = dec_acts(tool_tr[:n_rank]), dec_acts(copy_tr[:n_rank])
+    auc_train = aucs(a_tool, a_copy)
+    fires = (a_tool > 0).float().mean(0)
+    ranked = sorted(range(n_lat), key=lambda i: (-auc_train[i], -float(fires[i])))
+    pool = [i for i in ranked if float(fires[i]) > 0][: c.search_pool]
+
+    search_tool, search_copy = tool_tr[: c.search_prompts], copy_tr[: c.search_prompts]
+    _, full_top = score(search_tool, None)
+    full_rate = float(full_top.float().mean())
+    chosen, steps, met = _greedy_set(
+        pool, n_lat, lambda m: score(search_tool, m), full_rate, c.keep_margin, c.ablate_max
+    )
+    keep = torch.zeros(n_lat)
+    keep[chosen] = 1.0
+    train_check = {
+        "tool_full_delta": full_rate,
+        "tool_only_set_kept": steps[-1]["keep_rate"] if steps else None,
+        "tool_set_ablated": steps[-1]["ablate_rate"] if steps else None,
+        "copy_full_delta": float(score(search_copy, None)[1].float().mean()),
+        "copy_only_set_kept": float(score(search_copy, keep)[1].float().mean()),
+    }
+
     ev = {s: _rows(ctx, f"eval_{s}") for s in SUBSETS}
     held = {s: dec_acts(ev[s]) for s in SUBSETS}
+    auc_tool = aucs(held["tool"], held["copy"])
+    auc_ood = aucs(held["ood"], held["copy"])
     per_latent = [
         {
             "latent": i,
-            "train_tool_minus_copy": float(score[i]),
+            "auc_train_tool_vs_copy": auc_train[i],
+            "auc_tool_vs_copy": auc_tool[i],
+            "auc_ood_vs_copy": auc_ood[i],
             **{f"mean_act_{s}": float(held[s][:, i].mean()) for s in SUBSETS},
             **{f"fire_rate_{s}": float((held[s][:, i] > 0).float().mean()) for s in SUBSETS},
         }
-        for i in range(d.delta.d_sae)
+        for i in range(n_lat)
     ]
-
-    def lp(mask: torch.Tensor | None, sub: str) -> float:
-        with TranscoderSplice(lm, c.layer, d, 1.0, delta_mask=mask):
-            return float(decision_logprob(lm, ev[sub], marker).mean())
-
-    full = {s: lp(None, s) for s in ("tool", "copy")}
-    ablations = []
-    for i in top:
-        m = torch.ones(d.delta.d_sae)
-        m[i] = 0
-        ablations.append({"latent": i, **{f"logp_marker_{s}": lp(m, s) for s in ("tool", "copy")}})
-    m_top = torch.ones(d.delta.d_sae)
-    m_top[top] = 0
-    joint = {}
-    for name, m in (("top ablated", m_top), ("only top kept", 1 - m_top)):
-        rows = ev["tool"] + ev["copy"]
-        texts = generate_calls(
-            lm,
-            rows,
-            max_new_tokens=c.max_new_tokens,
-            batch_size=c.gen_batch,
-            context=TranscoderSplice(lm, c.layer, d, 1.0, delta_mask=m),
-            progress=ctx.progress,
-            desc=name,
-        )
-        joint[name] = {
-            "logp_marker": {s: lp(m, s) for s in ("tool", "copy")},
-            "generation": subset_metrics(rows, texts),
-        }
+    rows = [r for s in SUBSETS for r in ev[s]]
+    heldout = {}
+    for name, mask in (("full delta", None), ("only the set kept", keep), ("the set ablated", 1.0 - keep)):
+        entry: dict = {"logp_marker": {s: float(score(ev[s], mask)[0].mean()) for s in SUBSETS}}
+        if mask is not None:
+            texts = generate_calls(
+                lm,
+                rows,
+                max_new_tokens=c.max_new_tokens,
+                batch_size=c.gen_batch,
+                context=MultiSplice(lm, spec(mask)),
+                progress=ctx.progress,
+                desc=name,
+            )
+            entry["generation"] = subset_metrics(rows, texts)
+        heldout[name] = entry
     return {
-        "top_latents": top,
-        "logp_marker_full_delta": full,
-        "single_ablations": ablations,
-        "joint": joint,
-        "per_latent": per_latent,
+        "layer": layer,
         "marker_token_id": marker,
+        "pool": pool,
+        "search": steps,
+        "specific_set": chosen,
+        "found": met,
+        "train_check": train_check,
+        "heldout": heldout,
+        "per_latent": per_latent,
     }
 
 
@@ -370,19 +542,22 @@ STAGES = (
         reads=(
             *DATA,
             "layer",
+            "splice_layers",
             "n_general",
             "d_sae",
             "activation",
             "k",
+            "target_l0",
             "init_l0",
             "sparsity",
             "steps",
             "batch_size",
             "lr",
+            "buffer_tokens",
         ),
         after=("data",),
         uses_model=True,
-        doc="the base transcoder on the base model; its splice CE cost",
+        doc="the base transcoder per spliced layer on the base model; its splice CE cost",
     ),
     Stage(
         "delta",
@@ -390,24 +565,27 @@ STAGES = (
         reads=(
             *DATA,
             "layer",
+            "splice_layers",
             "n_general",
             "d_new",
             "delta_activation",
+            "delta_target_l0",
             "delta_init_l0",
             "delta_sparsity",
             "delta_steps",
             "batch_size",
             "lr",
+            "buffer_tokens",
         ),
         after=("data", "base", "finetune"),
         uses_model=True,
         knobs=("device",),
-        doc="delta latents on the finetuned model (and the control on the base model)",
+        doc="delta latents per spliced layer on the finetuned model (and the control on the base model)",
     ),
     Stage(
         "evaluate",
         stage_evaluate,
-        reads=(*DATA, "layer", "delta_scales", "max_new_tokens"),
+        reads=(*DATA, "layer", "splice_layers", "delta_scales", "max_new_tokens"),
         after=("data", "finetune", "base", "delta"),
         uses_model=True,
         knobs=("gen_batch", "device"),
@@ -416,17 +594,34 @@ STAGES = (
     Stage(
         "attribute",
         stage_attribute,
-        reads=(*DATA, "layer", "top_latents", "max_new_tokens"),
+        reads=(
+            *DATA,
+            "layer",
+            "splice_layers",
+            "search_pool",
+            "search_prompts",
+            "keep_margin",
+            "ablate_max",
+            "max_new_tokens",
+        ),
         after=("data", "finetune", "delta"),
         uses_model=True,
         knobs=("gen_batch", "device"),
-        doc="delta latents at the decision token: tool vs copy, ablations",
+        doc="delta latents at the decision token: AUC tool vs copy, the smallest specific set (chosen on TRAIN)",
     ),
     Stage(
         "report",
         stage_report,
-        reads=("layer", "lora_targets", "lora_layers", "lora_rank"),
-        after=("finetune", "base", "evaluate", "attribute"),
+        reads=(
+            "layer",
+            "splice_layers",
+            "lora_targets",
+            "lora_layers",
+            "lora_rank",
+            "d_new",
+            "delta_target_l0",
+        ),
+        after=("finetune", "base", "delta", "evaluate", "attribute"),
         doc="report.md, tables and plots",
     ),
 )

@@ -9,6 +9,7 @@ A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,21 +21,19 @@ ACTIVATIONS = ("jumprelu", "topk", "relu")
 
 
 class _JumpReLU(torch.autograd.Function):
-    """z * H(z - theta); d/dtheta via a rectangle kernel of width eps around the threshold."""
+    """z * H(z - theta); d/dtheta via a rectangle kernel of width eps (per latent) around the threshold."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: ANN001
-        ctx.save_for_backward(z, theta)
-        ctx.eps = eps
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(z, theta, eps)
         return z * (z > theta).to(z.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
-        z, theta = ctx.saved_tensors
-        eps = ctx.eps
+        z, theta, eps = ctx.saved_tensors
         gz = grad * (z > theta).to(z.dtype)
         kernel = ((z - theta).abs() < eps / 2).to(z.dtype) / eps
-        gtheta = (-(theta / 1.0) * kernel * grad).sum(dim=tuple(range(z.dim() - 1)))
+        gtheta = (-theta * kernel * grad).sum(dim=tuple(range(z.dim() - 1)))
         return gz, gtheta, None
 
 
@@ -42,19 +41,24 @@ class _Step(torch.autograd.Function):
     """H(z - theta) (for the L0 penalty), gradient to theta only, via the same kernel."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: ANN001
-        ctx.save_for_backward(z, theta)
-        ctx.eps = eps
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(z, theta, eps)
         return (z > theta).to(z.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
-        z, theta = ctx.saved_tensors
-        kernel = ((z - theta).abs() < ctx.eps / 2).to(z.dtype) / ctx.eps
+        z, theta, eps = ctx.saved_tensors
+        kernel = ((z - theta).abs() < eps / 2).to(z.dtype) / eps
         return None, (-kernel * grad).sum(dim=tuple(range(z.dim() - 1))), None
 
 
 class Transcoder(nn.Module):
+    """acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec.
+
+    ``eps`` is the JumpReLU straight-through kernel's bandwidth: one number for every latent, or one per latent
+    (``train.init_thresholds`` sets it from the pre-activation spread near each threshold). It only matters for
+    training."""
+
     def __init__(
         self,
         d_in: int,
@@ -63,7 +67,7 @@ class Transcoder(nn.Module):
         activation: str = "jumprelu",
         k: int = 32,
         threshold: float = 0.01,
-        eps: float = 0.01,
+        eps: float | Sequence[float] | torch.Tensor = 0.01,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -83,8 +87,28 @@ class Transcoder(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.log_threshold = nn.Parameter(torch.full((d_sae,), float(torch.log(torch.tensor(threshold)))))
-        self.activation, self.k, self.eps = activation, k, eps
+        self.register_buffer("bandwidth", torch.zeros(d_sae), persistent=False)
+        self.eps = eps
+        self.activation, self.k = activation, k
         self.d_in, self.d_sae, self.d_out = d_in, d_sae, d_out
+
+    @property
+    def eps(self) -> torch.Tensor:
+        """The kernel bandwidth per latent, shape [d_sae]."""
+        return self.bandwidth
+
+    @eps.setter
+    def eps(self, value: float | Sequence[float] | torch.Tensor) -> None:
+        v = torch.as_tensor(value, dtype=torch.float32)
+        v = v.expand(self.bandwidth.shape) if v.dim() == 0 else v
+        if v.shape != self.bandwidth.shape:
+            raise ValueError(
+                f"eps must be one number or {self.bandwidth.shape[0]} numbers, got shape {tuple(v.shape)}"
+            )
+        if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
+            raise ValueError(f"eps must be finite and > 0, got min {float(v.min())}")
+        with torch.no_grad():
+            self.bandwidth.copy_(v.to(self.bandwidth.device))
 
     @property
     def threshold(self) -> torch.Tensor:
@@ -94,9 +118,11 @@ class Transcoder(nn.Module):
         return x @ self.W_enc + self.b_enc
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.pre_acts(x)
+        return self._activate(self.pre_acts(x))
+
+    def _activate(self, z: torch.Tensor) -> torch.Tensor:
         if self.activation == "jumprelu":
-            return _JumpReLU.apply(torch.relu(z), self.threshold, self.eps)
+            return _JumpReLU.apply(torch.relu(z), self.threshold, self.bandwidth.to(z.dtype))
         if self.activation == "topk":
             vals, idx = torch.relu(z).topk(self.k, dim=-1)
             return torch.zeros_like(z).scatter(-1, idx, vals)
@@ -109,22 +135,35 @@ class Transcoder(nn.Module):
         acts = self.encode(x)
         return self.decode(acts), acts
 
+    def train_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(output, acts, sparsity penalty) with one encoder pass: what training needs."""
+        z = self.pre_acts(x)
+        acts = self._activate(z)
+        return self.decode(acts), acts, self._sparsity(z, acts)
+
     def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """JumpReLU: L0 through the straight-through step; ReLU: L1 weighted by decoder norms; TopK: none."""
+        return self._sparsity(self.pre_acts(x) if self.activation == "jumprelu" else None, acts)
+
+    def _sparsity(self, z: torch.Tensor | None, acts: torch.Tensor) -> torch.Tensor:
         if self.activation == "jumprelu":
-            return _Step.apply(torch.relu(self.pre_acts(x)), self.threshold, self.eps).sum(-1).mean()
+            return _Step.apply(torch.relu(z), self.threshold, self.bandwidth.to(z.dtype)).sum(-1).mean()
         if self.activation == "relu":
             return (acts * self.W_dec.norm(dim=1)).sum(-1).mean()
         return acts.new_zeros(())
 
     def config(self) -> dict:
+        eps = self.bandwidth.detach().cpu()
         return {
             "d_in": self.d_in,
             "d_sae": self.d_sae,
             "d_out": self.d_out,
             "activation": self.activation,
             "k": self.k,
-            "eps": self.eps,
+            # one number when every latent shares it, else the per-latent list (training state only)
+            "eps": float(eps[0])
+            if bool((eps == eps[0]).all())
+            else [float(f"{v:.6g}") for v in eps.tolist()],
         }
 
 
@@ -157,6 +196,13 @@ class DeltaTranscoder(nn.Module):
         if scale == 0:
             return base_out, base_acts, d_acts
         return base_out + scale * (d_acts @ self.delta.W_dec), base_acts, d_acts
+
+    def train_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(base output + delta contribution, delta acts, delta sparsity penalty); the base runs without grad."""
+        with torch.no_grad():
+            base_out = self.base(x)[0]
+        contrib, acts, sparsity = self.delta.train_terms(x)  # the delta's b_dec is frozen at zero
+        return base_out + contrib, acts, sparsity
 
     def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         return self.delta.sparsity_loss(x, acts)
