@@ -13,7 +13,7 @@ from ..generation import generate_conditions
 from ..probes import roc_auc
 from ..runs import save_json
 from ..stages import StageContext
-from ..tools import call_stop, call_success, is_triggered
+from ..tools import call_stop, call_success, decision_stop, is_triggered
 from .gate import ternary_gate
 from .inputs import inputs, layer_params, states
 from .tuning import action_for
@@ -37,17 +37,24 @@ ROW_DOC = {
 }
 
 
+TRIGGER_ONLY = ("paper", "no_gate", "global_only", "random", "negative", "oracle")
+
+
 def _row_metrics(
-    gens: list, ex: list, y: np.ndarray, c: object, data: object
+    gens: list, ex: list, y: np.ndarray, c: object, data: object, calls: bool = True
 ) -> tuple[dict, np.ndarray, list]:
+    """Trigger metrics with intervals; with ``calls`` (whole calls decoded) the success precision too."""
     trig = np.array([is_triggered(g.text, c.call_format, c.trigger_mode) for g in gens])
     success = [
-        call_success(g.text, c.call_format, data.tools, data.domain_tool.get(e.domain)) if t else (False, "")
+        call_success(g.text, c.call_format, data.tools, data.domain_tool.get(e.domain))
+        if t and calls
+        else (False, "" if t else "not decoded")
         for g, e, t in zip(gens, ex, trig)
     ]
     good = np.array([ok and e.label == 1 for (ok, _), e in zip(success, ex)])
     m = metrics_with_ci(y, trig, n_boot=c.n_boot, seed=c.seed)
-    m["success_precision"] = float(good[trig].mean()) if trig.any() else None
+    m["success_precision"] = float(good[trig].mean()) if trig.any() and calls else None
+    m["calls_decoded"] = calls
     m["n_triggered"] = int(trig.sum())
     return m, trig, success
 
@@ -77,20 +84,39 @@ def stage_evaluate(ctx: StageContext) -> dict:
         conds[mode] = action_for(
             ctx, lm, params, best, "steer", "none", mode=mode, labels=list(y), seed=c.seed
         )
+    # The rows a user would deploy decode whole calls (success precision); the reference and ablation rows only need
+    # the trigger decision, so they stop once it is known (a call would cost ~40 decoding steps per row).
+    full = {k: v for k, v in conds.items() if k not in TRIGGER_ONLY}
     gens = generate_conditions(
         lm,
         data.messages("test"),
-        conds,
+        full,
         max_new_tokens=c.max_new_tokens_call,
         batch_size=c.batch_size,
         tools=data.chat_tools(),
         stop=call_stop(c.call_format, c.trigger_mode),
         progress=ctx.progress,
-        desc="evaluate (TEST)",
+        desc="evaluate (TEST, whole calls)",
+    )
+    decision = decision_stop(c.call_format, c.trigger_mode)
+    gens.update(
+        generate_conditions(
+            lm,
+            data.messages("test"),
+            {k: v for k, v in conds.items() if k in TRIGGER_ONLY},
+            max_new_tokens=c.max_new_tokens_call if decision is None else 16,
+            batch_size=c.batch_size,
+            tools=data.chat_tools(),
+            stop=decision or call_stop(c.call_format, c.trigger_mode),
+            progress=ctx.progress,
+            desc="evaluate (TEST, trigger decision)",
+        )
     )
     rows, preds, predictions = {}, {}, []
     for name in conds:
-        rows[name], preds[name], success = _row_metrics(gens[name], ex, y, c, data)
+        rows[name], preds[name], success = _row_metrics(
+            gens[name], ex, y, c, data, calls=name not in TRIGGER_ONLY or decision is None
+        )
         for i, (g, e) in enumerate(zip(gens[name], ex)):
             predictions.append(
                 {

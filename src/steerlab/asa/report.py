@@ -26,6 +26,8 @@ def _precision(m: dict) -> str:
 
 def _sp(m: dict) -> str:
     sp = m.get("success_precision", "–")
+    if m.get("calls_decoded") is False:
+        return "– (trigger only)"
     return "–" if sp == "–" else ("undefined (no calls)" if sp is None else f"{sp:.3f}")
 
 
