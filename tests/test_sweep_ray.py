@@ -53,10 +53,37 @@ def tree(root: Path) -> dict[str, bytes]:
     return out
 
 
-def assert_same_tree(a: Path, b: Path) -> None:
+def _close(x: object, y: object) -> bool:
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_close(x[k], y[k]) for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_close(u, v) for u, v in zip(x, y))
+    if isinstance(x, float) and isinstance(y, float):
+        return abs(x - y) <= 1e-5 * max(1.0, abs(x), abs(y))
+    return x == y
+
+
+def _float_equal(name: str, x: bytes, y: bytes) -> bool:
+    """Equal up to float reductions: a Ray worker runs torch on 1 thread, this process on 2, so sums may differ in
+    the last bits (measured: 6e-8 on weights of size 0.56). Tensors and JSON numbers to 1e-5 relative; plots are
+    drawn from those numbers."""
+    if name.endswith(".png"):
+        return True
+    if name.endswith(".safetensors"):
+        import torch
+        from safetensors.torch import load
+
+        ta, tb = load(x), load(y)
+        return ta.keys() == tb.keys() and all(torch.allclose(ta[k], tb[k], rtol=1e-5, atol=1e-7) for k in ta)
+    if name.endswith(".json"):
+        return _close(json.loads(x), json.loads(y))
+    return False
+
+
+def assert_same_tree(a: Path, b: Path, float_tolerance: bool = False) -> None:
     ta, tb = tree(a), tree(b)
     assert sorted(ta) == sorted(tb)
-    differ = [k for k in ta if ta[k] != tb[k]]
+    differ = [k for k in ta if ta[k] != tb[k] and not (float_tolerance and _float_equal(k, ta[k], tb[k]))]
     assert differ == [], f"files that differ between the serial and the Ray run: {differ}"
 
 
@@ -148,6 +175,6 @@ def test_splice_cost_on_ray_equals_serial(local_ray, model_dir, tmp_path):
         r = run_splice_cost(cfg(tmp_path / "ray"), ex, progress=False)
         assert r.ran == ["report"]  # the driver computed only the report; raw and the layers ran on workers
         assert not (tmp_path / "ray" / ".sweep").exists()  # the scratch run directories are gone
-        assert_same_tree(tmp_path / "serial", tmp_path / "ray")
+        assert_same_tree(tmp_path / "serial", tmp_path / "ray", float_tolerance=True)
         again = run_splice_cost(cfg(tmp_path / "ray"), ex, progress=False)
         assert again.ran == []  # nothing left to do: no job is even submitted
