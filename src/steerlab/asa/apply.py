@@ -12,7 +12,7 @@ The gate decides per row at the last prompt token, during the prompt's forward. 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -164,28 +164,51 @@ class GatedAction(GatedSteering):
             push_close=on_close == "push" and "steer" in action,
         )
         self.action, self.on_close, self.constrain = action, on_close, constrain
-        marker = format_spec(call_format).marker
-        tok = lm.tokenizer
-        rules = []
-        if "prefill" in action:
-            ids = tok(marker, add_special_tokens=False)["input_ids"]
-            rules.append(ForcedPrefix(lambda i: ids if self.gate_of.get(i, 0) > 0 else None))
-        if on_close == "forbid":
-            rules.append(BannedStart(tok, marker, lambda i: self.gate_of.get(i, 0) < 0))
-        if constrain != "none":
-            from .calls import CallGrammar
+        by_domain = domain_tools or {}
 
-            by_domain = domain_tools or {}
+        def tool_of(i: int) -> str | None:
+            if constrain == "model" or i not in self.domain_of:
+                return None
+            return by_domain.get(params.domains[self.domain_of[i]])
 
-            def tool_of(i: int) -> str | None:
-                if constrain == "model" or i not in self.domain_of:
-                    return None
-                return by_domain.get(params.domains[self.domain_of[i]])
+        self.logits_rule = call_rules(
+            lm,
+            call_format,
+            opens=(lambda i: self.gate_of.get(i, 0) > 0) if "prefill" in action else None,
+            closes=(lambda i: self.gate_of.get(i, 0) < 0) if on_close == "forbid" else None,
+            tools=tools,
+            tool_of=tool_of if constrain != "none" else None,
+            string_pattern=string_pattern,
+        )
 
-            rules.append(
-                CallGrammar(tok, _vocab_size(lm), tools, tool_of, call_format, string_pattern=string_pattern)
-            )
-        self.logits_rule = compose(rules)
+
+def call_rules(
+    lm: LoadedModel,
+    call_format: str,
+    *,
+    opens: Callable[[int], bool] | None = None,
+    closes: Callable[[int], bool] | None = None,
+    tools: Sequence[dict] | Callable[[int], Sequence[dict]] = (),
+    tool_of: Callable[[int], str | None] | None = None,
+    string_pattern: str | None = None,
+) -> object:
+    """One logits rule: rows where ``opens(i)`` start with the call marker, rows where ``closes(i)`` cannot, and
+    (with ``tool_of``) a call after the marker decoded under its tool's schema."""
+    marker = format_spec(call_format).marker
+    tok = lm.tokenizer
+    rules = []
+    if opens is not None:
+        ids = tok(marker, add_special_tokens=False)["input_ids"]
+        rules.append(ForcedPrefix(lambda i: ids if opens(i) else None))
+    if closes is not None:
+        rules.append(BannedStart(tok, marker, closes))
+    if tool_of is not None:
+        from .calls import CallGrammar
+
+        rules.append(
+            CallGrammar(tok, _vocab_size(lm), tools, tool_of, call_format, string_pattern=string_pattern)
+        )
+    return compose(rules)
 
 
 def _vocab_size(lm: LoadedModel) -> int:

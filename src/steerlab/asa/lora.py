@@ -13,10 +13,9 @@ import copy
 import json
 
 from ..generation import generate, generate_conditions
-from ..generation.rules import BannedStart, ForcedPrefix, compose
 from ..stages import StageContext
-from ..tools import call_stop, format_spec
-from .apply import _vocab_size
+from ..tools import call_stop
+from .apply import call_rules
 from .inputs import inputs
 
 
@@ -25,26 +24,15 @@ def training_rows(ctx: StageContext, lm: object, data: object) -> list[dict]:
     c = ctx.config
     ex = [e for s in ("cal", "train") for e in data.examples[s]]
     msgs = data.messages("cal") + data.messages("train")
-    marker = format_spec(c.call_format).marker
-    tok = lm.tokenizer
-    marker_ids = tok(marker, add_special_tokens=False)["input_ids"]
-    rules = [
-        ForcedPrefix(lambda i: marker_ids if ex[i].label == 1 else None),
-        BannedStart(tok, marker, lambda i: ex[i].label == 0),
-    ]
-    if c.constrain != "none":
-        from .calls import CallGrammar
-
-        rules.append(
-            CallGrammar(
-                tok,
-                _vocab_size(lm),
-                data.tools,
-                lambda i: data.domain_tool.get(ex[i].domain),
-                c.call_format,
-                string_pattern=c.string_pattern,
-            )
-        )
+    rule = call_rules(
+        lm,
+        c.call_format,
+        opens=lambda i: ex[i].label == 1,
+        closes=lambda i: ex[i].label == 0,
+        tools=data.tools,
+        tool_of=(lambda i: data.domain_tool.get(ex[i].domain)) if c.constrain != "none" else None,
+        string_pattern=c.string_pattern,
+    )
     gens = generate(
         lm,
         msgs,
@@ -52,7 +40,7 @@ def training_rows(ctx: StageContext, lm: object, data: object) -> list[dict]:
         batch_size=c.batch_size,
         tools=data.chat_tools(),
         stop=call_stop(c.call_format, "anywhere"),
-        logits_rule=compose(rules),
+        logits_rule=rule,
         progress=ctx.progress,
         desc="LoRA targets (CAL+TRAIN)",
     )
