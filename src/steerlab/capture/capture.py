@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
+from ..models.hf_compat import cache_kwargs
 from ..models.phase import PROMPT, active_interventions, context_safe, forward_phase
 from ..models.prefix import common_prefix_len, expand_cache, prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
@@ -171,7 +172,7 @@ def capture(
                 full_mask = mask
                 if share:
                     ones = torch.ones(len(batch), share, dtype=torch.long, device=lm.device)
-                    kwargs = {"past_key_values": expand_cache(pcache, len(batch)), "use_cache": True}
+                    kwargs = {**cache_kwargs(lm.model, expand_cache(pcache, len(batch))), "use_cache": True}
                     full_mask = torch.cat([ones, mask], dim=1)
                 try:
                     with forward_phase(lm, PROMPT):

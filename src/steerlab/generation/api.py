@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import LoadedModel, render_prompts, tokenize_texts
+from ..models.hf_compat import output_cache
 from ..models.phase import CONTEXT, active_interventions, context_safe
 from ..models.prefix import prefix_cache
 from ..models.text import PromptLike, length_sorted_batches
@@ -193,7 +194,7 @@ def generate_conditions(
             ctx_out, ctx_mask, ctx_pos = prefill(
                 lm, [r[:-1] for r in rows], share, prefix.cache() if share else None, CONTEXT
             )
-            context = ContextCache(ctx_out.past_key_values)
+            context = ContextCache(output_cache(ctx_out))
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
             for name, setup in conditions.items():
@@ -261,7 +262,7 @@ def next_token_scores(
                 ctx_out, ctx_mask, ctx_pos = prefill(
                     lm, [r[:-1] for r in rows], share, prefix.cache() if share else None, CONTEXT
                 )
-                context = ContextCache(ctx_out.past_key_values)
+                context = ContextCache(output_cache(ctx_out))
                 last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
                 mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
             for name, setup in conditions.items():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import LoadedModel
+from ..models.hf_compat import cache_kwargs, output_cache
 from ..models.phase import DECODE, forward_phase
 from .prefill import croppable
 from .rules import LogitsRule
@@ -60,7 +61,7 @@ def decode(
 
     tok = lm.tokenizer
     bsz = len(rows)
-    cache = out.past_key_values
+    cache = output_cache(out)
     logits = out.logits[:, -1]
     gen: list[list[int]] = [[] for _ in range(bsz)]
     text: list[str] = [""] * bsz
@@ -118,11 +119,11 @@ def decode(
                     input_ids=feed,
                     attention_mask=mask,
                     position_ids=next_pos,
-                    past_key_values=cache,
                     use_cache=True,
                     logits_to_keep=1,
+                    **cache_kwargs(lm.model, cache),
                 )
-            cache = out.past_key_values
+            cache = output_cache(out)
             next_pos = next_pos + 1
             logits = out.logits[:, -1]
     finally:

@@ -8,6 +8,7 @@ import copy
 import torch
 
 from ..models import LoadedModel, left_pad
+from ..models.hf_compat import cache_kwargs
 from ..models.phase import PROMPT, forward_phase
 from ..models.prefix import common_prefix_len, sharing_allowed
 
@@ -53,9 +54,9 @@ def prefill(
             input_ids=suffix_ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **cache_kwargs(lm.model, cache),
         )
     return out, mask, pos[:, -1:]
 
@@ -69,9 +70,9 @@ def last_token_forward(
             input_ids=last,
             attention_mask=mask,
             position_ids=ctx_pos + 1,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **cache_kwargs(lm.model, cache),
         )
 
 

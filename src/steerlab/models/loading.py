@@ -54,6 +54,9 @@ class LoadedModel:
     _loaded_state: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from ..versions import check_tested_versions
+
+        check_tested_versions()
         self._loaded_state = _weights_state(self.model)
 
     @property

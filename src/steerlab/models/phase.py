@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .hf_compat import forward_cache
+
 PROMPT, CONTEXT, DECODE, MIXED = "prompt", "context", "decode", "mixed"
 PHASES = (PROMPT, CONTEXT, DECODE)
 
@@ -147,7 +149,7 @@ class ModelState:
             self.current = None
             return
         bsz, seq = int(ref.shape[0]), int(ref.shape[1])
-        past = cache_length(kwargs.get("past_key_values"))
+        past = cache_length(forward_cache(kwargs))
         width = None
         if self.forced:
             phase = self.forced[-1]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .hf_compat import output_cache
 from .loading import LoadedModel
 from .phase import CONTEXT, forward_phase
 
@@ -42,7 +43,7 @@ def prefix_cache(lm: LoadedModel, prefix: list[int]) -> object:
     ids = torch.tensor([prefix], device=lm.device)
     with forward_phase(lm, CONTEXT):
         out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
-    return out.past_key_values
+    return output_cache(out)
 
 
 def expand_cache(cache: object, n: int) -> object:
