@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 
 
 def need(*modules: str, extra: str) -> None:
@@ -61,12 +62,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_prompt_tokens=args.max_prompt_tokens,
         )
 
-    app = create_app(load, cfg)
+    failed: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_error(message: str) -> None:
+        # one line and exit 2, not a server that answers 503 forever
+        failed.append(message)
+        print(f"steerlab serve: the model or asset failed to load: {message}", file=sys.stderr, flush=True)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(load, cfg, on_load_error=on_load_error)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    )
     print(
         f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready)"
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
-    return 0
+    server.run()
+    return 2 if failed else 0
 
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:
