@@ -225,43 +225,12 @@ class Engine:
 
     # ------------------------------------------------------------------ prompts
 
-    def _conversation(self, messages: list[dict]) -> tuple[list[str], list[dict]]:
-        """System texts apart, and the rest in a form every chat template accepts."""
-        from ..tools import render_tool_call
-
-        systems, convo = [], []
-        for m in messages:
-            role = m["role"]
-            text = m.get("content") or ""
-            if role in ("system", "developer"):
-                systems.append(text)
-            elif role == "assistant" and m.get("tool_calls"):
-                calls = [
-                    {"name": c["function"]["name"], "arguments": _args_dict(c["function"].get("arguments"))}
-                    for c in m["tool_calls"]
-                ]
-                if self.template_tools:
-                    convo.append({"role": "assistant", "content": text, "tool_calls": _template_calls(calls)})
-                else:
-                    convo.append(
-                        {"role": "assistant", "content": text + render_tool_call(calls, self.call_format)}
-                    )
-            elif role == "tool":
-                if self.template_tools:
-                    convo.append({"role": "tool", "content": text, "tool_call_id": m.get("tool_call_id")})
-                else:
-                    convo.append({"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"})
-            else:
-                convo.append({"role": role, "content": text})
-        return systems, convo
-
     def render(self, spec: RowSpec) -> Prepared:
         """The prompt text for one row: the tool list, the call format and few-shot turns (the asset's prompt
         conventions) before the agent's own conversation; a forced call is prefilled."""
-        from ..asa.prompt import PromptBuilder
+        from ..asa.prompt import PromptBuilder, render_conversation
         from ..models import render_prompt, tokenize_texts
 
-        systems, convo = self._conversation(spec.messages)
         use_tools = bool(spec.tools) and spec.tool_choice != "none"
         template_tools = None
         if use_tools:
@@ -271,11 +240,10 @@ class Engine:
                 few_shot=self.few_shot,
                 use_template_tools=self.template_tools,
             )
-            head = pb.messages("")[:-1]  # system + few-shot turns
-            head[0] = {"role": "system", "content": "\n\n".join([head[0]["content"], *systems])}
-            msgs = head + convo
+            msgs = pb.messages(spec.messages)
             template_tools = spec.tools if self.template_tools else None
         else:
+            systems, convo = render_conversation(spec.messages, self.call_format, self.template_tools)
             msgs = ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + convo
         prompt = render_prompt(self.lm.tokenizer, msgs, tools=template_tools)
         prefill = self._prefill(spec) if use_tools and not self.grammar else ""
@@ -550,15 +518,3 @@ class Engine:
                 self.lm, [prompt, prompt], chat=True, max_new_tokens=max_tokens, batch_size=2, progress=False
             )
         return gens[0].text, gens[1].text
-
-
-def _args_dict(arguments: object) -> dict:
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    return json.loads(arguments)
-
-
-def _template_calls(calls: list[dict]) -> list[dict]:
-    return [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
