@@ -12,6 +12,7 @@ The gate decides per row at the last prompt token, during the prompt's forward. 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -88,24 +89,40 @@ class GatedSteering:
             self.p_of.setdefault(i, float(d.p_tool[j]))
         return ctrl.coefficients(d)
 
-    def __call__(self, idx: list[int]) -> SteeringHandle:
+    def __call__(self, idx: list[int]) -> SteeringHandle | contextlib.ExitStack:
         ctrl = self.controller(idx)
         self.batches.append((list(idx), ctrl))
         batch = list(idx)
+        layer = self.params.layer
+        earlier = [k for k in self.params.gate_layers if k != layer]  # an all-layer gate reads these too
+        seen: dict[int, torch.Tensor] = {}
 
         def decide_and_record(h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            d = ctrl.decide(h_last.float())
+            h = h_last.float()
+            if earlier:  # layer k at index k, as the gate reads them (layers it does not read stay zero)
+                stack = torch.zeros(h.shape[0], layer + 1, h.shape[1], device=h.device)
+                for k in earlier:
+                    stack[:, k] = seen[k].to(h.device)
+                stack[:, layer] = h
+                h = stack
+            d = ctrl.decide(h)
             ctrl.decisions.append(d)
             return self.coefficients(d, batch, ctrl), ctrl.vectors(d.domain).to(h_last.device)
 
-        return steer(
-            self.lm,
-            None,
-            layer=self.params.layer,
-            site=self.site,
-            policy="prompt_last",
-            controller=decide_and_record,
+        main = steer(
+            self.lm, None, layer=layer, site=self.site, policy="prompt_last", controller=decide_and_record
         )
+        if not earlier:
+            return main
+        stack = contextlib.ExitStack()
+        stack.enter_context(main)
+        for k in earlier:
+            stack.enter_context(
+                steer(
+                    self.lm, None, layer=k, site=self.site, policy="prompt_last", controller=_reader(seen, k)
+                )
+            )
+        return stack
 
     def decisions(self, n: int) -> dict[str, torch.Tensor]:
         """Per prompt (in prompt order): ``domain`` index, ``p_tool`` and ``gate`` of the first forward that saw it
@@ -147,13 +164,19 @@ class GatedAction(GatedSteering):
         offered: Callable[[int], set[str] | None] | None = None,
         forced: Callable[[int], str | None] | None = None,
     ) -> None:
+        if point.gate != getattr(params, "gate_kind", "domain"):
+            raise ValueError(
+                f"the operating point's gate is {point.gate!r} but the fitted parameters hold a "
+                f"{getattr(params, 'gate_kind', 'domain')!r} gate"
+            )
         if rows is not None:
             for i, rp in enumerate(rows):
-                if rp is not None and (rp.layer, rp.site, rp.direction, rp.beta) != (
+                if rp is not None and (rp.layer, rp.site, rp.direction, rp.beta, rp.gate) != (
                     point.layer,
                     point.site,
                     point.direction,
                     point.beta,
+                    point.gate,
                 ):
                     raise ValueError(
                         f"row {i}'s operating point reads/pushes elsewhere ({rp.layer}, {rp.site}, {rp.direction}, "
@@ -253,6 +276,16 @@ class GatedAction(GatedSteering):
             if moves:
                 out[j] = g * rp.strength * self.params.mean_norm
         return out
+
+
+def _reader(seen: dict[int, torch.Tensor], layer: int) -> Callable:
+    """A controller that only reads: it keeps each row's last-prompt-token state at ``layer`` and adds nothing."""
+
+    def read(h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen[layer] = h_last.detach().float()
+        return torch.zeros(h_last.shape[0]), torch.zeros(h_last.shape[1])
+
+    return read
 
 
 def call_rules(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config, UserError, check_range, opt
-from ..data.bfcl import CATEGORIES, NO_CALL_CATEGORIES, load_bfcl
+from ..data.bfcl import CATEGORIES, NO_CALL_CATEGORIES, bfcl_size, load_bfcl
 from ..eval.stats import bootstrap_mean, metrics_with_ci
 from ..generation import generate_conditions
 from ..models import LoadedModel
@@ -70,6 +70,14 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
         steerer = AsaSteerer(lm, cfg.asset)
         fmt, mode = steerer.fmt, steerer.trigger_mode
         few_shot = steerer.builder.few_shot
+        fitted = [
+            cat for cat in cfg.categories if f"bfcl:{cat}" in steerer.manifest.get("gate_fit_sources", [])
+        ]
+        if fitted:
+            raise UserError(
+                f"the asset's gate was fitted on BFCL {fitted}; evaluate it on categories it never saw "
+                f"(fitted on: {', '.join(steerer.manifest['gate_fit_sources'])})"
+            )
     items = [it for cat in cfg.categories for it in load_bfcl(cat, limit=cfg.limit or None, seed=cfg.seed)]
     msgs = []
     for it in items:
@@ -94,6 +102,17 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
     )
     y = np.array([it.expects_call for it in items])
     out: dict = {"n": len(items), "categories": {}, "overall": {}, "config": cfg.to_dict(), "items": []}
+    out["sizes"] = {
+        cat: {"n": sum(it.category == cat for it in items), "of": bfcl_size(cat)} for cat in cfg.categories
+    }
+    if steerer is not None:
+        out["asset"] = {
+            "path": str(cfg.asset),
+            "gate": steerer.point.gate,
+            "layer": steerer.point.layer,
+            "action": steerer.point.action,
+            "gate_fit_sources": steerer.manifest.get("gate_fit_sources", []),
+        }
     per_item: dict[str, list] = {}
     for name in conds:
         trig = np.array([is_triggered(g.text, fmt, mode) for g in gens[name]])
@@ -138,7 +157,21 @@ def bfcl_markdown(res: dict) -> str:
     def ci(v: tuple) -> str:
         return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
-    lines = ["| category | condition | n | trigger rate | AST accuracy |", "|---|---|---|---|---|"]
+    lines = []
+    if "asset" in res:
+        a = res["asset"]
+        lines += [
+            f"Asset `{a['path']}`: gate `{a['gate']}` at layer {a['layer']}, action `{a['action']}`; gate fitted on "
+            f"{', '.join(a['gate_fit_sources']) or 'the run data alone'}.",
+            "",
+        ]
+    if "sizes" in res:
+        sizes = ", ".join(
+            f"{cat} {v['n']}" + (" (all)" if v["n"] == v["of"] else f" of {v['of']}")
+            for cat, v in res["sizes"].items()
+        )
+        lines += [f"Items per category (fixed-seed sample where not all): {sizes}.", ""]
+    lines += ["| category | condition | n | trigger rate | AST accuracy |", "|---|---|---|---|---|"]
     for cat, rows in res["categories"].items():
         for name, row in rows.items():
             ast = ci(row["ast_accuracy"]) if "ast_accuracy" in row else "–"
@@ -161,8 +194,40 @@ def write_bfcl(res: dict, out: str | Path) -> dict[str, Path]:
     tmp = md.with_suffix(".md.tmp")
     tmp.write_text(bfcl_markdown(res) + "\n")
     tmp.replace(md)
+    _plot(res, out)
     items = out / "items.jsonl"
     tmp = items.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in res["items"]))
     tmp.replace(items)
     return {**paths, "md": md, "items": items}
+
+
+def _plot(res: dict, out: Path) -> None:
+    """bfcl_trigger.png (trigger rate per category and condition) and bfcl_ast.png (AST accuracy), with intervals."""
+    from ..eval.plots import grouped_bars_with_ci
+
+    cats = list(res["categories"])
+    names = list(next(iter(res["categories"].values()))) if cats else []
+
+    def series(key: str, keep: list[str]) -> dict:
+        return {
+            n: tuple([list(res["categories"][c][n][key][j] for c in keep) for j in range(3)]) for n in names
+        }
+
+    if cats:
+        grouped_bars_with_ci(
+            cats,
+            series("trigger_rate", cats),
+            out / "bfcl_trigger.png",
+            title="BFCL trigger rate by category (no-call categories: false calls), 95% bootstrap CI",
+            ylabel="trigger rate",
+        )
+    calls = [c for c in cats if c not in NO_CALL_CATEGORIES]
+    if calls:
+        grouped_bars_with_ci(
+            calls,
+            series("ast_accuracy", calls),
+            out / "bfcl_ast.png",
+            title="BFCL AST accuracy by category, 95% bootstrap CI",
+            ylabel="AST accuracy",
+        )

@@ -99,6 +99,34 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lodo(args: argparse.Namespace) -> int:
+    from .lodo import lodo_markdown, run_lodo
+
+    r = _runner(args)
+    res = run_lodo(r, args.report or r.root / "lodo", progress=not args.quiet)
+    print(lodo_markdown(res))
+    print(f"[steerlab] wrote lodo.json, lodo.md and plots under {args.report or r.root / 'lodo'}")
+    return 0
+
+
+def _cmd_curve(args: argparse.Namespace) -> int:
+    from .config import AsaConfig
+    from .curve import curve_markdown, run_curve
+    from .stages import preflight
+
+    cfg = config_from_args(AsaConfig, args)
+    preflight(cfg)
+    try:
+        sizes = [int(x) for x in str(args.sizes).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
+    out = args.report or cfg.run_dir() + "-curve"
+    res = run_curve(cfg, sizes, out, progress=not args.quiet)
+    print(curve_markdown(res))
+    print(f"[steerlab] wrote curve.json, curve.md and curve.png under {out}")
+    return 0
+
+
 def _cmd_bfcl(args: argparse.Namespace) -> int:
     from ..models import load_model
     from .bfcl import BfclConfig, bfcl_markdown, evaluate_bfcl, write_bfcl
@@ -123,6 +151,10 @@ STAGE_HELP = [
     ("fit", "router + per-domain probes (and a cross-fit gate on TRAIN alone)"),
     ("screen", "VALID: the reply's first token under every push"),
     ("tune", "the operating point (layer, direction, strength, tau) from the screen"),
+    (
+        "gate",
+        "the gate chosen on VALID: per-domain probes, or a shared / all-layer probe fitted with tools in context",
+    ),
     ("actions", "VALID: whole calls under each gated action; the asset's action"),
     ("evaluate", "TEST: baseline, ASA, every action, the paper's setting, ablations, intervals"),
     ("baselines", "TEST: the few-shot prompts a user would try instead"),
@@ -168,6 +200,28 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         if name == "demo":
             p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: six examples")
         p.set_defaults(func=fn)
+    p = asub.add_parser(
+        "lodo",
+        help="leave one domain out: the gate refitted on the other domains, tested on the held-out one",
+        description="Per domain of the run's data: every gate candidate refitted without that domain, chosen on the "
+        "other domains' VALID, and the held-out domain's TEST prompts generated under the run's operating point. "
+        "Runs the stages it needs first. Writes lodo.json, lodo.md and plots under --report.",
+    )
+    add_config_args(p, AsaConfig)
+    add_common_args(p)
+    p.add_argument("--report", help="output folder (default: <run directory>/lodo)")
+    p.set_defaults(func=_cmd_lodo)
+    p = asub.add_parser(
+        "curve",
+        help="learning curve on your own data: TEST F1 and false calls vs labelled prompts per tool",
+        description="For each size N, the pipeline fitted on the first N prompts per (tool, label) of CAL, TRAIN and "
+        "VALID (TEST whole), up to evaluate and the asset, in <report>/nN. Writes curve.json, curve.md, curve.png.",
+    )
+    add_config_args(p, AsaConfig)
+    add_common_args(p)
+    p.add_argument("--sizes", default="4,8,12,24", help="prompts per tool, label and split (comma-separated)")
+    p.add_argument("--report", help="output folder (default: <run directory>-curve)")
+    p.set_defaults(func=_cmd_curve)
     from ..sweeps.asa import add_cli as add_sweep_cli  # steerlab asa runs: model x dataset jobs, local or Ray
 
     add_sweep_cli(asub)

@@ -9,7 +9,9 @@ from ..models.registry import SITES
 from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
 from ..vectors import ESTIMATORS
 from .apply import ACTIONS, CONSTRAIN
+from .contexts import GATE_DATA
 from .directions import KINDS
+from .gates import GATES
 from .prompt import FEW_SHOT_SETS
 
 SPLITS = ("cal", "train", "valid", "test")
@@ -52,6 +54,18 @@ class AsaConfig(Config):
         [0.5], "weights of the global vector in the paper's unit(v_domain + beta v_global)"
     )
     gate_splits: list[str] = opt(["cal", "train"], "splits the router and probes are fitted on")
+    gates: list[str] = opt(
+        ["domain", "shared", "all_layers"],
+        "gates chosen among on VALID: domain (router + per-domain probes), shared (one probe at the layer), "
+        "all_layers (one probe on layers 0..layer)",
+    )
+    gate_data: list[str] = opt(
+        ["varied"],
+        "gate data with the tool list in context: varied (the run's prompts with varied tool subsets), bfcl "
+        "(BFCL fit-only categories, own vs unrelated functions; needs bfcl-eval)",
+    )
+    gate_fpr: float = opt(0.05, "false-call rate the probe gates' thresholds are calibrated to (out-of-fold)")
+    gate_cs: list[float] = opt([0.001, 0.01, 0.1], "inverse L2 strengths tried for the probe gates")
     max_fpr: float = opt(0.05, "selection: the largest VALID false-positive rate (and cross-fit FPR) allowed")
     min_domain_f1: float = opt(0.4, "selection: every domain's VALID F1 must reach this")
     actions: list[str] = opt(list(ACTIONS), "gated actions evaluated (the asset's is chosen on VALID)")
@@ -87,11 +101,13 @@ class AsaConfig(Config):
             ("actions", ACTIONS),
             ("gate_splits", ("cal", "train")),
             ("baselines", FEW_SHOT_SETS),
+            ("gates", GATES),
+            ("gate_data", GATE_DATA),
         ):
             values = getattr(self, name)
             for v in values:
                 check_choice(name, v, allowed)
-        for name in ("taus", "strengths", "betas", "directions", "gate_splits"):
+        for name in ("taus", "strengths", "betas", "directions", "gate_splits", "gates", "gate_cs"):
             if not getattr(self, name):
                 raise UserError(f"{name} must not be empty")
         for tau in self.taus:
@@ -103,6 +119,9 @@ class AsaConfig(Config):
         for name in ("n_top_layers", "max_new_tokens_call", "batch_size", "n_boot", "action_rows"):
             check_range(name, getattr(self, name), 1)
         check_range("probe_c", self.probe_c, 0.0, strict_lo=True)
+        for gc in self.gate_cs:
+            check_range("gate_cs", gc, 0.0, strict_lo=True)
+        check_range("gate_fpr", self.gate_fpr, 0.0, 1.0)
         check_range("lora_rank", self.lora_rank, 0)
         check_range("lora_epochs", self.lora_epochs, 0.0, strict_lo=True)
         check_range("lora_lr", self.lora_lr, 0.0, strict_lo=True)

@@ -17,6 +17,7 @@ import torch
 from ..probes import LogisticProbe, Router
 from ..vectors import random_direction
 from .gate import TernaryGate, check_tau, ternary_gate
+from .gates import ProbeGate
 
 __all__ = ["MODES", "AsaController", "AsaParams", "Decision", "TernaryGate", "check_tau", "ternary_gate"]
 
@@ -35,12 +36,36 @@ class AsaParams:
     v_global: torch.Tensor
     mean_norm: float
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # named global directions (grad, behav)
+    gate: ProbeGate | None = None  # a shared / all-layer gate in place of the per-domain probes (asa.gates)
+
+    @property
+    def gate_kind(self) -> str:
+        return "domain" if self.gate is None else self.gate.kind
+
+    @property
+    def gate_layers(self) -> tuple[int, ...]:
+        """The layers whose last-prompt-token states the gate reads."""
+        return (self.layer,) if self.gate is None else self.gate.layers
+
+    def _at_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """The state at this layer: ``h`` [B, d] is that state; [B, n, d] holds layer k at index k."""
+        return h[:, self.layer] if h.dim() == 3 else h
 
     def route(self, h: torch.Tensor) -> torch.Tensor:
-        return self.router.predict(h)
+        return self.router.predict(self._at_layer(h))
 
     def p_tool(self, h: torch.Tensor, dom_idx: torch.Tensor | None = None) -> torch.Tensor:
-        """p(tool) from the probe of each row's routed domain."""
+        """p(tool): from the gate when there is one (it reads ``h`` [B, n, d], layer k at index k; a shared gate also
+        takes the state at this layer [B, d]), else from the probe of each row's routed domain."""
+        if self.gate is not None:
+            if h.dim() == 3:
+                return self.gate.prob(h)
+            if self.gate.layers != (self.layer,):
+                raise ValueError(
+                    f"the {self.gate.kind} gate reads layers {list(self.gate.layers)}: give states [batch, layers, d]"
+                )
+            return self.gate.probe.prob(h)
+        h = self._at_layer(h)
         dom_idx = self.route(h) if dom_idx is None else dom_idx
         p = torch.empty(h.shape[0], device=h.device)
         for k, name in enumerate(self.domains):
@@ -74,7 +99,14 @@ class AsaParams:
             t[f"v_domain.{d}"] = self.v_domain[d]
         for k, v in self.extra.items():
             t[f"dir.{k}"] = v
-        return {k: v.detach().float().cpu().contiguous() for k, v in t.items()}
+        if self.gate is not None:
+            t.update(self.gate.tensors())
+        return {
+            k: v.detach().cpu().contiguous()
+            if k.endswith(".layers")
+            else v.detach().float().cpu().contiguous()
+            for k, v in t.items()
+        }
 
     @classmethod
     def from_tensors(
@@ -89,6 +121,7 @@ class AsaParams:
             v_global=t["v_global"],
             mean_norm=mean_norm,
             extra={k[len("dir.") :]: v for k, v in t.items() if k.startswith("dir.")},
+            gate=ProbeGate.from_tensors(t, layer),
         )
 
 

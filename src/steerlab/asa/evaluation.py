@@ -15,6 +15,7 @@ from ..runs import save_json
 from ..stages import StageContext
 from ..tools import call_stop, call_success, decision_stop, is_triggered
 from .gate import ternary_gate
+from .gate_stage import chosen_params, chosen_point
 from .inputs import inputs, layer_params, states
 from .point import OperatingPoint
 from .tuning import action_for
@@ -63,8 +64,8 @@ def _row_metrics(
 def stage_evaluate(ctx: StageContext) -> dict:
     c, lm, data = ctx.config, ctx.lm, inputs(ctx)
     tune = ctx.result("tune")
-    best, paper = tune["best"], tune["paper"]
-    params = layer_params(ctx, best["layer"])
+    best, paper = chosen_point(ctx), tune["paper"]
+    params = chosen_params(ctx, best)
     ex, y = data.examples["test"], data.labels("test")
     cd = c.constrain != "none"
     conds: dict = {"baseline": None}
@@ -131,7 +132,7 @@ def stage_evaluate(ctx: StageContext) -> dict:
                     "output": g.text,
                 }
             )
-    h = states(ctx, "test")[:, best["layer"]]
+    h = states(ctx, "test")
     dom = params.route(h)
     p = params.p_tool(h, dom)
     rows["probe_only"] = metrics_with_ci(y, (p > 0.5).numpy(), n_boot=c.n_boot, seed=c.seed)

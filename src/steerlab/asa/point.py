@@ -18,6 +18,7 @@ from ..config import UserError
 from ..models.registry import SITES
 from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
 from .gate import check_tau
+from .gates import GATES
 
 ACTIONS = ("steer", "prefill", "steer+prefill")
 ON_CLOSE = ("forbid", "push", "none")
@@ -26,7 +27,13 @@ CONSTRAIN = ("none", "router", "model")
 # manifest key -> field name (the manifest keeps its historical names)
 _MANIFEST_NAMES = {"tool_call_format": "call_format"}
 # fields a manifest written before the operating point existed may lack, with the value those assets meant
-_LEGACY_DEFAULTS = {"action": "steer", "on_close": "push", "constrain": "none", "string_pattern": None}
+_LEGACY_DEFAULTS = {
+    "action": "steer",
+    "on_close": "push",
+    "constrain": "none",
+    "string_pattern": None,
+    "gate": "domain",
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ class OperatingPoint:
     decoded under its tool's schema (``router``: the routed domain's tool; ``model``: any offered tool) or not
     (``none``); ``domain_tools``: the tool each domain calls; ``string_pattern``: regex for string arguments of a
     constrained call; ``trigger_mode``: what counts as a call (``prefix``: the reply starts with the marker);
-    ``call_format``: the call syntax.
+    ``call_format``: the call syntax; ``gate``: what gives p(tool) (``domain``: the router and per-domain probes;
+    ``shared``: one probe at ``layer``; ``all_layers``: one probe on layers 0..``layer``; see ``asa.gates``).
     """
 
     layer: int
@@ -58,6 +66,7 @@ class OperatingPoint:
     string_pattern: str | None = None
     trigger_mode: str = "prefix"
     call_format: str = "tool_call_json"
+    gate: str = "domain"
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -67,6 +76,7 @@ class OperatingPoint:
             ("site", SITES),
             ("trigger_mode", TRIGGER_MODES),
             ("call_format", TOOL_CALL_FORMATS),
+            ("gate", GATES),
         ):
             value = getattr(self, name)
             if value not in allowed:

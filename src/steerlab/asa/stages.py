@@ -15,12 +15,14 @@ from ..stages import Runner, Stage, StageContext
 from .config import AsaConfig
 from .evaluation import stage_baselines, stage_evaluate
 from .fitting import stage_extract, stage_fit, stage_sweep, stage_vectors
-from .inputs import DATA, LAYER_CONVENTION, PROMPT, AsaInputs, inputs, layer_params, preflight
+from .gate_stage import chosen_params, chosen_point, stage_gate
+from .inputs import DATA, LAYER_CONVENTION, PROMPT, AsaInputs, inputs, preflight
 from .lora import stage_lora
 from .tuning import point_for, stage_actions, stage_screen, stage_tune
 
 __all__ = ["STAGES", "AsaInputs", "preflight", "run_all", "runner"]
 GATE = ("probe_c", "seed", "gate_splits")
+GATES = ("gates", "gate_data", "gate_fpr", "gate_cs")
 CALLS = ("actions", "constrain", "string_pattern", "max_new_tokens_call", "trigger_mode")
 
 
@@ -29,9 +31,9 @@ def stage_asset(ctx: StageContext) -> dict:
     from ..assets import asset_size_bytes, write_asset_files
 
     c, lm, data = ctx.config, ctx.lm, inputs(ctx)
-    best = ctx.result("tune")["best"]
+    best = chosen_point(ctx)
     action = ctx.result("actions")["chosen"]
-    params = layer_params(ctx, best["layer"])
+    params = chosen_params(ctx, best)
     keep = {best["kind"]: params.extra[best["kind"]]} if best["kind"] in params.extra else {}
     params.extra = keep  # the asset carries the direction it uses, not every candidate
     point = point_for(ctx, best, action, c.constrain)
@@ -51,6 +53,7 @@ def stage_asset(ctx: StageContext) -> dict:
         "tools": data.tools,
         "prompt": data.builder().describe(),
         "tuned_on": "VALID: first-token screen for the operating point, whole calls for the action",
+        "gate_fit_sources": ctx.result("gate")["fit_sources"],
     }
     write_asset_files(ctx.out, params.tensors(), manifest)
     return {"path": str(ctx.runner.path("asset")), "bytes": asset_size_bytes(ctx.out), "action": action}
@@ -111,10 +114,19 @@ STAGES = (
         doc="the operating point (and the paper's) from the screen, every tau offline",
     ),
     Stage(
+        "gate",
+        stage_gate,
+        reads=(*DATA, *PROMPT, *GATES, "site", "probe_c", "seed", "max_fpr"),
+        after=("tune", "fit", "extract", "sweep"),
+        uses_model=True,
+        knobs=("batch_size",),
+        doc="the gate chosen on VALID: per-domain probes, or a shared / all-layer probe fitted with tools in context",
+    ),
+    Stage(
         "actions",
         stage_actions,
         reads=(*DATA, *PROMPT, *CALLS, "site", "action_rows"),
-        after=("tune", "fit", "extract", "sweep"),
+        after=("tune", "gate", "fit", "extract", "sweep"),
         uses_model=True,
         knobs=("batch_size",),
         doc="VALID: whole calls under each action on gate-open rows; the asset's action",
@@ -123,7 +135,7 @@ STAGES = (
         "evaluate",
         stage_evaluate,
         reads=(*DATA, *PROMPT, *CALLS, "site", "n_boot", "seed"),
-        after=("tune", "actions", "fit", "extract", "sweep"),
+        after=("tune", "gate", "actions", "fit", "extract", "sweep"),
         uses_model=True,
         knobs=("batch_size",),
         doc="TEST: baseline, ASA, every action, the paper's setting, ablations, intervals",
@@ -161,7 +173,7 @@ STAGES = (
         "asset",
         stage_asset,
         reads=(*DATA, *PROMPT, "site", "constrain", "string_pattern", "trigger_mode"),
-        after=("tune", "actions", "fit", "sweep"),
+        after=("tune", "gate", "actions", "fit", "sweep"),
         uses_model=True,
         doc="the asset: safetensors + JSON manifest",
     ),
@@ -169,7 +181,7 @@ STAGES = (
         "report",
         stage_report,
         reads=("data", "limit_per_cell", "max_fpr", "min_domain_f1"),
-        after=("sweep", "vectors", "tune", "actions", "evaluate", "baselines", "lora", "asset"),
+        after=("sweep", "vectors", "tune", "gate", "actions", "evaluate", "baselines", "lora", "asset"),
         doc="report.md with the tables and plots",
     ),
 )

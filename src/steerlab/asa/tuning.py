@@ -264,6 +264,7 @@ def point_for(ctx: StageContext, best: dict, action: str, constrain: str) -> Ope
         string_pattern=c.string_pattern or None,
         trigger_mode=c.trigger_mode,
         call_format=c.call_format,
+        gate=best.get("gate", "domain"),
     )
 
 
@@ -278,9 +279,11 @@ def stage_actions(ctx: StageContext) -> dict:
     """Choose the asset's action on VALID: decode whole calls on the rows the gate opens (at most ``action_rows``)
     under each action, and keep the one whose calls succeed most (parse, right tool, valid arguments)."""
     c, lm, data = ctx.config, ctx.lm, inputs(ctx)
-    best = ctx.result("tune")["best"]
-    params = layer_params(ctx, best["layer"])
-    valid = states(ctx, "valid")[:, best["layer"]]
+    from .gate_stage import chosen_params, chosen_point
+
+    best = chosen_point(ctx)
+    params = chosen_params(ctx, best)
+    valid = states(ctx, "valid")
     opens = np.nonzero(ternary_gate(params.p_tool(valid), best["tau"]).numpy() > 0)[0]
     keep = (
         opens[np.linspace(0, len(opens) - 1, min(len(opens), c.action_rows)).round().astype(int)]

@@ -17,6 +17,26 @@ from ..tools.validate import normalize_schema
 CALL_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")
 NO_CALL_CATEGORIES = ("irrelevance", "live_irrelevance")
 CATEGORIES = CALL_CATEGORIES + NO_CALL_CATEGORIES
+# Categories a gate may be fitted on (each item's request with its own functions: a call is expected). None of them is
+# among the categories a transfer report evaluates (``TRANSFER_EVAL_CATEGORIES``), and nothing fits on those.
+FIT_CATEGORIES = (
+    "parallel",
+    "parallel_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "simple_java",
+    "simple_javascript",
+    "live_relevance",
+)
+TRANSFER_EVAL_CATEGORIES = (
+    "irrelevance",
+    "live_irrelevance",
+    "simple_python",
+    "multiple",
+    "live_simple",
+    "live_multiple",
+)
+LOADABLE = tuple(dict.fromkeys(CATEGORIES + FIT_CATEGORIES))
 
 
 @dataclass
@@ -58,10 +78,17 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def bfcl_size(category: str) -> int:
+    """How many items a BFCL category holds."""
+    if category not in LOADABLE:
+        raise ValueError(f"unknown BFCL category {category!r}; valid: {', '.join(LOADABLE)}")
+    return len(_read_jsonl(bfcl_data_dir() / f"BFCL_v4_{category}.json"))
+
+
 def load_bfcl(category: str, limit: int | None = None, seed: int = 0) -> list[BFCLItem]:
-    """Items of one BFCL v4 category; ``limit`` draws a fixed-seed sample."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown BFCL category {category!r}; valid: {', '.join(CATEGORIES)}")
+    """Items of one BFCL v4 category (evaluated or fit-only, ``LOADABLE``); ``limit`` draws a fixed-seed sample."""
+    if category not in LOADABLE:
+        raise ValueError(f"unknown BFCL category {category!r}; valid: {', '.join(LOADABLE)}")
     root = bfcl_data_dir()
     path = root / f"BFCL_v4_{category}.json"
     if not path.is_file():
@@ -71,7 +98,7 @@ def load_bfcl(category: str, limit: int | None = None, seed: int = 0) -> list[BF
     rows = _read_jsonl(path)
     answers: dict[str, list] = {}
     ans_path = root / "possible_answer" / f"BFCL_v4_{category}.json"
-    if category in CALL_CATEGORIES and ans_path.is_file():
+    if category not in NO_CALL_CATEGORIES and ans_path.is_file():
         answers = {a["id"]: a["ground_truth"] for a in _read_jsonl(ans_path)}
     if limit is not None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
@@ -88,7 +115,7 @@ def load_bfcl(category: str, limit: int | None = None, seed: int = 0) -> list[BF
                 category=category,
                 messages=list(turns),
                 functions=[to_openai_tool(f) for f in r["function"]],
-                expects_call=category in CALL_CATEGORIES,
+                expects_call=category not in NO_CALL_CATEGORIES,
                 possible_answer=answers.get(r["id"]),
             )
         )
