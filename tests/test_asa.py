@@ -8,6 +8,7 @@ import torch
 from steerlab.asa.config import AsaConfig
 from steerlab.asa.controller import AsaController, AsaParams, ternary_gate
 from steerlab.asa.data import DOMAIN_TOOL
+from steerlab.asa.gate_stage import chosen_params, chosen_point
 from steerlab.asa.prompt import PromptBuilder
 from steerlab.asa.runtime import AsaSteerer
 from steerlab.asa.stages import AsaInputs, run_all, runner
@@ -176,6 +177,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         "fit",
         "screen",
         "tune",
+        "gate",
         "actions",
         "evaluate",
         "baselines",
@@ -267,9 +269,10 @@ def test_asset_round_trip_gives_identical_decisions(tiny_run):
     )
     prompts = [e.prompt for e in AsaInputs(r.config).examples["test"][:6]]
     res = st.run(prompts, max_new_tokens=4)
-    best = r.result("tune")["best"]
-    params = _fitted(r, best["layer"])
-    h = _states(r, "test")[:6, best["layer"]]
+    best = chosen_point(r)
+    assert st.point.gate == best["gate"] == r.result("gate")["chosen"]["kind"]
+    params = chosen_params(r, best)
+    h = _states(r, "test")[:6]
     expected = ternary_gate(params.p_tool(h), best["tau"])
     assert [x.gate for x in res] == expected.int().tolist()
     torch.testing.assert_close(torch.tensor([x.p_tool for x in res]), params.p_tool(h), atol=1e-5, rtol=1e-5)

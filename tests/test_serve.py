@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
@@ -93,9 +94,9 @@ def test_gate_decision_matches_the_assets_controller_on_captured_states(server, 
     s = r.model_extra["steerlab"]
     prep = engine.render(RowSpec([{"role": "user", "content": PROMPT}], Engine.default_tools()))
     m = engine.steerer.manifest
-    h = capture(lm, [prep.prompt], [m["layer"]], sites=m["site"], chat=False, progress=False)[
-        m["layer"], m["site"]
-    ]
+    layers = list(range(m["layer"] + 1))  # an all-layer gate reads every layer up to its own
+    acts = capture(lm, [prep.prompt], layers, sites=m["site"], chat=False, progress=False)
+    h = torch.stack([acts[k, m["site"]] for k in layers], dim=1)
     d = engine.steerer.steering().controller([]).decide(h.float())
     assert s["p_tool"] == pytest.approx(float(d.p_tool[0]), abs=1e-5)
     assert s["gate"] == int(d.gate[0]) and s["domain"] == engine.steerer.params.domains[int(d.domain[0])]
