@@ -189,3 +189,19 @@ def test_bfcl_contexts_pair_each_request_with_unrelated_functions():
         assert not theirs & (ask | words)
     with pytest.raises(ValueError, match="evaluated and must never be fitted on"):
         bfcl_contexts(load_bfcl("irrelevance", limit=3))
+
+
+def test_bfcl_eval_refuses_what_the_gate_saw_and_names_failure_stages():
+    from steerlab.asa.bfcl import check_unseen, failure_kind
+    from steerlab.config import UserError
+
+    manifest = {"gate_fit_sources": ["asa:cal", "bfcl:parallel", "bfcl:simple_java", "run:cal"]}
+    check_unseen(["irrelevance", "simple_python"], manifest)
+    check_unseen(["parallel"], {})  # an asset fitted without BFCL
+    with pytest.raises(UserError, match=r"fitted on BFCL \['parallel'\]"):
+        check_unseen(["irrelevance", "parallel"], manifest)
+    assert failure_kind("called 'a', expected 'b'") == "wrong function"
+    assert failure_kind("missing required argument 'x'") == "missing argument"
+    assert failure_kind("argument 'x' = 3 not among [4]") == "value"
+    assert failure_kind("unexpected argument 'y'") == "extra argument"
+    assert failure_kind("no call") == "no call parsed"

@@ -59,6 +59,17 @@ class BfclConfig(Config):
         return "smollm2-135m"
 
 
+def check_unseen(categories: list[str], manifest: dict) -> None:
+    """Refuse to report a BFCL category the asset's gate was fitted on (``gate_fit_sources`` in its manifest)."""
+    sources = manifest.get("gate_fit_sources", [])
+    fitted = [cat for cat in categories if f"bfcl:{cat}" in sources]
+    if fitted:
+        raise UserError(
+            f"the asset's gate was fitted on BFCL {fitted}; evaluate it on categories it never saw "
+            f"(fitted on: {', '.join(sources)})"
+        )
+
+
 def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> dict:
     """Per category: trigger rate, AST accuracy (call categories); overall relevance metrics with intervals; and
     every item's output (``items``)."""
@@ -70,14 +81,7 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
         steerer = AsaSteerer(lm, cfg.asset)
         fmt, mode = steerer.fmt, steerer.trigger_mode
         few_shot = steerer.builder.few_shot
-        fitted = [
-            cat for cat in cfg.categories if f"bfcl:{cat}" in steerer.manifest.get("gate_fit_sources", [])
-        ]
-        if fitted:
-            raise UserError(
-                f"the asset's gate was fitted on BFCL {fitted}; evaluate it on categories it never saw "
-                f"(fitted on: {', '.join(steerer.manifest['gate_fit_sources'])})"
-            )
+        check_unseen(cfg.categories, steerer.manifest)
     items = [it for cat in cfg.categories for it in load_bfcl(cat, limit=cfg.limit or None, seed=cfg.seed)]
     msgs = []
     for it in items:
@@ -135,6 +139,17 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
             if cat not in NO_CALL_CATEGORIES:
                 row["ast_accuracy"] = bootstrap_mean(ok[idx].astype(float), cfg.n_boot, seed=cfg.seed)
             out["categories"].setdefault(cat, {})[name] = row
+    out["ast_failures"] = {}
+    for cat in cfg.categories:
+        if cat in NO_CALL_CATEGORIES:
+            continue
+        for name in conds:
+            trig, ok, why = per_item[name]
+            idx = [i for i, it in enumerate(items) if it.category == cat and trig[i] and not ok[i]]
+            counts: dict[str, int] = {}
+            for i in idx:
+                counts[failure_kind(why[i])] = counts.get(failure_kind(why[i]), 0) + 1
+            out["ast_failures"].setdefault(cat, {})[name] = counts
     for i, it in enumerate(items):
         for name in conds:
             trig, ok, why = per_item[name]
@@ -151,6 +166,34 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
                 }
             )
     return out
+
+
+FAILURES = (
+    "no call parsed",
+    "wrong function",
+    "call count",
+    "missing argument",
+    "extra argument",
+    "type",
+    "value",
+)
+
+
+def failure_kind(why: str) -> str:
+    """The stage a failed call broke at, from ``ast_match``'s reason."""
+    if why.startswith("called "):
+        return "wrong function"
+    if "call(s), expected" in why:
+        return "call count"
+    if why.startswith(("missing required argument", "missing argument")):
+        return "missing argument"
+    if why.startswith("unexpected argument"):
+        return "extra argument"
+    if "should be of type" in why:
+        return "type"
+    if "not among" in why:
+        return "value"
+    return "no call parsed"
 
 
 def bfcl_markdown(res: dict) -> str:
@@ -176,6 +219,19 @@ def bfcl_markdown(res: dict) -> str:
         for name, row in rows.items():
             ast = ci(row["ast_accuracy"]) if "ast_accuracy" in row else "–"
             lines.append(f"| {cat} | {name} | {row['n']} | {ci(row['trigger_rate'])} | {ast} |")
+    if "ast_failures" in res:
+        lines += [
+            "",
+            "Why triggered calls failed the AST check (count per category and condition):",
+            "",
+            "| category | condition | " + " | ".join(FAILURES) + " |",
+            "|---|---|" + "---|" * len(FAILURES),
+        ]
+        for cat, rows in res["ast_failures"].items():
+            for name, counts in rows.items():
+                lines.append(
+                    f"| {cat} | {name} | " + " | ".join(str(counts.get(k, 0)) for k in FAILURES) + " |"
+                )
     lines += ["", "| condition | relevance F1 | precision | recall | FPR |", "|---|---|---|---|---|"]
     for name, m in res["overall"].items():
         prec = ci(m["precision"]) if m["tp"] + m["fp"] else "undefined (no calls)"

@@ -259,6 +259,28 @@ def stage_gate(ctx: StageContext) -> dict:
     }
 
 
+def gate_lines(res: dict) -> list[str]:
+    """The report's lines on the gate: the chosen one, and every candidate on VALID (false-call rate per source)."""
+    ch = res["chosen"]
+    srcs = sorted({k for x in res["candidates"] for k in x["by_source"]})
+    lines = [
+        f"- gate: `{ch['kind']}`"
+        + (f" (C={ch['c']:g}, calibrated threshold {ch['threshold']:.3f})" if ch["kind"] != "domain" else "")
+        + f", VALID F1 {ch['f1']:.3f} / false-call rate {ch['fpr']:.3f}; {res['selection']}; gate data: "
+        + (", ".join(res["gate_data"]) or "the run's prompts alone")
+        + f" ({res['n_fit']} fit rows, {res['n_valid']} VALID rows)",
+        "",
+        "| gate | C | VALID F1 | VALID FPR | " + " | ".join(f"{s} call rate" for s in srcs) + " |",
+        "|---|---|---|---|" + "---|" * len(srcs),
+    ]
+    for x in res["candidates"]:
+        rates = [f"{x['by_source'][s]['call_rate']:.3f}" if s in x["by_source"] else "–" for s in srcs]
+        lines.append(
+            f"| {x['kind']} | {x['c']:g} | {x['f1']:.3f} | {x['fpr']:.3f} | " + " | ".join(rates) + " |"
+        )
+    return lines
+
+
 def chosen_point(ctx: StageContext) -> dict:
     """The tuned operating point (tune's ``best``) with the gate chosen on VALID."""
     return {**ctx.result("tune")["best"], "gate": ctx.result("gate")["chosen"]["kind"]}

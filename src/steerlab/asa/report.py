@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..stages import StageContext
 from .evaluation import ROW_DOC
+from .gate_stage import gate_lines
 
 GATED = ("asa", "steer+cd", "prefill", "prefill+cd", "prefill+cd_model", "steer+prefill+cd")
 
@@ -113,6 +114,7 @@ def write_report(ctx: StageContext) -> Path:
         "fit",
         "screen",
         "tune",
+        "gate",
         "actions",
         "evaluate",
         "baselines",
@@ -151,6 +153,7 @@ def write_report(ctx: StageContext) -> Path:
             f"- the paper's setting (row `paper`): layer {paper['layer']}, β={paper['beta']:g}, strength "
             f"{paper['strength']:g}, τ={paper['tau']}, ±push; {tune['paper_selection']}"
         )
+    lines += gate_lines(ctx.result("gate"))
     lines += [
         "",
         "## TEST (95% bootstrap intervals; every row but probe_only is real greedy generation)",
