@@ -140,3 +140,48 @@ def test_curve_subsets_cut_fit_splits_and_keep_test(tmp_path):
     } == {40}
     first = [json.loads(x) for x in DATA.read_text().splitlines() if json.loads(x)["split"] == "cal"][:4]
     assert [r["prompt"] for r in rows[:4]] == [r["prompt"] for r in first]  # the first N, in file order
+
+
+def test_curve_fits_once_per_size_and_reports_test(tmp_path, tiny_models):
+    from steerlab.asa.config import AsaConfig
+    from steerlab.asa.curve import run_curve
+    from steerlab.stages import ModelHolder
+
+    rows = [json.loads(x) for x in DATA.read_text().splitlines()]
+    keep, seen = [], {}
+    for r in rows:  # TEST cut to 2 per cell so the tiny model decodes little; the fit splits stay whole
+        k = (r["split"], r["domain"], r["label"])
+        seen[k] = seen.get(k, 0) + 1
+        if r["split"] != "test" or seen[k] <= 2:
+            keep.append(r)
+    data = tmp_path / "small.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    cfg = AsaConfig(
+        model="tiny",
+        data=str(data),
+        tools=str(TOOLS),
+        strengths=[0.5],
+        taus=[0.6],
+        betas=[0.0],
+        n_top_layers=1,
+        directions=["global"],
+        actions=["prefill"],
+        baselines=[],
+        lora_rank=0,
+        max_new_tokens_call=40,
+        string_pattern="^[^<}]{1,4}$",
+        action_rows=2,
+        n_boot=20,
+        gate_cs=[0.01],
+    )
+    models = ModelHolder()
+    models.put("tiny", tiny_models("llama"))
+    res = run_curve(cfg, [3, 2], tmp_path / "report", runs=tmp_path / "runs", progress=False, models=models)
+    assert [p["per_cell"] for p in res["points"]] == [2, 3]
+    for p in res["points"]:
+        assert p["n"]["test"] == 12 and p["n"]["cal"] == 6 * p["per_cell"]
+        assert p["row"] == "prefill+cd" and 0.0 <= p["f1"][0] <= 1.0
+        assert (tmp_path / "runs" / p["run"] / "asset" / "manifest.json").is_file()
+    for name in ("curve.json", "curve.md", "curve.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 100
+    assert not (tmp_path / "report" / "n2").exists()  # run directories stay out of the report folder

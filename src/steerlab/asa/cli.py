@@ -120,8 +120,9 @@ def _cmd_curve(args: argparse.Namespace) -> int:
         sizes = [int(x) for x in str(args.sizes).split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
-    out = args.report or cfg.run_dir() + "-curve"
-    res = run_curve(cfg, sizes, out, progress=not args.quiet)
+    runs = cfg.run_dir() + "-curve"
+    out = args.report or runs
+    res = run_curve(cfg, sizes, out, runs=runs, progress=not args.quiet)
     print(curve_markdown(res))
     print(f"[steerlab] wrote curve.json, curve.md and curve.png under {out}")
     return 0
@@ -215,7 +216,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         "curve",
         help="learning curve on your own data: TEST F1 and false calls vs labelled prompts per tool",
         description="For each size N, the pipeline fitted on the first N prompts per (tool, label) of CAL, TRAIN and "
-        "VALID (TEST whole), up to evaluate and the asset, in <report>/nN. Writes curve.json, curve.md, curve.png.",
+        "VALID (TEST whole), up to evaluate and the asset, in <run directory>-curve/nN. Writes curve.json, curve.md "
+        "and curve.png under --report.",
     )
     add_config_args(p, AsaConfig)
     add_common_args(p)

@@ -40,9 +40,15 @@ def subset_jsonl(source: str, n: int, dest: Path) -> Path:
 
 
 def run_curve(
-    cfg: object, sizes: list[int], out: str | Path, progress: bool = True, models: object = None
+    cfg: object,
+    sizes: list[int],
+    out: str | Path,
+    runs: str | Path | None = None,
+    progress: bool = True,
+    models: object = None,
 ) -> dict:
-    """Fit and evaluate the pipeline once per size; curve.json, curve.md and curve.png under ``out``."""
+    """Fit and evaluate the pipeline once per size (run directories ``runs``/nN, default ``out``/nN); curve.json,
+    curve.md and curve.png under ``out``."""
     from .stages import runner
 
     if cfg.data == "builtin":
@@ -52,11 +58,12 @@ def run_curve(
     if not sizes or any(n < 2 for n in sizes):
         raise UserError(f"sizes must be integers >= 2 (prompts per tool, label and split), got {sizes}")
     out = Path(out)
+    runs = Path(runs) if runs is not None else out
     rows = []
     for n in sorted(set(sizes)):
-        data = subset_jsonl(cfg.data, n, out / f"n{n}" / "data.jsonl")
+        data = subset_jsonl(cfg.data, n, runs / f"n{n}" / "data.jsonl")
         c = type(cfg).from_dict(
-            {**cfg.to_dict(), "data": str(data), "out": str(out / f"n{n}"), "limit_per_cell": None}
+            {**cfg.to_dict(), "data": str(data), "out": str(runs / f"n{n}"), "limit_per_cell": None}
         )
         r = runner(c, progress=progress, models=models)
         ev = r.run("evaluate")
@@ -78,7 +85,7 @@ def run_curve(
                 "recall": m["recall"],
                 "success_precision": m.get("success_precision"),
                 "n": counts,
-                "run": str(r.root),
+                "run": f"n{n}",
             }
         )
         # models loaded by the first run are reused by the next

@@ -36,6 +36,7 @@ from .prompt import PromptBuilder
 BFCL_VALID_SHARE = 0.3
 CACHE = "capture-cache"  # under the run directory: context states kept across reruns of the gate stage
 FOLDS = 3
+SLACK = 0.02  # when no gate meets max_fpr on VALID: the best F1 within this of the lowest false-call rate
 
 
 def context_examples(c: object, data: object) -> list[ContextExample]:
@@ -213,10 +214,9 @@ def choose_gate(
             )
     if not cands:
         raise ValueError(f"no gate candidates: gates={list(c.gates)}")
-    ok = [x for x in cands if x["fpr"] <= c.max_fpr]
-    chosen = (
-        max(ok, key=lambda x: (round(x["f1"], 9), -x["fpr"])) if ok else min(cands, key=lambda x: x["fpr"])
-    )
+    low = min(x["fpr"] for x in cands)
+    ok = [x for x in cands if x["fpr"] <= c.max_fpr] or [x for x in cands if x["fpr"] <= low + SLACK]
+    chosen = max(ok, key=lambda x: (round(x["f1"], 9), -x["fpr"]))
     return chosen, cands, fitted
 
 
@@ -253,7 +253,8 @@ def stage_gate(ctx: StageContext) -> dict:
         "n_fit": int(len(fit.y)),
         "n_valid": int(len(valid.y)),
         "selection": (
-            f"max VALID F1 among gates with VALID false-call rate <= {c.max_fpr} (else the lowest); probe gates' "
+            f"max VALID F1 among gates with VALID false-call rate <= {c.max_fpr} (else within {SLACK} of the "
+            "lowest); probe gates' "
             f"thresholds calibrated to {c.gate_fpr} false calls on out-of-fold fit scores ({FOLDS} folds by request)"
         ),
     }
