@@ -24,6 +24,23 @@ ASSEMBLED = {
 }
 
 
+# Gemma's turn format (<start_of_turn>user ... <end_of_turn>), for a GGUF that carries no chat template (the 270M base
+# model's does not). The base model was not tuned on it; steerlab needs some chat format to render tool prompts, and
+# this is the one its tokenizer has special tokens for. System text opens the first user turn, as in Gemma's own.
+GEMMA_TURNS = (
+    "{{ bos_token }}{%- set ns = namespace(sys='', done=false) -%}"
+    "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.sys = ns.sys + m['content'] + '\\n\\n' -%}"
+    "{%- endfor -%}"
+    "{%- for m in messages if m['role'] != 'system' -%}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else 'user') + '\\n' }}"
+    "{%- if not ns.done and m['role'] != 'assistant' -%}{{ ns.sys }}{%- set ns.done = true -%}{%- endif -%}"
+    "{{ (m['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+CHAT_TEMPLATES = {"gemma3-270m": GEMMA_TURNS}  # alias -> template used when the file carries none
+
+
 def assembled_gguf(alias: str, cache_root: Path) -> Path:
     """The assembled GGUF for ``alias`` under ``cache_root/gguf/``, built atomically on first use."""
     from .loading import ModelLoadError

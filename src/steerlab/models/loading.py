@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .assembled import ASSEMBLED, assembled_gguf
+from .assembled import ASSEMBLED, CHAT_TEMPLATES, assembled_gguf
 from .registry import ArchInfo, detect_architecture
 
 log = logging.getLogger(__name__)
@@ -394,6 +394,9 @@ def load_model(
     elif spec in ASSEMBLED:  # a GGUF shipped as PyPI chunk packages (gemma3-270m)
         path = assembled_gguf(spec, _cache_root())
         model, tok, source = _from_gguf(path, dt, cache)
+        if getattr(tok, "chat_template", None) is None and spec in CHAT_TEMPLATES:
+            tok.chat_template = CHAT_TEMPLATES[spec]
+            source["chat_template"] = "steerlab default (the GGUF has none)"
         source["alias"] = spec
         source["file_key"] = _file_key(path, dt)
     elif spec.endswith(".gguf") or gguf_file:
