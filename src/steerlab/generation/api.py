@@ -78,6 +78,7 @@ def generate(
     seed: int | Sequence[int | None] | None = None,
     on_token: TokenFn | None = None,
     logits_rule: LogitsRule | None = None,
+    ignore_eos: bool = False,
 ) -> list[Generation]:
     """Decode each prompt (greedy unless ``temperature`` > 0).
 
@@ -86,11 +87,13 @@ def generate(
     ``seed`` take one value or one per prompt; a row's sample depends only on its own seed. ``on_token(i, token_id,
     text_delta)`` is called for every new token of prompt ``i`` (``token_id`` -1: text held back until a character
     was complete). ``logits_rule`` (and a row setup's own ``logits_rule`` attribute) shapes each row's next-token
-    scores (see ``steerlab.generation.rules``).
+    scores (see ``steerlab.generation.rules``). ``ignore_eos=True`` decodes the end-of-sequence token like any other,
+    so every row makes its ``max_new_tokens`` unless ``stop`` ends it (fixed-length runs: benchmarks against HF
+    ``generate(min_new_tokens=...)``).
     """
     ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
     rules = DecodeRules(
-        eos_ids(lm),
+        set() if ignore_eos else eos_ids(lm),
         _max_new(max_new_tokens, len(ids)),
         RowSampler(len(ids), temperature, top_p, seed),
         stop,
