@@ -12,8 +12,8 @@ its hook on the steered block, of steering-vectors' hook on that block and of re
 steps. The timing uses only torch's public hook API: a hook of ours registered first (``prepend=True``) and one
 registered last on the same module bracket the library's hooks, so no library internals are patched. A cProfile
 (thread-time clock) of one steered generate lists the torch calls made from inside steerlab's hooks.
-Run: ``python benchmarks/bench_hf_generate_overhead.py [--model smollm2-135m] [--rounds 5]`` (peers need the venv of
-docs/portability.md).
+Run: ``OMP_NUM_THREADS=1 .venv-peers/bin/python benchmarks/bench_hf_generate_overhead.py [--model smollm2-135m]
+[--rounds 5]`` (the peers' venv: ``bash scripts/peers_env.sh``; in ``.venv`` the peer arms are skipped).
 """
 
 from __future__ import annotations
