@@ -187,6 +187,10 @@ def check_result(runs: tuple[Path, dict], script: str) -> dict:
     assert script in status, f"{script} did not run; the runner got through {sorted(status)}"
     log = out / f"{script}.log"
     tail = log.read_text()[-3000:] if log.exists() else ""
+    if "The current node timed out during startup" in (status[script]["error"] or ""):
+        pytest.skip(
+            f"{script}: Ray's own start-up (a fixed 30 s for its raylet) timed out twice: machine overloaded"
+        )
     assert status[script]["error"] is None, (
         f"{script} --smoke failed:\n{status[script]['error']}\n--- log ---\n{tail}"
     )
