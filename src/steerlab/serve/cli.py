@@ -32,6 +32,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     need("fastapi", "uvicorn", extra="serve")
     import uvicorn
 
+    from .. import threads
     from .app import ServeConfig, create_app
     from .engine import Engine
 
@@ -63,7 +64,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(load, cfg)
     print(
-        f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready)"
+        f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready; "
+        f"{threads.apply().describe()})"
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
