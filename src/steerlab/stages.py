@@ -217,7 +217,15 @@ class Runner:
         for name in self.stages:
             m = self.marker(name)
             state = "done" if self.is_done(name) else ("stale" if m else "missing")
-            out.append({"stage": name, "state": state, "seconds": (m or {}).get("seconds")})
+            m = m or {}
+            out.append(
+                {
+                    "stage": name,
+                    "state": state,
+                    "seconds": m.get("seconds"),
+                    "peak_rss_mb": m.get("peak_rss_mb"),
+                }
+            )
         return out
 
     # ---------------------------------------------------------------- running
@@ -251,9 +259,11 @@ class Runner:
         s = self._stage(name)
         log.info("stage %s: computing", name)
         with atomic_dir(self.path(name)) as tmp:
+            reset_peak_rss()
             t0 = time.perf_counter()
             result = s.run(StageContext(self, s, tmp))
             seconds = time.perf_counter() - t0
+            peak = peak_rss_mb()
             save_json(tmp / RESULT, result if result is not None else {})
             save_json(
                 tmp / DONE,
@@ -263,6 +273,7 @@ class Runner:
                     "params": self.params(name),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "seconds": round(seconds, 2),
+                    "peak_rss_mb": peak,
                     "steerlab_version": __version__,
                 },
             )
@@ -303,6 +314,35 @@ class Runner:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             self._lock = None
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory window for this process (Linux: ``/proc/self/clear_refs``); False where not possible
+    (then ``peak_rss_mb`` is the process's peak so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory (MB) since the last ``reset_peak_rss`` (or since it started)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+        return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        return None
 
 
 def config_snapshot(runner: Runner) -> None:

@@ -47,7 +47,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     r = _runner(args)
     for row in r.status():
         secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
-        print(f"{row['stage']:<10} {row['state']:<8} {secs}")
+        mem = f"peak {row['peak_rss_mb']:.0f} MB" if row.get("peak_rss_mb") is not None else ""
+        print(f"{row['stage']:<10} {row['state']:<8} {secs:<10} {mem}")
     return 0
 
 
