@@ -451,3 +451,22 @@ def test_screen_on_row_subsets_equals_the_full_screen_where_read(tiny_run):
         torch.testing.assert_close(got[read], full[read], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(got[~read], base[~read], atol=1e-4, rtol=1e-4)
     assert r.result("screen")["rows_screened"] < r.result("screen")["rows_full_grid"]
+
+
+def test_grad_direction_from_the_last_token_equals_the_whole_prompt_gradient(tiny_models):
+    """The context computed once without autograd, only the last token differentiated: the same direction as the
+    gradient through the whole prompt (causality: nothing before the last token depends on its state)."""
+    from steerlab.asa.directions import _grad_directions_whole, grad_directions
+    from steerlab.models import render_prompts, tokenize_texts
+
+    lm = tiny_models("llama")
+    pb = PromptBuilder(load_asa_tools())
+    prompts = [
+        pb.messages(p) for p in ("What is 3+4?", "Translate hello into French", "Why is the sky blue?")
+    ]
+    fast = grad_directions(lm, prompts, [0, 1], [5, 7], batch_size=2, progress=False)
+    ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts))
+    whole = _grad_directions_whole(lm, ids, [0, 1], [5, 7], "block", 3, False)
+    for k in (0, 1):
+        torch.testing.assert_close(fast[k], whole[k], atol=1e-5, rtol=0)
+        assert fast[k].norm() == pytest.approx(1.0, abs=1e-5)
