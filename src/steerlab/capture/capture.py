@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
 from ..models.hf_compat import cache_kwargs
 from ..models.phase import PROMPT, active_interventions, context_safe, forward_phase
-from ..models.prefix import common_prefix_len, expand_cache, prefix_cache, sharing_allowed
+from ..models.prefix import cache_for_rows, common_prefix_len, prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
 from .cache import load_cached, save_cached
 
@@ -171,8 +171,9 @@ def capture(
                 kwargs: dict = {"use_cache": False}
                 full_mask = mask
                 if share:
-                    ones = torch.ones(len(batch), share, dtype=torch.long, device=lm.device)
-                    kwargs = {**cache_kwargs(lm.model, expand_cache(pcache, len(batch))), "use_cache": True}
+                    rows_cache, cols = cache_for_rows(lm, pcache, len(batch))
+                    ones = torch.ones(len(batch), cols, dtype=torch.long, device=lm.device)
+                    kwargs = {**cache_kwargs(lm.model, rows_cache), "use_cache": True}
                     full_mask = torch.cat([ones, mask], dim=1)
                 try:
                     with forward_phase(lm, PROMPT):
