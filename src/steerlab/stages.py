@@ -223,6 +223,7 @@ class Runner:
                     "stage": name,
                     "state": state,
                     "seconds": m.get("seconds"),
+                    "cpu_seconds": m.get("cpu_seconds"),
                     "peak_rss_mb": m.get("peak_rss_mb"),
                 }
             )
@@ -260,9 +261,9 @@ class Runner:
         log.info("stage %s: computing", name)
         with atomic_dir(self.path(name)) as tmp:
             reset_peak_rss()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = s.run(StageContext(self, s, tmp))
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             peak = peak_rss_mb()
             save_json(tmp / RESULT, result if result is not None else {})
             save_json(
@@ -273,6 +274,7 @@ class Runner:
                     "params": self.params(name),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "seconds": round(seconds, 2),
+                    "cpu_seconds": round(cpu, 2),  # with one thread, about its wall time on an idle machine
                     "peak_rss_mb": peak,
                     "steerlab_version": __version__,
                 },

@@ -146,9 +146,13 @@ def capture(
     batch_store: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
 
+    batch_mask: list[torch.Tensor] = []  # the current batch's suffix mask (positions are gathered in the hook)
+
     def make_grab(key: tuple[int, str]):
         def grab(hidden: torch.Tensor) -> None:
-            batch_store[key] = hidden.detach()
+            hidden = hidden.detach()
+            # keep only the positions asked for: a batch holds one [B, d] per key, not every layer's [B, T, d]
+            batch_store[key] = hidden if positions == "all" else _gather(hidden, batch_mask[0], positions)
 
         return grab
 
@@ -170,8 +174,9 @@ def capture(
                 batch_store.clear()
                 kwargs: dict = {"use_cache": False}
                 full_mask = mask
+                batch_mask[:] = [mask]
                 if share:
-                    rows_cache, cols = cache_for_rows(lm, pcache, len(batch))
+                    rows_cache, cols = cache_for_rows(lm, pcache, len(batch), keep=False)
                     ones = torch.ones(len(batch), cols, dtype=torch.long, device=lm.device)
                     kwargs = {**cache_kwargs(lm.model, rows_cache), "use_cache": True}
                     full_mask = torch.cat([ones, mask], dim=1)
@@ -186,7 +191,7 @@ def capture(
                 except _StopForward:
                     pass
                 for key in keys:
-                    got = _gather(batch_store[key], mask, positions)
+                    got = batch_store[key] if positions != "all" else _gather(batch_store[key], mask, positions)
                     for j, i in enumerate(batch):
                         val = got[j]
                         results[key][i] = val.to("cpu", out_dtype).clone()

@@ -172,11 +172,11 @@ def _layer_class():  # noqa: ANN202
         """One layer's cache after a shared prefix: the rows' own keys and values (grown in place) and the prefix's,
         kept once and handed to attention with the keys."""
 
-        def __init__(self, prefix_keys: torch.Tensor, prefix_values: torch.Tensor) -> None:
+        def __init__(self, prefix_keys: torch.Tensor, prefix_values: torch.Tensor, keep: bool = True) -> None:
             self._k: tuple = (None, 0)
             self._v: tuple = (None, 0)
             super().__init__()
-            self.prefix = (prefix_keys, prefix_values)
+            self.prefix, self.keep = (prefix_keys, prefix_values), keep
 
         @property
         def keys(self) -> torch.Tensor | None:
@@ -200,6 +200,10 @@ def _layer_class():  # noqa: ANN202
             if not self.is_initialized:
                 self.device = key_states.device
                 self.is_initialized = True
+            if not self.keep:  # one forward, nothing after it: attend, store nothing
+                keys = key_states.view_as(key_states)
+                setattr(keys, _PREFIX_ATTR, self.prefix)
+                return keys, value_states
             self._k = _append(self._k, key_states)
             self._v = _append(self._v, value_states)
             keys = self.keys
@@ -219,12 +223,13 @@ def rows_layer_class() -> type:
     return _ROWS_LAYER
 
 
-def rows_cache(prefix: object) -> object:
-    """An empty cache for any number of rows after ``prefix`` (a one-row cache of the shared prefix)."""
+def rows_cache(prefix: object, keep: bool = True) -> object:
+    """An empty cache for any number of rows after ``prefix`` (a one-row cache of the shared prefix); ``keep=False``
+    for a single forward whose keys and values are not needed afterwards."""
     from transformers.cache_utils import DynamicCache
 
     cls = rows_layer_class()
     cache = DynamicCache()
-    cache.layers = [cls(x.keys, x.values) for x in prefix.layers]
+    cache.layers = [cls(x.keys, x.values, keep) for x in prefix.layers]
     cache.shared_prefix_length = prefix.get_seq_length()
     return cache
