@@ -146,7 +146,7 @@ def capture(
     batch_store: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
 
-    batch_mask: list[torch.Tensor] = []  # the current batch's suffix mask (positions are gathered in the hook)
+    batch_mask: list[torch.Tensor] = []  # the batch's suffix mask: the hook gathers the positions asked
 
     def make_grab(key: tuple[int, str]):
         def grab(hidden: torch.Tensor) -> None:
@@ -191,7 +191,9 @@ def capture(
                 except _StopForward:
                     pass
                 for key in keys:
-                    got = batch_store[key] if positions != "all" else _gather(batch_store[key], mask, positions)
+                    got = (
+                        batch_store[key] if positions != "all" else _gather(batch_store[key], mask, positions)
+                    )
                     for j, i in enumerate(batch):
                         val = got[j]
                         results[key][i] = val.to("cpu", out_dtype).clone()

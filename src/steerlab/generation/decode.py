@@ -89,12 +89,12 @@ def decode(
                 if t in rules.eos:
                     stopped[b] = "eos"
                     continue
-                for t in [t, *_tail(rules, index[b], gen[b], t, tok)]:
-                    gen[b].append(t)
+                for tt in [t, *_tail(rules, index[b], gen[b], t, tok)]:
+                    gen[b].append(tt)
                     if need_text:
                         text[b] = tok.decode(gen[b], skip_special_tokens=False)
                         if rules.on_token is not None and not text[b].endswith("\ufffd"):
-                            rules.on_token(index[b], t, text[b][sent[b] :])
+                            rules.on_token(index[b], tt, text[b][sent[b] :])
                             sent[b] = len(text[b])
                     if rules.stop is not None and rules.stop(text[b]):
                         stopped[b] = "stop"

@@ -79,7 +79,9 @@ class _Composed:
     def __init__(self, rules: list[LogitsRule]) -> None:
         self.rules = rules
 
-    def __call__(self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
         for r in self.rules:
             logits = r(rows, gen, logits)
         return logits
