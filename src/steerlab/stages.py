@@ -265,6 +265,7 @@ class Runner:
             result = s.run(StageContext(self, s, tmp))
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             peak = peak_rss_mb()
+            release_memory()
             save_json(tmp / RESULT, result if result is not None else {})
             save_json(
                 tmp / DONE,
@@ -327,6 +328,20 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def release_memory() -> None:
+    """Hand memory freed by a stage back to the system (glibc keeps freed heap pages otherwise, so the next stage's
+    peak would start from this one's); a no-op elsewhere."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def peak_rss_mb() -> float | None:
