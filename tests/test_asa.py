@@ -534,3 +534,17 @@ def test_a_complete_calls_closer_is_appended_without_a_forward_per_token(tiny_mo
     assert [g.stopped_by for g in fast] == [g.stopped_by for g in slow]
     assert fast[0].text.endswith("</tool_call>") and fast[1].text.endswith("</tool_call>")
     assert n_fast <= len(forwards) - (len("</tool_call>") - 1)  # the closer's tokens ran no forward
+
+
+def test_the_full_search_says_its_time_before_it_starts(tiny_models):
+    from steerlab.asa.budget import describe, estimate
+
+    lm = tiny_models("llama")
+    stages = ["extract", "screen", "actions", "evaluate", "baselines", "lora", "report"]
+    full = {k: s for k, s, _ in estimate(AsaConfig(**{**TINY_CFG, "preset": "full"}), lm, stages)}
+    assert set(full) == {"screen", "actions", "evaluate", "baselines", "lora"}
+    assert all(s > 0 for s in full.values())
+    default = {k: s for k, s, _ in estimate(AsaConfig(**{**TINY_CFG, "preset": "default"}), lm, stages)}
+    assert "lora" not in default and default["evaluate"] < full["evaluate"]  # fewer rows decode calls
+    assert estimate(AsaConfig(**TINY_CFG), lm, ["report"]) == []  # stages already done are not estimated
+    assert "rough time estimate" in describe(estimate(AsaConfig(**TINY_CFG), lm, stages))

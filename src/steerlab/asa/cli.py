@@ -33,6 +33,8 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
     r = _runner(args)
     if args.stage == "run":
+        if r.config.preset == "full":
+            _say_the_time(r)
         out = run_all(r)
         print(open(out["report"]).read())
         print(f"[steerlab] run directory: {r.root} (report.md, asset/, stage folders)")
@@ -41,6 +43,18 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     print(json.dumps(res, indent=2, default=str)[:4000])
     print(f"[steerlab] stage {args.stage!r} in {r.path(args.stage)}")
     return 0
+
+
+def _say_the_time(r: object) -> None:
+    """Before the whole search starts: what is left of it and how long it will take here (a rough estimate)."""
+    import sys
+
+    from .budget import describe, estimate
+
+    todo = [name for name in r.stages if not r.is_done(name)]
+    rows = estimate(r.config, r.model(), todo)
+    if rows:
+        print(describe(rows), file=sys.stderr, flush=True)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
