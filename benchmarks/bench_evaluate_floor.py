@@ -14,6 +14,7 @@ Target: <= 1.5x. Run: ``.venv/bin/python benchmarks/bench_evaluate_floor.py --ru
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import tempfile
@@ -81,6 +82,7 @@ def main() -> None:
         finally:
             evaluation.generate_conditions = real
         rate_after = bare_rate(lm)
+        done = json.loads((tmp / "evaluate" / "_DONE.json").read_text())
         data = AsaInputs(cfg)
         ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, data.messages("test")))
         prefix = common_prefix_len(ids)
@@ -109,6 +111,8 @@ def main() -> None:
             "stage_cpu_seconds": round(stage_seconds, 2),
             "stage_wall_seconds": round(wall, 2),
             "generation_cpu_seconds": round(gen_seconds[0], 2),
+            "stage_peak_rss_mb": done.get("peak_rss_mb"),
+            "batch_size": cfg.batch_size,
             "ratio_stage_over_floor": round(stage_seconds / floor_seconds, 2),
             "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
             "target": "<= 1.5x",

@@ -104,7 +104,9 @@ class AsaConfig(Config):
     )
     trigger_mode: str = opt("prefix", "'prefix': the reply starts with the marker; 'anywhere': it appears")
     max_new_tokens_call: int = opt(96, "tokens generated for a whole call (evaluate stage)")
-    batch_size: int = opt(64, "generation/capture batch (results do not depend on it)")
+    batch_size: int = opt(
+        32, "generation/capture batch (results do not depend on it; peak memory grows with it)"
+    )
     probe_c: float = opt(1.0, "inverse L2 strength of the logistic probes and router")
     seed: int = opt(0, "seed of probes, random-direction control and bootstrap")
     n_boot: int = opt(2000, "bootstrap resamples for intervals")
