@@ -49,15 +49,15 @@ def profile_lines(prof: dict, n: int = 8) -> list[str]:
         rows = f" ({p['test_rows']} TEST prompts)" if p.get("test_rows") else ""
         out += [
             "",
-            f"**{stage}**{rows}: {p['cpu_seconds']:.1f} CPU s under the profiler, of which operators "
-            f"{p['operators_self_cpu_seconds']:.1f} s and Python between them {p['outside_operators_seconds']:.1f} s "
-            f"(`{p['table']}`):",
+            f"**{stage}**{rows}: {p['wall_seconds']:.1f} s wall ({p['cpu_seconds']:.1f} CPU s) under the profiler, "
+            f"of which operators {p['operators_self_seconds']:.1f} s and the rest (Python between them) "
+            f"{p['outside_operators_seconds']:.1f} s (`{p['table']}`):",
             "",
-            "| operator | self CPU s | share | calls |",
+            "| operator | self s | share of the stage | calls |",
             "|---|---|---|---|",
         ]
         out += [
-            f"| `{t['op']}` | {t['self_cpu_s']:.2f} | {100 * t['share']:.1f}% | {t['calls']} |"
+            f"| `{t['op']}` | {t['self_s']:.2f} | {100 * t['share']:.1f}% | {t['calls']} |"
             for t in p["top"][:n]
         ]
     return out
