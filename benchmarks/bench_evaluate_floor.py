@@ -49,6 +49,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", required=True, help="a finished ASA run directory")
     ap.add_argument("--preset", default="default", choices=["default", "full"])
+    ap.add_argument(
+        "--test-rows", type=int, default=None, help="the first N TEST prompts only (default: all)"
+    )
     args = ap.parse_args()
     threads.apply()  # as the command line does: the cores not busy with other work
     src = Path(args.run)
@@ -74,6 +77,19 @@ def main() -> None:
             gens.append(out)
             return out
 
+        real_inputs, real_states = evaluation.inputs, evaluation.states
+        if args.test_rows:  # the same code path on fewer TEST prompts
+
+            def fewer(ctx):  # noqa: ANN001, ANN202
+                d = AsaInputs(ctx.config)
+                d.examples["test"] = d.examples["test"][: args.test_rows]
+                return d
+
+            def fewer_states(ctx, split):  # noqa: ANN001, ANN202
+                h = real_states(ctx, split)
+                return h[: args.test_rows] if split == "test" else h
+
+            evaluation.inputs, evaluation.states = fewer, fewer_states
         evaluation.generate_conditions = timed
         try:
             t0, w0 = time.process_time(), time.perf_counter()
@@ -81,10 +97,12 @@ def main() -> None:
             stage_seconds, wall = time.process_time() - t0, time.perf_counter() - w0
         finally:
             evaluation.generate_conditions = real
+            evaluation.inputs, evaluation.states = real_inputs, real_states
         rate_after = bare_rate(lm)
         done = json.loads((tmp / "evaluate" / "_DONE.json").read_text())
         data = AsaInputs(cfg)
-        ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, data.messages("test")))
+        msgs = data.messages("test")[: args.test_rows] if args.test_rows else data.messages("test")
+        ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, msgs))
         prefix = common_prefix_len(ids)
         suffix = sum(len(x) - prefix for x in ids)
         generated = sum(max(0, len(g.token_ids) - 1) for out in gens for rows in out.values() for g in rows)
@@ -117,7 +135,8 @@ def main() -> None:
             "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
             "target": "<= 1.5x",
             "threads": torch.get_num_threads(),
-            "command": f"bench_evaluate_floor.py --run {args.run} --preset {args.preset}",
+            "command": f"bench_evaluate_floor.py --run {args.run} --preset {args.preset}"
+            + (f" --test-rows {args.test_rows}" if args.test_rows else ""),
         }
         write_result("evaluate_floor", result)
     finally:
