@@ -125,7 +125,7 @@ def main() -> None:
     if BEGIN in text and END in text:
         text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
-        text = text.rstrip() + "\n\n## The main job (ASA) at its limit\n\n" + block + "\n"
+        text = text.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(text)
     print(block)
 
