@@ -436,8 +436,10 @@ def test_prefix_cache_across_requests_equals_no_cache(lm, asset, with_asset):
     batch = cached.run([cached.render(s) for s in specs])
     want = [plain.run([plain.render(s)])[0] for s in specs]
     assert [o.text for o in first] == [o.text for o in batch] == [o.text for o in want]
+    # p(tool) from a prefix computed apart: equal up to float summation order (split softmax), the gate the same
+    assert [o.gate.gate for o in first] == [o.gate.gate for o in want]
     assert [o.gate.p_tool for o in first] == pytest.approx(
-        [o.gate.p_tool for o in want], abs=1e-5
+        [o.gate.p_tool for o in want], abs=1e-4
     ) or not with_asset
     st = cached.prefixes.stats()
     assert st["entries"] == 1 and st["misses"] == 1 and st["hits"] >= 3 and first[0].prefix_reused > 50
