@@ -259,7 +259,12 @@ def test_asset_round_trip_gives_identical_decisions(tiny_run):
     r, out = tiny_run
     lm = r.models.get("tiny")
     st = AsaSteerer(lm, out["asset"]["path"])
-    assert st.steering().action == out["asset"]["action"] == r.result("actions")["chosen"]
+    assert (
+        st.point.action
+        == st.steering().point.action
+        == out["asset"]["action"]
+        == r.result("actions")["chosen"]
+    )
     prompts = [e.prompt for e in AsaInputs(r.config).examples["test"][:6]]
     res = st.run(prompts, max_new_tokens=4)
     best = r.result("tune")["best"]

@@ -133,10 +133,8 @@ def test_direction_k_lands_on_hf_hidden_states_k_plus_1(tiny_models, tmp_path):
     assert torch.allclose(diff, v.expand_as(diff), atol=1e-5)  # every position, exactly the direction
 
 
-def test_asa_asset_exports_its_ungated_direction(tmp_path):
-    d = 12
-    vg, va, vb = _vec(d, 10), _vec(d, 11), _vec(d, 12)
-    manifest = {
+def _asa_manifest(d: int, **kw) -> dict:
+    return {
         "kind": "asa",
         "layer": 4,
         "site": "block",
@@ -147,12 +145,43 @@ def test_asa_asset_exports_its_ungated_direction(tmp_path):
         "model": "m",
         "hidden_size": d,
         "n_layers": 6,
+        **kw,
     }
-    save_asset(tmp_path / "asa", {"v_global": vg, "v_domain.a": va, "v_domain.b": vb}, manifest)
-    info = export_control_vector(tmp_path / "asa", tmp_path / "g.gguf")
-    cv = read_control_vector(tmp_path / "g.gguf")
+
+
+def test_asa_asset_exports_the_direction_its_manifest_names(tmp_path):
+    d = 12
+    vg, va, vb, vgrad = _vec(d, 10), _vec(d, 11), _vec(d, 12), _vec(d, 13)
+    tensors = {"v_global": vg, "v_domain.a": va, "v_domain.b": vb, "dir.grad": vgrad}
+    # the main job's kind of asset: a behaviour direction, prefill when the gate opens (no push)
+    save_asset(
+        tmp_path / "grad", tensors, _asa_manifest(d, direction="grad", action="prefill", on_close="forbid")
+    )
+    with pytest.raises(ControlVectorError, match="action is 'prefill'.*push-only"):
+        export_control_vector(tmp_path / "grad", tmp_path / "g.gguf")
+    assert not (tmp_path / "g.gguf").exists()
+    info = export_control_vector(tmp_path / "grad", tmp_path / "g.gguf", push_only=True)
+    exported = read_control_vector(tmp_path / "g.gguf").directions[4]
+    assert torch.allclose(exported, 5.0 * vgrad / vgrad.norm(), atol=1e-6)  # the asset's own direction
+    assert torch.nn.functional.cosine_similarity(exported, vg, dim=0) < 0.99  # not the global mean difference
+    assert "prefill" in info["asa_not_expressed"] and "forbid" in info["asa_not_expressed"]
+    with pytest.raises(ControlVectorError, match="same for every domain"):
+        export_control_vector(tmp_path / "grad", tmp_path / "x.gguf", domain="a", push_only=True)
+    # a steering asset with the global direction
+    save_asset(tmp_path / "glob", tensors, _asa_manifest(d, direction="global", action="steer"))
+    info = export_control_vector(tmp_path / "glob", tmp_path / "glob.gguf")
+    cv = read_control_vector(tmp_path / "glob.gguf")
     assert torch.allclose(cv.directions[4], 5.0 * vg / vg.norm(), atol=1e-6)
     assert "ungated" in info["asa_note"] and "every" in cv.metadata["applied_by_llamacpp"]
+    assert "the gate" in cv.metadata["asa_not_expressed"]
+
+
+def test_asa_asset_with_the_papers_direction_needs_a_domain(tmp_path):
+    d = 12
+    vg, va, vb = _vec(d, 10), _vec(d, 11), _vec(d, 12)
+    save_asset(tmp_path / "asa", {"v_global": vg, "v_domain.a": va, "v_domain.b": vb}, _asa_manifest(d))
+    with pytest.raises(ControlVectorError, match="one per routed domain.*--domain \\(a, b\\)"):
+        export_control_vector(tmp_path / "asa", tmp_path / "g.gguf")
     export_control_vector(tmp_path / "asa", tmp_path / "a.gguf", domain="a")
     want = va + 0.5 * vg
     assert torch.allclose(
@@ -161,6 +190,28 @@ def test_asa_asset_exports_its_ungated_direction(tmp_path):
     with pytest.raises(ControlVectorError, match="unknown domain 'c'.*a, b"):
         export_control_vector(tmp_path / "asa", tmp_path / "c.gguf", domain="c")
     assert not (tmp_path / "c.gguf").exists()
+
+
+def test_pipeline_asset_exports_the_vector_asa_adds(tmp_path, tiny_models):
+    """The tiny pipeline's real asset: the exported tensor is strength * mean_norm * the direction the asset's
+    controller adds for an open gate."""
+    from serve_helpers import tiny_asset
+    from steerlab.asa import AsaSteerer
+
+    lm = tiny_models("llama")
+    path = tiny_asset(tmp_path, lm)
+    st = AsaSteerer(lm, path)
+    info = export_control_vector(path, tmp_path / "t.gguf", push_only=True)
+    got = read_control_vector(tmp_path / "t.gguf").directions[st.point.layer]
+    dom = torch.zeros(1, dtype=torch.long)
+    want = (
+        st.params.directions(dom, st.point.beta, st.point.direction)[0]
+        * st.point.strength
+        * st.params.mean_norm
+    )
+    if st.point.direction == "asa":
+        pytest.skip("the tiny run chose the per-domain direction")
+    assert torch.allclose(got, want, atol=1e-5) and info["asa_direction_kind"] == st.point.direction
 
 
 def test_layer_zero_cannot_be_exported(tmp_path):

@@ -100,7 +100,7 @@ def test_gate_decision_matches_the_assets_controller_on_captured_states(server, 
     d = engine.steerer.steering().controller([]).decide(h.float())
     assert s["p_tool"] == pytest.approx(float(d.p_tool[0]), abs=1e-5)
     assert s["gate"] == int(d.gate[0]) and s["domain"] == engine.steerer.params.domains[int(d.domain[0])]
-    assert s["asa"] is True and s["tau"] == m["tau"] and s["alpha"] == m["strength"]
+    assert s["asa"] is True and s["tau"] == m["tau"] and s["strength"] == m["strength"]
 
 
 def test_batched_requests_never_see_each_others_steering(server, plain_server):
@@ -157,17 +157,35 @@ def test_sse_wire_format(server):
 
 
 def test_forced_function_is_prefilled_and_the_gate_not_consulted(server):
-    r = ask(server, tool_choice={"type": "function", "function": {"name": "calculator"}}, max_tokens=4)
+    """tool_choice naming a function: the reply starts with the marker whatever the gate, and the call is decoded
+    under that function's schema, so it is always a valid call to it (here from a random-weight model)."""
+    r = ask(server, tool_choice={"type": "function", "function": {"name": "calculator"}}, max_tokens=120)
     s = r.model_extra["steerlab"]
     assert s["gate"] is None and "forces a call" in s["note"]
     calls = r.choices[0].message.tool_calls
-    if calls:  # a parsable call: it must be the forced function
-        assert [c.function.name for c in calls] == ["calculator"] and r.choices[
-            0
-        ].finish_reason == "tool_calls"
-    else:  # unparsable arguments: the raw reply, starting with the prefill, and the parse error
-        assert r.choices[0].message.content.startswith('<tool_call>{"name": "calculator", "arguments": ')
-        assert s["parse_errors"]
+    assert [c.function.name for c in calls] == ["calculator"] and r.choices[0].finish_reason == "tool_calls"
+    assert set(json.loads(calls[0].function.arguments)) == {"expression"}
+    assert s["dropped_calls"] == 0 and s["calls"][0]["valid"]
+
+
+def test_required_tool_choice_gives_a_valid_call_to_an_offered_tool(server):
+    tools = Engine.default_tools()[2:]  # not the calculator: the call must name one of these
+    r = client(server).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is 3+4?"}],
+        tools=tools,
+        tool_choice="required",
+        max_tokens=160,
+    )
+    (call,) = r.choices[0].message.tool_calls
+    offered = {t["function"]["name"] for t in tools}
+    assert call.function.name in offered
+    from steerlab.tools import validate_call
+
+    assert (
+        validate_call({"name": call.function.name, "arguments": json.loads(call.function.arguments)}, tools)
+        == []
+    )
 
 
 BAD = [
@@ -362,3 +380,43 @@ def test_cli_errors_name_the_bad_value(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--port", "-3"])
     assert "must be in 1..65535, got -3" in capsys.readouterr().err
+
+
+def test_serve_exits_2_with_one_line_when_the_asset_cannot_load(tmp_path, lm):
+    """A server whose asset fails to load stops (exit 2, one line), instead of answering 503 forever."""
+    import shutil
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad_asset"
+    shutil.copytree(tiny_asset(tmp_path / "run", lm), bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["tau"] = 0.77  # edited after writing: the manifest's own digest no longer matches
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "steerlab.cli",
+            "serve",
+            "--model",
+            "tiny",
+            "--asset",
+            str(bad),
+            "--port",
+            port,
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if "failed to load" in x]
+    assert len(errors) == 1 and "modified after the asset was written" in errors[0]
+    assert "Traceback" not in proc.stderr

@@ -46,11 +46,36 @@ def test_validation_report_names_schema_problems():
     assert any("expression" in p for p in rep["problems"])
 
 
-def test_broken_call_is_returned_as_text_with_the_parse_error():
-    text = '<tool_call>{"name": "calculator", "arguments": {'
+def test_broken_call_is_not_returned_and_the_parse_error_is_reported():
+    text = 'Let me check. <tool_call>{"name": "calculator", "arguments": {'
     c = completion(out(text, finish="length"), "m", TOOLS, parse=True)
-    assert c["choices"][0]["message"]["content"] == text and "tool_calls" not in c["choices"][0]["message"]
+    msg = c["choices"][0]["message"]
+    assert msg["content"] == "Let me check." and "tool_calls" not in msg  # never the raw markup
     assert c["choices"][0]["finish_reason"] == "length" and c["steerlab"]["parse_errors"]
+    assert "did not parse" in c["steerlab"]["note"]
+
+
+@pytest.mark.parametrize(
+    "call, problem",
+    [
+        ({"name": "translated_goodnight", "arguments": {"expression": "Good Night"}}, "unknown tool"),
+        ({"name": "translator", "arguments": {"text": "good night"}}, "target_language"),
+    ],
+)
+def test_invalid_calls_never_reach_the_agent_as_tool_calls(call, problem):
+    valid = {"name": "calculator", "arguments": {"expression": "2*3"}}
+    c = completion(out(render_tool_call([call, valid], "tool_call_json")), "m", TOOLS, parse=True)
+    msg = c["choices"][0]["message"]
+    assert [tc["function"]["name"] for tc in msg["tool_calls"]] == ["calculator"]
+    rep = c["steerlab"]
+    assert rep["dropped_calls"] == 1 and rep["calls"][0]["valid"] is False
+    assert any(problem in x for x in rep["calls"][0]["problems"])
+    only_bad = completion(out(render_tool_call(call, "tool_call_json")), "m", TOOLS, parse=True)
+    assert "tool_calls" not in only_bad["choices"][0]["message"]
+    assert (
+        only_bad["choices"][0]["finish_reason"] == "stop"
+        and only_bad["choices"][0]["message"]["content"] == ""
+    )
 
 
 def test_tool_choice_none_does_not_parse_and_stop_string_is_cut():

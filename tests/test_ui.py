@@ -30,13 +30,14 @@ def engine(tiny_models, tmp_path_factory):
 
 def test_compare_runs_baseline_unsteered_and_steered_with_the_sliders(engine):
     tools = Engine.default_tools()
-    b, s = compare(engine, PROMPT, tools, alpha=3.0, tau=0.6, max_tokens=12)
+    b, s = compare(engine, PROMPT, tools, strength=3.0, tau=0.6, max_tokens=12)
     assert b.gate.applied is False and s.gate.applied is True
-    assert b.gate.p_tool == s.gate.p_tool and b.gate.gate == s.gate.gate != 0
-    assert s.gate.alpha == 3.0 and s.gate.tau == 0.6
-    assert b.text != s.text  # a gated prompt at alpha 3 changes the reply
+    # one prompt in two rows of a batch: equal up to the float order of a batched matmul
+    assert b.gate.p_tool == pytest.approx(s.gate.p_tool, abs=1e-5) and b.gate.gate == s.gate.gate != 0
+    assert s.gate.strength == 3.0 and s.gate.tau == 0.6
+    assert b.text != s.text  # a gated prompt at strength 3 changes the reply
     plain = Engine(engine.lm)  # the same prompt without an asset gives the baseline reply
-    b2, s2 = compare(plain, PROMPT, tools, alpha=None, tau=None, max_tokens=12)
+    b2, s2 = compare(plain, PROMPT, tools, strength=None, tau=None, max_tokens=12)
     assert b2.text == s2.text == b.text
     with pytest.raises(ValueError, match="type a prompt"):
         compare(engine, "  ", tools, 1.0, 0.6, 8)
@@ -175,16 +176,16 @@ def _component(demo, elem_id: str):  # noqa: ANN001, ANN202
     return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
 
 
-def test_alpha_and_tau_sliders_only_with_an_asset(engine):
-    """Without an asset α and τ would do nothing: they are hidden and the page says where steering is."""
+def test_strength_and_tau_sliders_only_with_an_asset(engine):
+    """Without an asset strength and τ would do nothing: they are hidden and the page says where steering is."""
     from steerlab.ui.app import NO_ASSET_SLIDERS, build_ui
 
     plain = build_ui(Engine(engine.lm))
-    assert not _component(plain, "alpha").visible and not _component(plain, "tau").visible
+    assert not _component(plain, "strength").visible and not _component(plain, "tau").visible
     note = _component(plain, "no-asset-note")
     assert note.visible and note.value == NO_ASSET_SLIDERS and "Build a steering vector" in note.value
     steered = build_ui(engine)
-    assert _component(steered, "alpha").visible and _component(steered, "tau").visible
+    assert _component(steered, "strength").visible and _component(steered, "tau").visible
     assert not _component(steered, "no-asset-note").visible
 
 

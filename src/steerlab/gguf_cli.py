@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .assets.gguf_cvec import export_control_vector
 
     info = export_control_vector(
-        args.asset, args.out, domain=args.domain, model_hint=args.model_hint, all_positions=args.all_positions
+        args.asset,
+        args.out,
+        domain=args.domain,
+        model_hint=args.model_hint,
+        all_positions=args.all_positions,
+        push_only=args.push_only,
     )
     print(json.dumps(info, indent=2))
+    if "asa_not_expressed" in info:
+        print(
+            f"WARNING: {args.out} holds {info['asa_direction']} at layer {info['layers'][0]} as an ungated push at "
+            "every position. llama.cpp cannot express what else this ASA asset does: "
+            + info["asa_not_expressed"]
+            + ". What llama.cpp runs with it is not what the evaluate stage measured.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -78,7 +92,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="the .gguf file to write")
     e.add_argument(
         "--domain",
-        help="ASA assets: export unit(v_domain + beta*v_global) of this domain instead of unit(v_global)",
+        help="ASA assets whose direction is the paper's per-domain one (direction 'asa'): the domain whose "
+        "unit(v_domain + beta*v_global) to export",
+    )
+    e.add_argument(
+        "--push-only",
+        dest="push_only",
+        action="store_true",
+        help="ASA assets whose action is 'prefill' (no push): export the direction as an ungated push anyway",
     )
     e.add_argument(
         "--model-hint", dest="model_hint", help="controlvector.model_hint (default: the asset's model)"

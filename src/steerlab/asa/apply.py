@@ -20,11 +20,13 @@ from ..generation.rules import BannedStart, ForcedPrefix, compose
 from ..models import LoadedModel
 from ..steering import SteeringHandle, steer
 from ..tools import format_spec
-from .controller import AsaController, AsaParams
+from .controller import AsaController, AsaParams, Decision
+from .gate import ternary_gate
+from .point import ACTIONS, CONSTRAIN, ON_CLOSE, OperatingPoint
 
-ACTIONS = ("steer", "prefill", "steer+prefill")
-ON_CLOSE = ("forbid", "push", "none")
-CONSTRAIN = ("none", "router", "model")
+__all__ = ["ACTIONS", "ANY_TOOL", "CONSTRAIN", "ON_CLOSE", "GatedAction", "GatedSteering", "call_rules"]
+
+ANY_TOOL = "*"  # ``forced(i)``: the request requires a call to any of its tools (tool_choice "required")
 
 
 class GatedSteering:
@@ -61,6 +63,7 @@ class GatedSteering:
         self.batches: list[tuple[list[int], AsaController]] = []
         self.gate_of: dict[int, int] = {}  # prompt index -> the gate its first forward decided
         self.domain_of: dict[int, int] = {}
+        self.p_of: dict[int, float] = {}
 
     def controller(self, idx: list[int]) -> AsaController:
         return AsaController(
@@ -77,18 +80,23 @@ class GatedSteering:
             push_close=self.push_close,
         )
 
+    def coefficients(self, d: Decision, idx: list[int], ctrl: AsaController) -> torch.Tensor:
+        """Per batch row: the push of the controller's own rule; records each prompt's first decision."""
+        for j, i in enumerate(idx):
+            self.gate_of.setdefault(i, int(d.gate[j]))
+            self.domain_of.setdefault(i, int(d.domain[j]))
+            self.p_of.setdefault(i, float(d.p_tool[j]))
+        return ctrl.coefficients(d)
+
     def __call__(self, idx: list[int]) -> SteeringHandle:
         ctrl = self.controller(idx)
         self.batches.append((list(idx), ctrl))
         batch = list(idx)
 
         def decide_and_record(h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            coef, vec = ctrl(h_last)
-            d = ctrl.decisions[-1]
-            for j, i in enumerate(batch):
-                self.gate_of.setdefault(i, int(d.gate[j]))
-                self.domain_of.setdefault(i, int(d.domain[j]))
-            return coef, vec
+            d = ctrl.decide(h_last.float())
+            ctrl.decisions.append(d)
+            return self.coefficients(d, batch, ctrl), ctrl.vectors(d.domain).to(h_last.device)
 
         return steer(
             self.lm,
@@ -100,86 +108,151 @@ class GatedSteering:
         )
 
     def decisions(self, n: int) -> dict[str, torch.Tensor]:
-        """Per prompt (in prompt order): ``domain`` index, ``p_tool`` and ``gate`` of the first forward that saw it."""
+        """Per prompt (in prompt order): ``domain`` index, ``p_tool`` and ``gate`` of the first forward that saw it
+        (-1, NaN and 0 for a prompt no forward saw)."""
         out = {
             "domain": torch.full((n,), -1),
             "p_tool": torch.full((n,), float("nan")),
             "gate": torch.zeros(n),
         }
-        for idx, ctrl in self.batches:
-            if not ctrl.decisions:
-                continue
-            d = ctrl.decisions[0]
-            out["domain"][idx] = d.domain.cpu()
-            out["p_tool"][idx] = d.p_tool.cpu().float()
-            out["gate"][idx] = d.gate.cpu().float()
+        for i in range(n):
+            if i in self.gate_of:
+                out["domain"][i] = self.domain_of[i]
+                out["p_tool"][i] = self.p_of[i]
+                out["gate"][i] = float(self.gate_of[i])
         return out
 
 
 class GatedAction(GatedSteering):
-    """ASA's gate with an action (see the module docstring); a row setup that carries its own ``logits_rule``."""
+    """An ``OperatingPoint`` acting on batches (see the module docstring); a row setup with its own ``logits_rule``.
+
+    Built by ``OperatingPoint.bind``. Per prompt, ``rows[i]`` may be another point (other strength, tau, action,
+    on_close or constrain; None: no ASA for that prompt, its gate still read and reported), ``forced(i)`` a call the
+    request forces (a tool name, or ``ANY_TOOL``: the marker is prefilled whatever the gate, no push) and
+    ``offered(i)`` the names of the tools the request offers (a routed tool it does not offer is never forced on a
+    call: the call may name any offered tool instead).
+    """
 
     def __init__(
         self,
         lm: LoadedModel,
         params: AsaParams,
+        point: OperatingPoint,
         *,
-        strength: float,
-        tau: float,
-        beta: float = 0.0,
-        site: str = "block",
-        action: str = "steer",
-        on_close: str = "forbid",
-        constrain: str = "none",
-        direction: str = "asa",
-        call_format: str = "tool_call_json",
-        tools: Sequence[dict] = (),
-        domain_tools: dict[str, str] | None = None,
-        string_pattern: str | None = None,
-        mode: str = "full",
+        tools: Sequence[dict] | Callable[[int], Sequence[dict]] = (),
+        ablation: str = "full",
         labels: Sequence[int] | None = None,
-        row_strength: Sequence[float] | None = None,
         seed: int = 0,
+        rows: Sequence[OperatingPoint | None] | None = None,
+        offered: Callable[[int], set[str] | None] | None = None,
+        forced: Callable[[int], str | None] | None = None,
     ) -> None:
-        for name, value, allowed in (
-            ("action", action, ACTIONS),
-            ("on_close", on_close, ON_CLOSE),
-            ("constrain", constrain, CONSTRAIN),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not allowed; valid: {', '.join(allowed)}")
+        if rows is not None:
+            for i, rp in enumerate(rows):
+                if rp is not None and (rp.layer, rp.site, rp.direction, rp.beta) != (
+                    point.layer,
+                    point.site,
+                    point.direction,
+                    point.beta,
+                ):
+                    raise ValueError(
+                        f"row {i}'s operating point reads/pushes elsewhere ({rp.layer}, {rp.site}, {rp.direction}, "
+                        f"beta {rp.beta}) than the batch's ({point.layer}, {point.site}, {point.direction}, "
+                        f"beta {point.beta}): one hook serves the batch"
+                    )
         super().__init__(
             lm,
             params,
-            strength=strength,
-            tau=tau,
-            beta=beta,
-            site=site,
-            mode=mode,
+            strength=point.strength,
+            tau=point.tau,
+            beta=point.beta,
+            site=point.site,
+            mode=ablation,
             labels=labels,
-            row_strength=row_strength,
             seed=seed,
-            direction=direction,
-            push_open="steer" in action,
-            push_close=on_close == "push" and "steer" in action,
+            direction=point.direction,
+            push_open=point.pushes_open,
+            push_close=point.pushes_close,
         )
-        self.action, self.on_close, self.constrain = action, on_close, constrain
-        by_domain = domain_tools or {}
+        self.point = point
+        self.row_points = None if rows is None else list(rows)
+        self.forced = forced or (lambda i: None)
+        self.offered = offered or (lambda i: None)
+
+        def point_of(i: int) -> OperatingPoint | None:
+            return point if self.row_points is None else self.row_points[i]
+
+        self.point_of = point_of
+
+        def opens(i: int) -> bool:
+            if self.forced(i) is not None:
+                return True
+            rp = point_of(i)
+            return rp is not None and rp.prefills and self.gate_of.get(i, 0) > 0
+
+        def closes(i: int) -> bool:
+            rp = point_of(i)
+            return (
+                self.forced(i) is None
+                and rp is not None
+                and rp.forbids_on_close
+                and self.gate_of.get(i, 0) < 0
+            )
+
+        def constrained(i: int) -> bool:
+            rp = point_of(i)
+            if self.forced(i) is not None:
+                return True
+            return rp is not None and rp.constrain != "none"
 
         def tool_of(i: int) -> str | None:
-            if constrain == "model" or i not in self.domain_of:
+            name = self.forced(i)
+            if name is not None:
+                return None if name == ANY_TOOL else name
+            rp = point_of(i)
+            if rp is None or rp.constrain != "router" or i not in self.domain_of:
                 return None
-            return by_domain.get(params.domains[self.domain_of[i]])
+            routed = rp.domain_tools.get(params.domains[self.domain_of[i]])
+            names = self.offered(i)
+            return routed if names is None or routed in names else None
 
+        grammar = point.call_format == "tool_call_json" and (
+            point.constrain != "none"
+            or forced is not None
+            or any(rp is not None and rp.constrain != "none" for rp in self.row_points or ())
+        )
         self.logits_rule = call_rules(
             lm,
-            call_format,
-            opens=(lambda i: self.gate_of.get(i, 0) > 0) if "prefill" in action else None,
-            closes=(lambda i: self.gate_of.get(i, 0) < 0) if on_close == "forbid" else None,
+            point.call_format,
+            opens=opens,
+            closes=closes,
             tools=tools,
-            tool_of=tool_of if constrain != "none" else None,
-            string_pattern=string_pattern,
+            tool_of=tool_of if grammar else None,
+            constrained=constrained,
+            string_pattern=point.string_pattern,
         )
+
+    def coefficients(self, d: Decision, idx: list[int], ctrl: AsaController) -> torch.Tensor:
+        """Per batch row: the push (gate * strength * norm where the row's point moves the state), recording the gate
+        each row's own tau gives."""
+        out = torch.zeros(len(idx))
+        for j, i in enumerate(idx):
+            rp = self.point_of(i)
+            tau = self.point.tau if rp is None else rp.tau
+            g = (
+                int(d.gate[j])
+                if tau == self.point.tau
+                else int(ternary_gate(d.p_tool[j : j + 1].cpu(), tau)[0])
+            )
+            self.gate_of.setdefault(i, g)
+            self.domain_of.setdefault(i, int(d.domain[j]))
+            self.p_of.setdefault(i, float(d.p_tool[j]))
+            if rp is None or self.forced(i) is not None:
+                continue
+            moves = (g > 0 and rp.pushes_open) or (g < 0 and rp.pushes_close)
+            if moves:
+                out[j] = g * rp.strength * self.params.mean_norm
+        return out
 
 
 def call_rules(
@@ -190,10 +263,12 @@ def call_rules(
     closes: Callable[[int], bool] | None = None,
     tools: Sequence[dict] | Callable[[int], Sequence[dict]] = (),
     tool_of: Callable[[int], str | None] | None = None,
+    constrained: Callable[[int], bool] | None = None,
     string_pattern: str | None = None,
 ) -> object:
     """One logits rule: rows where ``opens(i)`` start with the call marker, rows where ``closes(i)`` cannot, and
-    (with ``tool_of``) a call after the marker decoded under its tool's schema."""
+    (with ``tool_of``) a call after the marker decoded under its tool's schema (only on rows where
+    ``constrained(i)``, when given; ``tool_of(i)`` None: any of the row's tools)."""
     marker = format_spec(call_format).marker
     tok = lm.tokenizer
     rules = []
@@ -206,7 +281,15 @@ def call_rules(
         from .calls import CallGrammar
 
         rules.append(
-            CallGrammar(tok, _vocab_size(lm), tools, tool_of, call_format, string_pattern=string_pattern)
+            CallGrammar(
+                tok,
+                _vocab_size(lm),
+                tools,
+                tool_of,
+                call_format,
+                string_pattern=string_pattern,
+                applies=constrained,
+            )
         )
     return compose(rules)
 

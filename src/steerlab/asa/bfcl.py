@@ -17,7 +17,7 @@ from ..data.bfcl import CATEGORIES, NO_CALL_CATEGORIES, load_bfcl
 from ..eval.stats import bootstrap_mean, metrics_with_ci
 from ..generation import generate_conditions
 from ..models import LoadedModel
-from ..tools import ast_match, call_stop, is_triggered, parse_tool_calls
+from ..tools import ast_match, call_stop, is_triggered, parse_tool_calls, tool_spec
 from .prompt import DEFAULT_FEW_SHOT, PromptBuilder
 
 
@@ -68,7 +68,7 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
         from .runtime import AsaSteerer
 
         steerer = AsaSteerer(lm, cfg.asset)
-        fmt, mode = steerer.fmt, steerer.mode
+        fmt, mode = steerer.fmt, steerer.trigger_mode
         few_shot = steerer.builder.few_shot
     items = [it for cat in cfg.categories for it in load_bfcl(cat, limit=cfg.limit or None, seed=cfg.seed)]
     msgs = []
@@ -78,10 +78,11 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
         msgs.append(system + [m for m in it.messages if m["role"] != "system"])
     conds: dict = {"baseline": None}
     if steerer is not None:
-        # the asset's action; a constrained call may name any of the item's own functions (the router's domains
-        # name the asset's tools, not BFCL's)
-        constrain = "model" if steerer.manifest.get("constrain", "none") != "none" else "none"
-        conds["asa"] = steerer.steering(constrain=constrain, tools=lambda i: items[i].functions)
+        # the asset's operating point as the server runs it: a routed tool the item does not offer is never
+        # forced on a call (the router's domains name the asset's tools, not BFCL's), so the call may name any of
+        # the item's own functions
+        offered = [{tool_spec(f)["name"] for f in it.functions} for it in items]
+        conds["asa"] = steerer.steering(tools=lambda i: items[i].functions, offered=lambda i: offered[i])
     gens = generate_conditions(
         lm,
         msgs,

@@ -91,7 +91,8 @@ class CallGrammar:
     """A logits rule: rows whose reply is exactly the marker so far decode a schema-valid call, then the closer.
 
     ``tools`` is the tool list, or ``tools(prompt_index)`` a list per row (BFCL items each offer their own);
-    ``tool_of(prompt_index)`` names the row's tool (None: any of its tools). A schema the grammar compiler cannot
+    ``tool_of(prompt_index)`` names the row's tool (None: any of its tools); ``applies(prompt_index)`` (default:
+    every row) says whether the row is constrained at all. A schema the grammar compiler cannot
     take leaves that row unconstrained (``unconstrained``). Only the ``tool_call_json`` syntax (a JSON body between
     marker and closer) is supported.
     """
@@ -104,6 +105,7 @@ class CallGrammar:
         tool_of: Callable[[int], str | None],
         fmt: str = "tool_call_json",
         string_pattern: str | None = DEFAULT_STRING_PATTERN,
+        applies: Callable[[int], bool] | None = None,
     ) -> None:
         if fmt != "tool_call_json":
             raise ValueError(f"constrained decoding supports the tool_call_json format only, got {fmt!r}")
@@ -111,6 +113,7 @@ class CallGrammar:
         self.xgr, self.tokenizer, self.vocab = xgr, tokenizer, vocab_size
         self.tools_of = tools if callable(tools) else (lambda i, t=list(tools): t)
         self.tool_of, self.pattern = tool_of, string_pattern
+        self.applies = applies or (lambda i: True)
         self.unconstrained: set[int] = set()
         spec = format_spec(fmt)
         self.marker, self.closer = spec.marker, spec.closer
@@ -138,7 +141,7 @@ class CallGrammar:
     def _state(self, i: int, gen: Sequence[int]) -> dict | None:
         st = self._rows.get(i)
         if st is None:
-            if i in self.unconstrained:
+            if i in self.unconstrained or not self.applies(i):
                 return None
             if self.tokenizer.decode(list(gen), skip_special_tokens=False).strip() != self.marker:
                 return None

@@ -155,11 +155,14 @@ class AsaController:
         v = p.directions(dom, self.beta, self.direction)
         return -v if self.mode == "negative" else v
 
-    def __call__(self, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.decide(h_last.float())
-        self.decisions.append(d)
+    def coefficients(self, d: Decision) -> torch.Tensor:
+        """Per row: gate * strength * mean norm where the gate's side moves the state, else 0."""
         strength = self.row_strength if self.row_strength is not None else torch.tensor(self.strength)
         gate = d.gate.cpu()
         moves = (gate > 0) & self.push_open | (gate < 0) & self.push_close
-        coef = gate * strength.float() * self.params.mean_norm * moves.float()
-        return coef, self.vectors(d.domain).to(h_last.device)
+        return gate * strength.float() * self.params.mean_norm * moves.float()
+
+    def __call__(self, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.decide(h_last.float())
+        self.decisions.append(d)
+        return self.coefficients(d), self.vectors(d.domain).to(h_last.device)

@@ -16,6 +16,7 @@ from ..stages import StageContext
 from ..tools import call_stop, call_success, decision_stop, is_triggered
 from .gate import ternary_gate
 from .inputs import inputs, layer_params, states
+from .point import OperatingPoint
 from .tuning import action_for
 
 ROW_DOC = {
@@ -82,7 +83,7 @@ def stage_evaluate(ctx: StageContext) -> dict:
         conds["paper"] = _paper(ctx, lm, layer_params(ctx, paper["layer"]), paper)
     for mode in ("no_gate", "global_only", "random", "negative", "oracle"):
         conds[mode] = action_for(
-            ctx, lm, params, best, "steer", "none", mode=mode, labels=list(y), seed=c.seed
+            ctx, lm, params, best, "steer", "none", ablation=mode, labels=list(y), seed=c.seed
         )
     # The rows a user would deploy decode whole calls (success precision); the reference and ablation rows only need
     # the trigger decision, so they stop once it is known (a call would cost ~40 decoding steps per row).
@@ -166,6 +167,8 @@ def stage_evaluate(ctx: StageContext) -> dict:
         ),
         "gate_counts_test": {str(int(g)): int((offline_gate == g).sum()) for g in (-1, 0, 1)},
         "n_test": int(len(y)),
+        # the row whose operating point the asset carries (what AsaSteerer, serve and BFCL run)
+        "asset_row": asset_row(ctx.result("actions")["chosen"], c.constrain),
     }
     save_json(ctx.out / "metrics.json", result)
     with open(ctx.out / "predictions.jsonl", "w") as f:
@@ -177,22 +180,28 @@ def stage_evaluate(ctx: StageContext) -> dict:
 
 def _paper(ctx: StageContext, lm: object, params: object, point: dict) -> object:
     """The paper's row: mean-difference direction, +push when the gate opens and -push when it closes."""
-    from .apply import GatedAction
-
     c = ctx.config
-    return GatedAction(
-        lm,
-        params,
+    return OperatingPoint(
+        layer=point["layer"],
         strength=point["strength"],
         tau=point["tau"],
         beta=point["beta"],
         site=c.site,
+        direction="asa",
         action="steer",
         on_close="push",
         constrain="none",
-        direction="asa",
+        trigger_mode=c.trigger_mode,
         call_format=c.call_format,
-    )
+    ).bind(lm, params)
+
+
+def asset_row(action: str, constrain: str) -> str:
+    """The evaluate row that runs the asset's operating point (its action and call constraint)."""
+    name = {"steer": "asa", "prefill": "prefill", "steer+prefill": "steer+prefill"}[action]
+    if constrain == "none":
+        return name
+    return ("steer" if action == "steer" else name) + ("+cd" if constrain != "model" else "+cd_model")
 
 
 def _plot(result: dict, out: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from ..models import LoadedModel
 from ..tools import call_stop, is_triggered
 from .apply import GatedAction
 from .controller import AsaParams
+from .point import OperatingPoint
 from .prompt import PromptBuilder
 
 
@@ -48,47 +50,47 @@ class AsaSteerer:
             few_shot=prompt["few_shot"],
             use_template_tools=prompt["use_template_tools"],
         )
-        self.fmt = manifest["tool_call_format"]
-        self.mode = manifest.get("trigger_mode", "prefix")
+        self.point = OperatingPoint.from_manifest(manifest)
+        self.fmt = self.point.call_format
+
+    @property
+    def trigger_mode(self) -> str:
+        """What counts as a call: ``prefix`` (the reply starts with the marker) or ``anywhere``."""
+        return self.point.trigger_mode
 
     @property
     def strength(self) -> float:
-        return float(self.manifest["strength"])
+        return self.point.strength
 
     @property
     def tau(self) -> float:
-        return float(self.manifest["tau"])
+        return self.point.tau
 
     def steering(
         self,
-        mode: str = "full",
+        *,
         strength: float | None = None,
         tau: float | None = None,
-        row_strength: list[float] | None = None,
         action: str | None = None,
         constrain: str | None = None,
-        tools: list[dict] | object | None = None,
+        tools: list[dict] | Callable[[int], list[dict]] | None = None,
+        ablation: str = "full",
+        rows: Sequence[OperatingPoint | None] | None = None,
+        offered: Callable[[int], set[str] | None] | None = None,
+        forced: Callable[[int], str | None] | None = None,
     ) -> GatedAction:
-        """A row setup acting on each batch with this asset: its gate, direction and action (optionally another
-        strength, tau, action or call constraint; ``tools`` a list or a per-row function for the constrained call)."""
-        m = self.manifest
-        return GatedAction(
+        """The asset's operating point acting on batches (``OperatingPoint.bind``), with optional changes: another
+        strength, tau, action or call constraint; ``tools`` a list or a per-prompt function for the constrained
+        call; ``rows``, ``offered``, ``forced`` per prompt (see ``OperatingPoint.bind``)."""
+        point = self.point.replace(strength=strength, tau=tau, action=action, constrain=constrain)
+        return point.bind(
             self.lm,
             self.params,
-            strength=self.strength if strength is None else strength,
-            tau=self.tau if tau is None else tau,
-            beta=float(m["beta"]),
-            site=m["site"],
-            action=action or m.get("action", "steer"),
-            on_close=m.get("on_close", "push"),
-            constrain=constrain or m.get("constrain", "none"),
-            direction=m.get("direction", "asa"),
-            call_format=self.fmt,
-            tools=self.builder.tools if tools is None else tools,
-            domain_tools=m.get("domain_tools"),
-            string_pattern=m.get("string_pattern"),
-            mode=mode,
-            row_strength=row_strength,
+            self.builder.tools if tools is None else tools,
+            ablation=ablation,
+            rows=rows,
+            offered=offered,
+            forced=forced,
         )
 
     def run(
@@ -104,7 +106,7 @@ class AsaSteerer:
             {"baseline": None, "asa": asa},
             max_new_tokens=max_new_tokens,
             tools=tools,
-            stop=call_stop(self.fmt, self.mode if not full_answers else "anywhere"),
+            stop=call_stop(self.fmt, self.trigger_mode if not full_answers else "anywhere"),
             progress=progress,
             batch_size=max(1, len(prompts)),
         )
@@ -120,8 +122,8 @@ class AsaSteerer:
                     int(dec["gate"][i]),
                     b,
                     s,
-                    is_triggered(b.text, self.fmt, self.mode),
-                    is_triggered(s.text, self.fmt, self.mode),
+                    is_triggered(b.text, self.fmt, self.trigger_mode),
+                    is_triggered(s.text, self.fmt, self.trigger_mode),
                 )
             )
         return out

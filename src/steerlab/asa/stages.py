@@ -17,7 +17,7 @@ from .evaluation import stage_baselines, stage_evaluate
 from .fitting import stage_extract, stage_fit, stage_sweep, stage_vectors
 from .inputs import DATA, LAYER_CONVENTION, PROMPT, AsaInputs, inputs, layer_params, preflight
 from .lora import stage_lora
-from .tuning import stage_actions, stage_screen, stage_tune
+from .tuning import point_for, stage_actions, stage_screen, stage_tune
 
 __all__ = ["STAGES", "AsaInputs", "preflight", "run_all", "runner"]
 GATE = ("probe_c", "seed", "gate_splits")
@@ -34,6 +34,7 @@ def stage_asset(ctx: StageContext) -> dict:
     params = layer_params(ctx, best["layer"])
     keep = {best["kind"]: params.extra[best["kind"]]} if best["kind"] in params.extra else {}
     params.extra = keep  # the asset carries the direction it uses, not every candidate
+    point = point_for(ctx, best, action, c.constrain)
     manifest = {
         "kind": "asa",
         "model": lm.name,
@@ -41,25 +42,13 @@ def stage_asset(ctx: StageContext) -> dict:
         "model_dtype": str(lm.dtype).replace("torch.", ""),
         "hidden_size": lm.hidden_size,
         "n_layers": lm.n_layers,
-        "layer": best["layer"],
-        "site": c.site,
+        **point.to_manifest(),
         "layer_convention": LAYER_CONVENTION,
         "position_policy": "prompt_last",
-        "direction": best["kind"],
-        "strength": best["strength"],
         "strength_unit": "mean L2 norm of the hidden state at this layer and site on CAL",
         "mean_norm": params.mean_norm,
-        "tau": best["tau"],
-        "beta": best["beta"],
-        "action": action,
-        "on_close": "forbid",
-        "constrain": c.constrain,
-        "string_pattern": c.string_pattern,
         "domains": params.domains,
-        "domain_tools": {d: data.domain_tool.get(d) for d in params.domains},
         "tools": data.tools,
-        "tool_call_format": c.call_format,
-        "trigger_mode": c.trigger_mode,
         "prompt": data.builder().describe(),
         "tuned_on": "VALID: first-token screen for the operating point, whole calls for the action",
     }
@@ -134,7 +123,7 @@ STAGES = (
         "evaluate",
         stage_evaluate,
         reads=(*DATA, *PROMPT, *CALLS, "site", "n_boot", "seed"),
-        after=("tune", "fit", "extract", "sweep"),
+        after=("tune", "actions", "fit", "extract", "sweep"),
         uses_model=True,
         knobs=("batch_size",),
         doc="TEST: baseline, ASA, every action, the paper's setting, ablations, intervals",

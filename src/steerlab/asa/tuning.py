@@ -23,6 +23,7 @@ from .apply import GatedAction
 from .fitting import first_token_calls
 from .gate import ternary_gate
 from .inputs import inputs, layer_params, states
+from .point import OperatingPoint
 
 PAPER_SELECTION = "max VALID F1 subject to FPR <= baseline FPR + 0.02 (else max F1)"
 
@@ -245,28 +246,32 @@ def _plot(grid: list[dict], best: dict, edge: dict, base_f1: float, out: object)
     )
 
 
-def action_for(
-    ctx: StageContext, lm: object, params: object, best: dict, action: str, constrain: str, **kw: object
-) -> GatedAction:
-    """The chosen operating point acting one way (the TEST rows and the asset build theirs the same way)."""
+def point_for(ctx: StageContext, best: dict, action: str, constrain: str) -> OperatingPoint:
+    """The operating point chosen on VALID (``best`` from tune), acting one way: what the TEST rows, the asset and
+    every consumer of the asset run."""
     c, data = ctx.config, inputs(ctx)
-    return GatedAction(
-        lm,
-        params,
+    return OperatingPoint(
+        layer=best["layer"],
         strength=best["strength"],
         tau=best["tau"],
         beta=best["beta"],
         site=c.site,
+        direction=best["kind"],
         action=action,
         on_close="forbid",
         constrain=constrain,
-        direction=best["kind"],
-        call_format=c.call_format,
-        tools=data.tools,
         domain_tools=data.domain_tool,
         string_pattern=c.string_pattern or None,
-        **kw,
+        trigger_mode=c.trigger_mode,
+        call_format=c.call_format,
     )
+
+
+def action_for(
+    ctx: StageContext, lm: object, params: object, best: dict, action: str, constrain: str, **kw: object
+) -> GatedAction:
+    """The chosen operating point acting one way (the TEST rows and the asset build theirs the same way)."""
+    return point_for(ctx, best, action, constrain).bind(lm, params, inputs(ctx).tools, **kw)
 
 
 def stage_actions(ctx: StageContext) -> dict:

@@ -201,28 +201,62 @@ def _unit(v: torch.Tensor, what: str) -> torch.Tensor:
 def asa_direction(
     tensors: dict[str, torch.Tensor], manifest: dict, domain: str | None
 ) -> tuple[torch.Tensor, str]:
-    """The ungated vector an ASA asset would add for a '+1' gate: strength * mean_norm * unit(direction).
+    """The ungated vector an ASA asset adds for a '+1' gate: strength * mean_norm * unit(its direction).
 
-    Without a domain: the shared global direction unit(v_global). With ``domain``: that domain's
-    unit(v_domain + beta * v_global), the direction ASA adds when its router picks that domain.
+    The direction is the asset's own kind (``manifest['direction']``): a behaviour direction (``grad``, ``behav``:
+    tensor ``dir.<kind>``) or the global mean difference (``global``), both one vector whatever the domain; or the
+    paper's ``asa``, unit(v_domain + beta * v_global), which depends on the domain the router picks, so ``domain``
+    must name one. Assets written before the manifest named a direction meant ``asa``.
     """
+    kind = manifest.get("direction", "asa")
     scale = float(manifest["strength"]) * float(manifest["mean_norm"])
-    if domain is None:
-        return scale * _unit(tensors["v_global"], "v_global"), "unit(v_global)"
     domains = list(manifest.get("domains", []))
-    if domain not in domains:
+    if domain is not None and domain not in domains:
         raise ControlVectorError(
             f"unknown domain {domain!r}; this ASA asset has domains {', '.join(domains)}"
         )
-    beta = float(manifest.get("beta", 0.0))
-    v = tensors[f"v_domain.{domain}"] + beta * tensors["v_global"]
-    return scale * _unit(
-        v, f"v_domain.{domain} + beta * v_global"
-    ), f"unit(v_domain.{domain} + {beta} * v_global)"
+    if kind == "asa":
+        if domain is None:
+            raise ControlVectorError(
+                "this ASA asset's direction is unit(v_domain + beta * v_global), one per routed domain, and "
+                f"llama.cpp has no router: pick one with --domain ({', '.join(domains)})"
+            )
+        beta = float(manifest.get("beta", 0.0))
+        v = tensors[f"v_domain.{domain}"] + beta * tensors["v_global"]
+        return scale * _unit(
+            v, f"v_domain.{domain} + beta * v_global"
+        ), f"unit(v_domain.{domain} + {beta} * v_global)"
+    if domain is not None:
+        raise ControlVectorError(
+            f"this ASA asset's direction ({kind!r}) is the same for every domain; leave out --domain"
+        )
+    if kind == "global":
+        return scale * _unit(tensors["v_global"], "v_global"), "unit(v_global)"
+    key = f"dir.{kind}"
+    if key not in tensors:
+        raise ControlVectorError(f"the manifest names direction {kind!r} but the asset has no tensor {key!r}")
+    return scale * _unit(tensors[key], key), f"unit({key})"
+
+
+def asa_not_expressed(manifest: dict) -> list[str]:
+    """What an ASA asset does that a llama.cpp control vector (one vector added at every position) cannot."""
+    action = manifest.get("action", "steer")
+    lost = ["the gate (router + probes decide per prompt whether and which way to push)"]
+    if "prefill" in action:
+        lost.append("the prefill action (an open gate starts the reply with the call marker)")
+    on_close = manifest.get("on_close", "push")
+    if on_close == "forbid":
+        lost.append("forbid on close (a closed gate bans the call marker)")
+    elif on_close == "push" and "steer" in action:
+        lost.append("the push away from a call when the gate closes")
+    if manifest.get("constrain", "none") != "none":
+        lost.append(f"schema-constrained calls (constrain={manifest['constrain']!r})")
+    lost.append("the position policy (ASA adds once, at the last prompt token; llama.cpp at every position)")
+    return lost
 
 
 def asset_to_directions(
-    asset: str | Path, domain: str | None = None, all_positions: bool = False
+    asset: str | Path, domain: str | None = None, all_positions: bool = False, push_only: bool = False
 ) -> tuple[dict[int, torch.Tensor], dict]:
     """What llama.cpp should add per layer for a steerlab asset, and the metadata that says where it came from."""
     tensors, manifest = load_asset(asset)
@@ -246,11 +280,21 @@ def asset_to_directions(
                 f"this ASA asset steers site {manifest['site']!r}; llama.cpp control vectors add to block outputs "
                 "only (site 'block')"
             )
+        action = manifest.get("action", "steer")
+        if "steer" not in action and not push_only:
+            raise ControlVectorError(
+                f"this ASA asset's action is {action!r}: it never pushes the state, it starts the reply with the "
+                "call marker when its gate opens, which a control vector cannot express. Pass push_only=True (CLI: "
+                "--push-only) to export its direction as an ungated push anyway"
+            )
         layer = int(manifest["layer"])
         vec, what = asa_direction(tensors, manifest, domain)
+        lost = asa_not_expressed(manifest)
         meta.update(
             {
                 "asa_direction": what,
+                "asa_direction_kind": str(manifest.get("direction", "asa")),
+                "asa_action": str(action),
                 "asa_strength": float(manifest["strength"]),
                 "asa_mean_norm": float(manifest["mean_norm"]),
                 "asa_note": (
@@ -258,6 +302,7 @@ def asset_to_directions(
                     "once at the last prompt token; llama.cpp cannot: it adds strength*mean_norm*direction at every "
                     "position of every prompt, ungated"
                 ),
+                "asa_not_expressed": "; ".join(lost),
             }
         )
         directions = {layer: vec}
@@ -294,10 +339,14 @@ def export_control_vector(
     domain: str | None = None,
     model_hint: str | None = None,
     all_positions: bool = False,
+    push_only: bool = False,
 ) -> dict:
-    """``steerlab gguf export``: a steering-vector or ASA asset as a llama.cpp control vector."""
+    """``steerlab gguf export``: a steering-vector or ASA asset as a llama.cpp control vector. For an ASA asset the
+    result's ``asa_not_expressed`` lists what the file cannot do (the CLI prints it as a warning)."""
     _, manifest = load_asset(asset)
-    directions, meta = asset_to_directions(asset, domain=domain, all_positions=all_positions)
+    directions, meta = asset_to_directions(
+        asset, domain=domain, all_positions=all_positions, push_only=push_only
+    )
     hint = model_hint or str(manifest.get("model_type") or manifest.get("model") or "")
     write_control_vector(out, directions, hint, meta, hidden_size=manifest.get("hidden_size"))
     return {

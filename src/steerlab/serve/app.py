@@ -52,8 +52,15 @@ def error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
 
 
-def create_app(load: Callable[[], Engine], config: ServeConfig | None = None) -> FastAPI:
-    """An app that builds its engine with ``load()`` in a background thread (503 until it is ready)."""
+def create_app(
+    load: Callable[[], Engine],
+    config: ServeConfig | None = None,
+    on_load_error: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """An app that builds its engine with ``load()`` in a background thread (503 until it is ready).
+
+    When loading fails, ``on_load_error(message)`` is called (``steerlab serve`` stops the server and exits with
+    code 2); without it the error is logged and every request answers 503 ``model_load_failed``."""
     cfg = config or ServeConfig()
     st = _State()
 
@@ -63,9 +70,12 @@ def create_app(load: Callable[[], Engine], config: ServeConfig | None = None) ->
             b = Batcher(eng, window_s=cfg.window_ms / 1000, max_batch=cfg.max_batch)
             b.start()
             st.engine, st.batcher = eng, b
-        except Exception as err:  # noqa: BLE001 - reported on every request instead of crashing the server
-            log.exception("model loading failed")
+        except Exception as err:  # noqa: BLE001 - reported, not a crash of the server thread
             st.error = f"{type(err).__name__}: {err}"
+            if on_load_error is not None:
+                on_load_error(st.error)
+            else:
+                log.exception("model loading failed")
         finally:
             st.ready.set()
 

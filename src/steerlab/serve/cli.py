@@ -7,6 +7,7 @@ import errno
 import importlib.util
 import math
 import socket
+import sys
 
 
 def need(*modules: str, extra: str) -> None:
@@ -104,19 +105,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
 
     sock = listen_socket(args.host, args.port)
-    app = create_app(load, cfg)
+    failed: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_error(message: str) -> None:
+        # one line and exit 2, not a server that answers 503 forever
+        failed.append(message)
+        print(f"steerlab serve: the model or asset failed to load: {message}", file=sys.stderr, flush=True)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(load, cfg, on_load_error=on_load_error)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    )
     print(
         f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready)",
         flush=True,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     )
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-    return 0
+    return 2 if failed else 0
 
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:

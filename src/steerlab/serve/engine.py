@@ -3,8 +3,14 @@
 Everything the server and the UI need from ``steerlab.asa``, ``steerlab.steering``, ``steerlab.generation``,
 ``steerlab.capture``, ``steerlab.vectors`` and ``steerlab.probes`` goes through this module, so that a change of
 those APIs is fixed here and nowhere else. The contract: given a batch of rows (messages, tools, per-row options:
-ASA on/off, alpha and tau overrides, temperature, top_p, seed, max_tokens, stop strings), return for each its
+ASA on/off, strength and tau overrides, temperature, top_p, seed, max_tokens, stop strings), return for each its
 generated text, why it stopped, and the gate decision (domain, p_tool, gate), with tokens streamed as they come.
+
+What a row gets is the asset's ``OperatingPoint`` (``steerlab.asa.point``), the same object the evaluate stage
+measured: its action when the gate opens (push, or the reply started with the call marker), the marker forbidden
+when it closes, and the call decoded under the tool's schema. A per-request strength, tau or ``asa: false`` is a
+changed point for that row (``point.replace``). ``tool_choice`` ``required`` or a named function starts the reply
+with the marker whatever the gate, and the call is decoded under the offered (or named) tool's schema.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ class RowSpec:
     tool_choice: str = "auto"  # "none" | "auto" | "required" | "function"
     forced_name: str | None = None  # the function named by tool_choice={"type": "function", ...}
     asa: bool | None = None  # None: the server default (on when an asset is loaded)
-    alpha: float | None = None
+    strength: float | None = None
     tau: float | None = None
     temperature: float = 0.0
     top_p: float = 1.0
@@ -53,10 +59,11 @@ class GateInfo:
     domain: str | None = None
     p_tool: float | None = None
     gate: int | None = None
-    alpha: float | None = None
+    strength: float | None = None
     tau: float | None = None
     layer: int | None = None
     note: str | None = None
+    action: str | None = None  # what the operating point did to this row, in words
 
     def to_dict(self) -> dict:
         return {
@@ -64,9 +71,10 @@ class GateInfo:
             "gate": self.gate,
             "p_tool": None if self.p_tool is None else round(self.p_tool, 6),
             "domain": self.domain,
-            "alpha": self.alpha,
+            "strength": self.strength,
             "tau": self.tau,
             "layer": self.layer,
+            "action": self.action,
             "note": self.note,
         }
 
@@ -161,9 +169,13 @@ class Engine:
         self.call_format: str = prompt["call_format"]
         self.few_shot: list[dict] = prompt["few_shot"]
         self.template_tools: bool = bool(prompt["use_template_tools"])
+        from ..asa.calls import available
         from ..tools import check_format
 
         check_format(self.call_format)
+        self.point = None if self.steerer is None else self.steerer.point
+        # a forced or triggered call is decoded under its schema where the format has a JSON body
+        self.grammar = self.call_format == "tool_call_json" and available()
 
     @classmethod
     def load(
@@ -193,9 +205,13 @@ class Engine:
                 "name": self.asset_name,
                 "layer": m["layer"],
                 "site": m["site"],
-                "alpha": m["strength"],
+                "strength": m["strength"],
                 "tau": m["tau"],
                 "beta": m["beta"],
+                "direction": self.point.direction,
+                "action": self.point.action,
+                "on_close": self.point.on_close,
+                "constrain": self.point.constrain,
                 "domains": list(m["domains"]),
             }
         return out
@@ -262,7 +278,7 @@ class Engine:
         else:
             msgs = ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + convo
         prompt = render_prompt(self.lm.tokenizer, msgs, tools=template_tools)
-        prefill = self._prefill(spec) if use_tools else ""
+        prefill = self._prefill(spec) if use_tools and not self.grammar else ""
         ids = tokenize_texts(self.lm.tokenizer, [prompt + prefill])[0]
         n = len(ids)
         if n > self.max_prompt_tokens:
@@ -338,56 +354,92 @@ class Engine:
                     out[i] = res
         return out  # type: ignore[return-value]
 
-    def _row_gate(self, rows: list[Prepared], gates: list[GateInfo], emit: Emit | None, ids: list[int]):  # noqa: ANN202
-        """A row setup for ``generate``: ASA's controller with per-row on/off, alpha and tau."""
-        from ..asa.controller import ternary_gate
-        from ..steering import steer
+    def _forced(self, r: Prepared) -> str | None:
+        """The call a row's ``tool_choice`` forces, decoded under its schema (None: none forced, or the textual
+        prefill of formats without a JSON body does it)."""
+        from ..asa.apply import ANY_TOOL
 
-        st = self.steerer
-        base = st.steering().controller([])  # decide() and vectors() of the asset's controller
-        m = st.manifest
+        spec = r.spec
+        if not self.grammar or not spec.tools or spec.tool_choice in ("none", "auto"):
+            return None
+        return ANY_TOOL if spec.tool_choice == "required" else spec.forced_name
 
-        current: list[int] = []  # the rows of the batch being generated (set by ``setup``)
+    def _row_point(self, r: Prepared) -> object | None:
+        """The operating point for one row: the asset's, with the request's strength and tau; None when the gate is
+        not consulted or ASA is off for the row."""
+        if r.gate_note is not None or r.spec.asa is False:
+            return None
+        return self.point.replace(strength=r.spec.strength, tau=r.spec.tau)
 
-        def controller(h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            d = base.decide(h_last.float())
-            coefs = []
-            for j, r in enumerate(current):
-                spec = rows[r].spec
-                tau = m["tau"] if spec.tau is None else spec.tau
-                alpha = m["strength"] if spec.alpha is None else spec.alpha
-                g = int(ternary_gate(d.p_tool[j : j + 1].cpu(), tau)[0])
-                if rows[r].gate_note is not None:  # not consulted: no steering, nothing to report
-                    coefs.append(0.0)
-                    continue
-                on = spec.asa is not False
-                gates[r] = GateInfo(
-                    applied=on,
-                    domain=st.params.domains[int(d.domain[j])],
-                    p_tool=float(d.p_tool[j]),
-                    gate=g,
-                    alpha=alpha,
-                    tau=tau,
-                    layer=st.params.layer,
-                    note=None if on else "ASA turned off by the request (the gate is reported, not applied)",
-                )
-                coefs.append(g * alpha * st.params.mean_norm if on else 0.0)
-                if emit is not None:
-                    emit(ids[r], "gate", gates[r])
-            return torch.tensor(coefs), base.vectors(d.domain).to(h_last.device)
+    def _actions(self, rows: list[Prepared]) -> tuple[object | None, object | None]:
+        """(row setup, logits rule) for a batch: the asset's operating point per row (a ``GatedAction``), or, with no
+        asset, only the forced calls of ``tool_choice``."""
+        from ..asa.apply import ANY_TOOL, call_rules
+        from ..tools import tool_spec
 
-        def setup(batch: list[int]):  # noqa: ANN202
-            current[:] = batch
-            return steer(
-                self.lm,
-                None,
-                layer=st.params.layer,
-                site=m["site"],
-                policy="prompt_last",
-                controller=controller,
+        forced = [self._forced(r) for r in rows]
+        offered = [{tool_spec(t)["name"] for t in r.spec.tools} for r in rows]
+
+        def tools_of(i: int) -> list[dict]:
+            return rows[i].spec.tools
+
+        if self.steerer is not None:
+            setup = self.steerer.steering(
+                tools=tools_of,
+                rows=[self._row_point(r) for r in rows],
+                offered=lambda i: offered[i],
+                forced=lambda i: forced[i],
             )
+            return setup, None
+        if not any(f is not None for f in forced):
+            return None, None
+        rule = call_rules(
+            self.lm,
+            self.call_format,
+            opens=lambda i: forced[i] is not None,
+            tools=tools_of,
+            tool_of=lambda i: None if forced[i] in (None, ANY_TOOL) else forced[i],
+            constrained=lambda i: forced[i] is not None,
+        )
+        return None, rule
 
-        return setup
+    def _gate_info(self, i: int, r: Prepared, setup: object | None) -> GateInfo:
+        """What the gate decided for row ``i`` and what the operating point did with it."""
+        if r.gate_note is not None or setup is None or i not in setup.gate_of:
+            return GateInfo(note=r.gate_note)
+        g = setup.gate_of[i]
+        rp = setup.point_of(i)
+        on = rp is not None
+        point = rp if on else self.point.replace(strength=r.spec.strength, tau=r.spec.tau)
+        if not on:
+            did = None
+        elif g > 0:
+            did = {
+                "steer": "pushed toward a call",
+                "prefill": "started the reply with the call marker",
+                "steer+prefill": "pushed toward a call and started the reply with the call marker",
+            }[point.action]
+            if point.constrain != "none":
+                did += "; the call decoded under its tool's schema"
+        elif g < 0:
+            did = {
+                "forbid": "forbade the call marker",
+                "push": "pushed away from a call",
+                "none": "left the reply alone",
+            }[point.on_close]
+        else:
+            did = "left the reply alone (gate 0)"
+        return GateInfo(
+            applied=on,
+            domain=self.steerer.params.domains[setup.domain_of[i]],
+            p_tool=setup.p_of[i],
+            gate=g,
+            strength=point.strength,
+            tau=point.tau,
+            layer=point.layer,
+            note=None if on else "ASA turned off by the request (the gate is reported, not applied)",
+            action=did,
+        )
 
     def _run_group(
         self, rows: list[Prepared], key: tuple, ids: list[int], emit: Emit | None
@@ -395,10 +447,7 @@ class Engine:
         from ..generation import generate
 
         stops, prefilled = key
-        gates = [GateInfo(note=r.gate_note) for r in rows]
         for j, r in enumerate(rows):
-            if emit is not None and r.gate_note is not None:
-                emit(ids[j], "gate", gates[j])
             if emit is not None and r.prefill:
                 emit(ids[j], "delta", r.prefill)
 
@@ -406,6 +455,7 @@ class Engine:
             if emit is not None:
                 emit(ids[i], "delta", delta)
 
+        setup, rule = self._actions(rows)
         gens = generate(
             self.lm,
             [r.prompt for r in rows],
@@ -416,7 +466,8 @@ class Engine:
             seed=[r.spec.seed for r in rows],
             batch_size=len(rows),
             stop=self._stop_rule(stops, prefilled),
-            row_setup=self._row_gate(rows, gates, emit, ids) if self.steerer is not None else None,
+            row_setup=setup,
+            logits_rule=rule,
             on_token=on_token,
             progress=False,
         )
@@ -424,8 +475,11 @@ class Engine:
         for j, (r, g) in enumerate(zip(rows, gens)):
             text = r.prefill + g.text
             hit = next((s for s in stops if s in text), None) if g.stopped_by == "stop" else None
+            gate = self._gate_info(j, r, setup)
+            if emit is not None:
+                emit(ids[j], "gate", gate)
             res = RowOutput(
-                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gates[j], self.call_format, hit
+                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit
             )
             out.append(res)
             if emit is not None:

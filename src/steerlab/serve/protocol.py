@@ -534,7 +534,7 @@ def parse_request(
         tool_choice=choice,
         forced_name=forced,
         asa=asa,
-        alpha=alpha,
+        strength=alpha,
         tau=tau,
         temperature=_num(body, "temperature", 0.0, 2.0, default_temperature),
         top_p=_num(body, "top_p", 0.0, 1.0, 1.0, lo_open=True),

@@ -21,21 +21,32 @@ def new_id(prefix: str) -> str:
 def split_reply(
     text: str, out: RowOutput, tools: list[dict], parse: bool
 ) -> tuple[str | None, list[dict], dict]:
-    """(content, tool_calls, steerlab call report). Content is the text before the first call marker."""
+    """(content, tool_calls, steerlab call report). Content is the text before the first call marker.
+
+    Only calls that validate against the request's own tools are returned as ``tool_calls``: a call to a tool the
+    request did not offer, or one whose arguments break its schema, is reported in ``steerlab.calls`` (with its
+    problems) and ``steerlab.dropped_calls``, never handed to the agent to execute."""
     if out.stop_hit is not None:
         text = text.split(out.stop_hit, 1)[0]
-    report: dict = {"calls": [], "parse_errors": []}
+    report: dict = {"calls": [], "parse_errors": [], "dropped_calls": 0}
     if not parse:
         return text, [], report
     marker = format_spec(out.call_format).marker
     res = parse_tool_calls(text, out.call_format)
     report["parse_errors"] = [e.message for e in res.errors]
+    before = text.split(marker, 1)[0].strip() if marker in text else text
     if not res.calls:
+        if marker in text:
+            report["note"] = "the reply opened a call that did not parse; it is not returned as a tool call"
+            return before, [], report
         return text, [], report
     calls = []
     for c in res.calls:
         problems = validate_call(c, tools)
         report["calls"].append({"name": c.name, "valid": not problems, "problems": problems})
+        if problems:
+            report["dropped_calls"] += 1
+            continue
         calls.append(
             {
                 "id": f"call_{secrets.token_hex(12)}",
@@ -43,8 +54,12 @@ def split_reply(
                 "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
             }
         )
-    before = text.split(marker, 1)[0].strip() if marker in text else ""
-    return before or None, calls, report
+    if report["dropped_calls"]:
+        report["note"] = (
+            f"{report['dropped_calls']} call(s) did not validate against the offered tools and were not returned "
+            "as tool calls (see calls[].problems)"
+        )
+    return (before or None) if calls else before, calls, report
 
 
 def finish_reason(out: RowOutput, calls: list[dict]) -> str:

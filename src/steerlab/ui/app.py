@@ -20,7 +20,7 @@ from .logic import LabData, compare, lines, parse_tools_text  # noqa: E402
 
 EXAMPLE = "What is 48,213 divided by 37?"
 NO_ASSET_SLIDERS = (
-    "α (strength) and τ (gate threshold) steer through an ASA asset's gate; this server has none "
+    "Strength and τ (gate threshold) steer through an ASA asset's gate; none is loaded "
     "(`steerlab ui --asset DIR`). To steer without one, build a vector in **Build a steering vector**."
 )
 CSS = ".reply textarea {font-family: ui-monospace, monospace; font-size: 13px}"
@@ -57,11 +57,11 @@ def build_ui(engine: Engine) -> gr.Blocks:
     asset = info["asset"]
     n_layers = engine.lm.n_layers
 
-    def run_compare(prompt: str, tools_text: str, alpha: float, tau: float, max_tokens: float):  # noqa: ANN202
+    def run_compare(prompt: str, tools_text: str, strength: float, tau: float, max_tokens: float):  # noqa: ANN202
         try:
             tools = parse_tools_text(tools_text)
             b, s = compare(
-                engine, prompt, tools, alpha if asset else None, tau if asset else None, int(max_tokens)
+                engine, prompt, tools, strength if asset else None, tau if asset else None, int(max_tokens)
             )
         except ValueError as err:
             raise gr.Error(str(err)) from None
@@ -69,7 +69,7 @@ def build_ui(engine: Engine) -> gr.Blocks:
         if g.gate is not None:
             head = (
                 f"### Gate: {g.gate:+d} · p(tool) = {g.p_tool:.3f} · domain: {g.domain}\n"
-                f"α = {g.alpha:g} × mean hidden norm, τ = {g.tau:g}, layer {g.layer}"
+                f"strength = {g.strength:g} × mean hidden norm, τ = {g.tau:g}, layer {g.layer}"
             )
         else:
             head = f"### Gate not consulted\n{g.note}"
@@ -89,15 +89,16 @@ def build_ui(engine: Engine) -> gr.Blocks:
                 prompt = gr.Textbox(EXAMPLE, label="Prompt", lines=2, elem_id="prompt", scale=4)
                 run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
             with gr.Row():
-                # α and τ act on an asset's gate: without one they are hidden, and the page says where to steer
-                alpha = gr.Slider(
+                # strength and τ act on an asset's gate: without one they are hidden, and the page says where
+                # to steer
+                strength = gr.Slider(
                     -3,
                     3,
-                    value=asset["alpha"] if asset else 1.0,
+                    value=asset["strength"] if asset else 1.0,
                     step=0.05,
-                    label="α (× mean hidden norm)",
+                    label="strength (× mean hidden norm)",
                     visible=bool(asset),
-                    elem_id="alpha",
+                    elem_id="strength",
                 )
                 tau = gr.Slider(
                     0.51,
@@ -131,8 +132,8 @@ def build_ui(engine: Engine) -> gr.Blocks:
                     s_text = gr.Textbox(label="reply", lines=6, elem_id="steered-reply", elem_classes="reply")
                     s_info = gr.Markdown(elem_id="steered-info")
             outs = [gate, b_text, b_info, s_text, s_info]
-            run.click(run_compare, [prompt, tools_box, alpha, tau, max_tokens], outs)
-            prompt.submit(run_compare, [prompt, tools_box, alpha, tau, max_tokens], outs)
+            run.click(run_compare, [prompt, tools_box, strength, tau, max_tokens], outs)
+            prompt.submit(run_compare, [prompt, tools_box, strength, tau, max_tokens], outs)
 
         with gr.Tab("Build a steering vector"):
             pos_default, neg_default = _example_lists()

@@ -35,7 +35,7 @@ class Side:
             )
             lines.append(
                 f"steering applied: **{'yes' if g.applied else 'no'}**"
-                + (f" (α={g.alpha:g}, τ={g.tau:g}, layer {g.layer})" if g.applied else "")
+                + (f" (strength={g.strength:g}, τ={g.tau:g}, layer {g.layer})" if g.applied else "")
             )
         elif g.note:
             lines.append(f"gate not consulted: {g.note}")
@@ -66,9 +66,9 @@ def parse_tools_text(text: str) -> list[dict]:
 
 
 def compare(
-    engine: Engine, prompt: str, tools: list[dict], alpha: float | None, tau: float | None, max_tokens: int
+    engine: Engine, prompt: str, tools: list[dict], strength: float | None, tau: float | None, max_tokens: int
 ) -> tuple[Side, Side]:
-    """Baseline (ASA off) and steered (ASA on, with these alpha and tau) replies, generated in one batch."""
+    """Baseline (ASA off) and steered (ASA on, with this strength and tau) replies, generated in one batch."""
     if not prompt.strip():
         raise ValueError("type a prompt first")
     msgs = [{"role": "user", "content": prompt}]
@@ -78,7 +78,7 @@ def compare(
         msgs,
         tools,
         asa=True if has else None,
-        alpha=alpha if has else None,
+        strength=strength if has else None,
         tau=tau if has else None,
         max_tokens=max_tokens,
     )
