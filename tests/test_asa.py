@@ -456,3 +456,72 @@ def test_screen_on_row_subsets_equals_the_full_screen_where_read(tiny_run):
         torch.testing.assert_close(got[read], full[read], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(got[~read], base[~read], atol=1e-4, rtol=1e-4)
     assert r.result("screen")["rows_screened"] < r.result("screen")["rows_full_grid"]
+
+
+CONVERSATION = [
+    {"role": "user", "content": "What is 1,234 times 5,678?"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "type": "function",
+                "function": {"name": "calculator", "arguments": '{"expression": "1234*5678"}'},
+            }
+        ],
+    },
+    {"role": "tool", "content": "7006652"},
+]
+
+
+def test_served_reply_equals_the_evaluate_row_and_the_steerer(tiny_run):
+    """What an agent receives is what was measured: for TEST prompts, the reply through the official openai client
+    against steerlab serve (alone, batched with other requests, streamed) starts with the evaluate stage's output
+    of the asset's row token for token, and AsaSteerer gives that output exactly; a conversation ending in a tool
+    result gets the same reply from the server and from AsaSteerer."""
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("fastapi")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serve_helpers import running_server
+    from steerlab.serve.app import create_app
+    from steerlab.serve.engine import Engine
+
+    r, out = tiny_run
+    lm = r.models.get("tiny")
+    row = r.result("evaluate")["asset_row"]
+    preds = [json.loads(x) for x in (r.path("evaluate") / "predictions.jsonl").read_text().splitlines()]
+    want = {p["id"]: p["output"] for p in preds if p["condition"] == row}
+    test = AsaInputs(r.config).examples["test"]
+    ex = [e for e in test if e.label == 1][:4] + [e for e in test if e.label == 0][:4]
+    n_new = TINY_CFG["max_new_tokens_call"]
+    st = AsaSteerer(lm, out["asset"]["path"])
+    res = st.run([e.conversation for e in ex], max_new_tokens=n_new, full_answers=False)
+    assert [x.steered.text for x in res] == [want[e.id] for e in ex]
+    assert any(x.steered_triggered for x in res)  # the comparison covers calls, not only plain replies
+    conv = st.run([CONVERSATION], max_new_tokens=n_new, full_answers=True)[0]
+
+    engine = Engine(lm, out["asset"]["path"])
+    with running_server(create_app(lambda: engine)) as base:
+        client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=300)
+
+        def ask(messages: list[dict], stream: bool = False) -> tuple[str, dict]:
+            kw = dict(model="m", messages=messages, tools=st.builder.tools, max_tokens=n_new)
+            if not stream:
+                resp = client.chat.completions.create(**kw)
+                return resp.model_extra["steerlab"]["raw"], resp.model_extra["steerlab"]
+            chunks = list(client.chat.completions.create(stream=True, **kw))
+            extra = next(c.model_extra["steerlab"] for c in chunks if c.model_extra.get("steerlab"))
+            return extra["raw"], extra
+
+        msgs = [[{"role": "user", "content": e.prompt}] for e in ex]
+        alone = [ask(m) for m in msgs]
+        with ThreadPoolExecutor(len(msgs)) as pool:
+            together = list(pool.map(ask, msgs))
+        streamed = [ask(m, stream=True) for m in msgs]
+        served_conv = ask(CONVERSATION)
+    for e, x, a, t, s in zip(ex, res, alone, together, streamed):
+        assert a[0].startswith(want[e.id]), (e.id, a[0], want[e.id])
+        assert a[0] == t[0] == s[0]  # batched with others and streamed: the same reply
+        assert a[1]["gate"] == x.gate and a[1]["p_tool"] == pytest.approx(x.p_tool, abs=1e-5)
+    assert served_conv[0].startswith(conv.steered.text) and served_conv[1]["gate"] == conv.gate

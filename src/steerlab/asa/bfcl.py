@@ -73,9 +73,8 @@ def evaluate_bfcl(lm: LoadedModel, cfg: BfclConfig, progress: bool = True) -> di
     items = [it for cat in cfg.categories for it in load_bfcl(cat, limit=cfg.limit or None, seed=cfg.seed)]
     msgs = []
     for it in items:
-        pb = PromptBuilder(it.functions, call_format=fmt, few_shot=few_shot)
-        system = pb.messages("")[:-1]
-        msgs.append(system + [m for m in it.messages if m["role"] != "system"])
+        # rendered as steerlab serve renders a request with these functions as its tools
+        msgs.append(PromptBuilder(it.functions, call_format=fmt, few_shot=few_shot).messages(it.messages))
     conds: dict = {"baseline": None}
     if steerer is not None:
         # the asset's operating point as the server runs it: a routed tool the item does not offer is never

@@ -56,7 +56,7 @@ class AsaInputs:
 
     def messages(self, split: str, few_shot: str | None = None) -> list[list[dict]]:
         pb = self.builder(few_shot)
-        return [pb.messages(e.prompt) for e in self.examples[split]]
+        return [pb.messages(e.conversation) for e in self.examples[split]]
 
     def chat_tools(self) -> list[dict] | None:
         return self.tools if self.cfg.use_template_tools else None
@@ -66,6 +66,10 @@ class AsaInputs:
 
     def domains(self, split: str) -> list[str]:
         return [e.domain for e in self.examples[split]]
+
+    def kinds(self, split: str) -> np.ndarray:
+        """``single`` or ``conversation`` per example."""
+        return np.array([e.kind for e in self.examples[split]])
 
 
 def inputs(ctx: StageContext) -> AsaInputs:

@@ -1,21 +1,31 @@
-"""ASA prompts: a system prompt that lists the tools and the call format, plus configurable few-shot turns.
+"""ASA prompts: a system prompt that lists the tools and the call format, few-shot turns, then the conversation.
 
 The embedded SmolLM2 has no tool template, so the tools and the ``<tool_call>{json}</tool_call>`` format are
 described in the system prompt. A model whose chat template takes ``tools=`` (Qwen, LFM2, Llama 3) gets them
 through its own template instead (``use_template_tools=True``).
+
+One renderer for the pipeline and the server: a conversation (OpenAI messages: user, assistant with
+``tool_calls``, ``tool`` results) becomes chat turns here and nowhere else, so the gate reads the same tokens in
+the evaluate stage as behind ``steerlab serve``. A few-shot turn calling a tool that is not offered is left out:
+the model is never shown a call to a tool it does not have.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..tools import format_spec, render_tool_call
+from ..tools import format_spec, render_tool_call, tool_spec
 
-# Two turns: one call and one plain answer (DESIGN.md: the embedded model needs both to call tools at all).
+# Two turns: one call (with its result and the answer that uses it) and one plain answer (DESIGN.md: the embedded
+# model needs both to call tools at all; the result turn shows what to do after a tool result: answer with it).
 DEFAULT_FEW_SHOT = [
     {
         "user": "What is 1,234 multiplied by 56?",
         "call": {"name": "calculator", "arguments": {"expression": "1234 * 56"}},
+        "result": "69104",
+        "answer": "1,234 multiplied by 56 is 69,104.",
     },
     {"user": "What is the capital of Japan?", "answer": "The capital of Japan is Tokyo."},
 ]
@@ -54,9 +64,80 @@ def _tool_line(tool: dict) -> str:
     return f"- {fn['name']}({args}): {fn.get('description', '')}"
 
 
+TOOL_RESPONSE = "<tool_response>\n{}\n</tool_response>"
+
+
+def _args_dict(arguments: object) -> dict:
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    return json.loads(arguments)
+
+
+def render_conversation(
+    messages: Sequence[dict], call_format: str = "tool_call_json", template_tools: bool = False
+) -> tuple[list[str], list[dict]]:
+    """(system texts, chat turns) of an OpenAI-style conversation: an assistant's ``tool_calls`` written in the call
+    format (or passed as the template's ``tool_calls``), a ``tool`` result as a user turn in ``<tool_response>``
+    (or a template ``tool`` turn); ``developer`` counts as ``system``."""
+    systems, turns = [], []
+    for m in messages:
+        role = m["role"]
+        text = m.get("content") or ""
+        if role in ("system", "developer"):
+            systems.append(text)
+        elif role == "assistant" and m.get("tool_calls"):
+            calls = [
+                {"name": c["function"]["name"], "arguments": _args_dict(c["function"].get("arguments"))}
+                for c in m["tool_calls"]
+            ]
+            if template_tools:
+                tc = [{"type": "function", "function": c} for c in calls]
+                turns.append({"role": "assistant", "content": text, "tool_calls": tc})
+            else:
+                turns.append({"role": "assistant", "content": text + render_tool_call(calls, call_format)})
+        elif role == "tool":
+            if template_tools:
+                turns.append({"role": "tool", "content": text, "tool_call_id": m.get("tool_call_id")})
+            else:
+                turns.append({"role": "user", "content": TOOL_RESPONSE.format(text)})
+        else:
+            turns.append({"role": role, "content": text})
+    return systems, turns
+
+
+def shot_messages(shot: dict) -> list[dict]:
+    """A few-shot turn as OpenAI messages: a user prompt, then an answer, a call, or a call, its result and the
+    answer that uses it."""
+    msgs: list[dict] = [{"role": "user", "content": shot["user"]}]
+    if "call" in shot:
+        call = {"name": shot["call"]["name"], "arguments": shot["call"]["arguments"]}
+        msgs.append(
+            {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}
+        )
+        if "result" in shot:
+            msgs.append({"role": "tool", "content": str(shot["result"])})
+    if "answer" in shot:
+        msgs.append({"role": "assistant", "content": shot["answer"]})
+    return msgs
+
+
+def check_shot(i: int, shot: object) -> None:
+    ok = isinstance(shot, dict) and isinstance(shot.get("user"), str)
+    if ok:
+        keys = {k for k in ("call", "result", "answer") if k in shot}
+        ok = keys in ({"call"}, {"answer"}, {"call", "result", "answer"})
+    if not ok:
+        raise ValueError(
+            f"few-shot turn {i} must have 'user' and one of: 'answer'; 'call'; or 'call', 'result' and 'answer' "
+            f"(a call, its result, and the answer using it): {shot}"
+        )
+
+
 @dataclass
 class PromptBuilder:
-    """Builds the chat messages for one user prompt; identical prefixes let generation cache them once."""
+    """Builds the chat messages for one prompt or conversation; identical prefixes let generation cache them once."""
 
     tools: list[dict]
     call_format: str = "tool_call_json"
@@ -69,10 +150,7 @@ class PromptBuilder:
             self.call_format
         ).instruction  # unknown formats fail here, listing the valid
         for i, shot in enumerate(self.few_shot):
-            if "user" not in shot or ("call" in shot) == ("answer" in shot):
-                raise ValueError(
-                    f"few-shot turn {i} must have 'user' and exactly one of 'call' or 'answer': {shot}"
-                )
+            check_shot(i, shot)
 
     def system(self) -> str:
         if self.use_template_tools:
@@ -82,14 +160,20 @@ class PromptBuilder:
     def render_call(self, call: dict) -> str:
         return render_tool_call(call, self.call_format)
 
-    def messages(self, user_prompt: str) -> list[dict]:
-        msgs = [{"role": "system", "content": self.system()}]
-        for shot in self.few_shot:
-            msgs.append({"role": "user", "content": shot["user"]})
-            content = self.render_call(shot["call"]) if "call" in shot else shot["answer"]
-            msgs.append({"role": "assistant", "content": content})
-        msgs.append({"role": "user", "content": user_prompt})
-        return msgs
+    def shots(self) -> list[dict]:
+        """The few-shot turns shown with these tools: a turn calling a tool that is not offered is left out."""
+        names = {tool_spec(t)["name"] for t in self.tools}
+        return [s for s in self.few_shot if "call" not in s or s["call"]["name"] in names]
+
+    def messages(self, prompt: str | Sequence[dict], system: Sequence[str] = ()) -> list[dict]:
+        """System prompt (tools, call format, and any ``system`` texts), few-shot turns, then ``prompt``: a user
+        prompt, or a conversation (OpenAI messages; its own system messages join the system prompt)."""
+        convo = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        head = [m for shot in self.shots() for m in shot_messages(shot)]
+        _, shots = render_conversation(head, self.call_format, self.use_template_tools)
+        systems, turns = render_conversation(convo, self.call_format, self.use_template_tools)
+        sys_text = "\n\n".join([self.system(), *system, *systems])
+        return [{"role": "system", "content": sys_text}, *shots, *turns]
 
     def describe(self) -> dict:
         return {

@@ -17,7 +17,7 @@ from .prompt import PromptBuilder
 
 @dataclass
 class AsaResult:
-    prompt: str
+    prompt: str | list[dict]
     domain: str
     p_tool: float
     gate: int
@@ -94,9 +94,14 @@ class AsaSteerer:
         )
 
     def run(
-        self, prompts: list[str], max_new_tokens: int = 64, progress: bool = False, full_answers: bool = True
+        self,
+        prompts: Sequence[str | list[dict]],
+        max_new_tokens: int = 64,
+        progress: bool = False,
+        full_answers: bool = True,
     ) -> list[AsaResult]:
-        """Baseline and ASA outputs side by side; ``full_answers=False`` stops a row once it cannot call a tool."""
+        """Baseline and ASA outputs side by side for user prompts or conversations (OpenAI messages);
+        ``full_answers=False`` stops a row once it cannot call a tool (as the evaluate stage does)."""
         asa = self.steering()
         msgs = [self.builder.messages(p) for p in prompts]
         tools = self.builder.tools if self.builder.use_template_tools else None

@@ -13,11 +13,29 @@ ASA_DOMAINS = ("code", "math", "search", "translation")
 
 @dataclass(frozen=True)
 class AsaExample:
+    """One prompt (or conversation) and whether its next reply should call the domain's tool.
+
+    ``messages`` (optional): a conversation in OpenAI's shape (user, assistant with ``tool_calls``, ``tool``
+    results) whose next reply is labelled; ``prompt`` is then its first user message. For a conversation that ends
+    in a tool result, label 1 means a further call is needed now (``domain``: that call's tool), label 0 that the
+    answer is due (``domain``: the tool whose result came back)."""
+
     id: str
     prompt: str
     domain: str
     label: int  # 1: the request needs the domain's tool, 0: answerable directly
     split: str = ""
+    messages: tuple = ()
+
+    @property
+    def kind(self) -> str:
+        """``single`` (one user prompt) or ``conversation`` (a conversation with earlier turns)."""
+        return "conversation" if len(self.messages) > 1 else "single"
+
+    @property
+    def conversation(self) -> str | list[dict]:
+        """What the prompt builder renders: the user prompt, or the conversation."""
+        return list(self.messages) if self.messages else self.prompt
 
 
 def _files() -> Path:
@@ -34,8 +52,40 @@ def load_asa_tools() -> list[dict]:
     return json.loads((_files() / "tools.json").read_text())
 
 
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def _check_messages(where: str, messages: object) -> str:
+    """A conversation's first user prompt; a bad conversation fails naming the message and what is wrong."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
+    first_user = None
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise ValueError(f"{where}: messages[{k}] needs a role among {', '.join(ROLES)}, got {m!r:.80}")
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            for c in m["tool_calls"]:
+                fn = c.get("function") if isinstance(c, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise ValueError(
+                        f"{where}: messages[{k}].tool_calls needs {{function: {{name, arguments}}}}"
+                    )
+        elif not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: messages[{k}].content must be a string")
+        if m["role"] == "user" and first_user is None:
+            first_user = m["content"]
+    if messages[-1]["role"] not in ("user", "tool"):
+        raise ValueError(
+            f"{where}: a conversation must end with a user or tool message (the reply is labelled)"
+        )
+    if first_user is None:
+        raise ValueError(f"{where}: messages hold no user message")
+    return first_user
+
+
 def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
-    """A JSONL of {prompt, domain, label[, id]}; a bad line fails with its number and what is wrong."""
+    """A JSONL of {prompt or messages, domain, label[, id, split]}; a bad line fails with its number and what is
+    wrong."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
@@ -49,11 +99,22 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        missing = [k for k in ("prompt", "domain", "label") if k not in row]
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: each line must be a JSON object")
+        missing = [k for k in ("domain", "label") if k not in row]
+        if "prompt" not in row and "messages" not in row:
+            missing.insert(0, "prompt")
         if missing:
-            raise ValueError(f"{path}:{n}: missing field(s) {missing}; each line needs prompt, domain, label")
+            raise ValueError(
+                f"{path}:{n}: missing field(s) {missing}; each line needs prompt (or messages), domain, label"
+            )
         if row["label"] not in (0, 1):
             raise ValueError(f"{path}:{n}: label must be 0 or 1, got {row['label']!r}")
+        messages: tuple = ()
+        if "messages" in row:
+            first = _check_messages(f"{path}:{n}", row["messages"])
+            row.setdefault("prompt", first)
+            messages = tuple(row["messages"])
         if not isinstance(row["prompt"], str) or not row["prompt"].strip():
             raise ValueError(f"{path}:{n}: prompt must be a non-empty string")
         split = str(row.get("split", ""))
@@ -61,7 +122,12 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
             raise ValueError(f"{path}:{n}: split {split!r} is not one of {', '.join(ASA_SPLITS)}")
         out.append(
             AsaExample(
-                str(row.get("id", f"{path.stem}-{n}")), row["prompt"], str(row["domain"]), row["label"], split
+                str(row.get("id", f"{path.stem}-{n}")),
+                row["prompt"],
+                str(row["domain"]),
+                row["label"],
+                split,
+                messages,
             )
         )
     if not out:

@@ -23,7 +23,7 @@ class Generation:
     text: str
     token_ids: list[int]
     prompt_tokens: int
-    stopped_by: str  # "eos", "stop" (the stop rule fired) or "length"
+    stopped_by: str  # "eos", "stop" (the stop rule fired), "length" or "cancelled"
 
 
 @dataclass
@@ -36,6 +36,7 @@ class DecodeRules:
     stop: StopFn | None = None
     on_token: TokenFn | None = None
     logits_rule: LogitsRule | None = None
+    cancelled: Callable[[int], bool] | None = None  # prompt index -> stop now (its client left)
 
     def with_rule(self, rule: LogitsRule | None) -> DecodeRules:
         """The same rules with ``rule`` (e.g. a condition's own) added."""
@@ -76,6 +77,10 @@ def decode(
             stopped[j] = "length"
     try:
         for _step in range(max(rules.max_new[i] for i in index)):
+            if rules.cancelled is not None:
+                for b in live:
+                    if stopped[b] is None and rules.cancelled(index[b]):
+                        stopped[b] = "cancelled"
             if all(s is not None for s in stopped):
                 break
             prompt_rows = [index[b] for b in live]

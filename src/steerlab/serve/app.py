@@ -6,6 +6,7 @@ The model loads in a background thread when the app starts; until it is ready ev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -15,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batcher import Batcher
@@ -187,17 +188,24 @@ def create_app(
         )
         ticket = batcher.submit(req.spec)
         parse = bool(req.spec.tools) and req.spec.tool_choice != "none"
+        if not req.stream:
+            while True:
+                try:
+                    kind, payload = await asyncio.wait_for(ticket.events.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():  # nobody will read the reply: stop decoding it
+                        ticket.cancelled.set()
+                        return Response(status_code=499)
+                    continue
+                if kind == "error":
+                    return error_response(payload)
+                if kind == "done":
+                    return JSONResponse(completion(payload, eng.model_id, req.spec.tools, parse))
         kind, payload = await ticket.events.get()
         if kind == "error":
             return error_response(payload)
-        if not req.stream:
-            while kind != "done":
-                kind, payload = await ticket.events.get()
-                if kind == "error":
-                    return error_response(payload)
-            return JSONResponse(completion(payload, eng.model_id, req.spec.tools, parse))
         return StreamingResponse(
-            _sse(ticket.events, (kind, payload), eng, req.spec, parse, req.include_usage),
+            _sse(ticket, (kind, payload), eng, req.spec, parse, req.include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -206,9 +214,22 @@ def create_app(
 
 
 async def _sse(
+    ticket, first: tuple, eng: Engine, spec, parse: bool, include_usage: bool
+) -> AsyncIterator[str]:  # noqa: ANN001
+    """``chat.completion.chunk`` events, then ``data: [DONE]``; a client that disconnects cancels its row."""
+    finished = False
+    try:
+        async for item in _chunks(ticket.events, first, eng, spec, parse, include_usage):
+            yield item
+        finished = True
+    finally:
+        if not finished:
+            ticket.cancelled.set()
+
+
+async def _chunks(
     events, first: tuple, eng: Engine, spec, parse: bool, include_usage: bool
 ) -> AsyncIterator[str]:  # noqa: ANN001
-    """``chat.completion.chunk`` events, then ``data: [DONE]``."""
     cid, created = new_id("chatcmpl"), int(time.time())
     splitter = StreamSplitter(eng.call_format, spec.stop, parse)
 

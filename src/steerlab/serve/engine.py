@@ -89,17 +89,20 @@ class Prepared:
     prompt_tokens: int
     gate_note: str | None  # why the gate is not consulted for this row (None: it is)
     ids: list[int] = field(default_factory=list)
+    head: tuple[int, ...] = ()  # token ids of the system prompt + few-shot turns (reused across requests)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client has gone
 
 
 @dataclass
 class RowOutput:
     text: str  # the whole assistant reply, prefill included
-    finish: str  # "eos", "stop" (a stop rule fired) or "length"
+    finish: str  # "eos", "stop" (a stop rule fired), "length" or "cancelled" (the client left)
     prompt_tokens: int
     completion_tokens: int
     gate: GateInfo
     call_format: str
     stop_hit: str | None = None  # the request's stop string that ended the row, if any
+    prefix_reused: int = 0  # prompt tokens whose KV cache came from an earlier request
 
 
 # emit(row, kind, payload): kind "gate" (GateInfo), "delta" (str), "done" (RowOutput)
@@ -141,10 +144,17 @@ class Engine:
         few_shot: bool = True,
         template_tools: bool | None = None,
         max_prompt_tokens: int = 4096,
+        prefix_cache_entries: int = 8,
+        prefix_cache_mb: int = 256,
     ) -> None:
         from ..asa.prompt import DEFAULT_FEW_SHOT
+        from ..generation.prefix_store import PrefixStore
 
         self.lm = lm
+        # KV caches of recent system prompts + tool lists + few-shot turns, reused across requests
+        self.prefixes = (
+            PrefixStore(lm, prefix_cache_entries, prefix_cache_mb * 2**20) if prefix_cache_entries else None
+        )
         self.steerer = None
         self.asset_name: str | None = None
         self.max_prompt_tokens = max_prompt_tokens
@@ -225,43 +235,12 @@ class Engine:
 
     # ------------------------------------------------------------------ prompts
 
-    def _conversation(self, messages: list[dict]) -> tuple[list[str], list[dict]]:
-        """System texts apart, and the rest in a form every chat template accepts."""
-        from ..tools import render_tool_call
-
-        systems, convo = [], []
-        for m in messages:
-            role = m["role"]
-            text = m.get("content") or ""
-            if role in ("system", "developer"):
-                systems.append(text)
-            elif role == "assistant" and m.get("tool_calls"):
-                calls = [
-                    {"name": c["function"]["name"], "arguments": _args_dict(c["function"].get("arguments"))}
-                    for c in m["tool_calls"]
-                ]
-                if self.template_tools:
-                    convo.append({"role": "assistant", "content": text, "tool_calls": _template_calls(calls)})
-                else:
-                    convo.append(
-                        {"role": "assistant", "content": text + render_tool_call(calls, self.call_format)}
-                    )
-            elif role == "tool":
-                if self.template_tools:
-                    convo.append({"role": "tool", "content": text, "tool_call_id": m.get("tool_call_id")})
-                else:
-                    convo.append({"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"})
-            else:
-                convo.append({"role": role, "content": text})
-        return systems, convo
-
     def render(self, spec: RowSpec) -> Prepared:
         """The prompt text for one row: the tool list, the call format and few-shot turns (the asset's prompt
         conventions) before the agent's own conversation; a forced call is prefilled."""
-        from ..asa.prompt import PromptBuilder
+        from ..asa.prompt import PromptBuilder, render_conversation, shot_messages
         from ..models import render_prompt, tokenize_texts
 
-        systems, convo = self._conversation(spec.messages)
         use_tools = bool(spec.tools) and spec.tool_choice != "none"
         template_tools = None
         if use_tools:
@@ -271,12 +250,13 @@ class Engine:
                 few_shot=self.few_shot,
                 use_template_tools=self.template_tools,
             )
-            head = pb.messages("")[:-1]  # system + few-shot turns
-            head[0] = {"role": "system", "content": "\n\n".join([head[0]["content"], *systems])}
-            msgs = head + convo
+            msgs = pb.messages(spec.messages)
+            n_head = 1 + sum(len(shot_messages(x)) for x in pb.shots())
             template_tools = spec.tools if self.template_tools else None
         else:
+            systems, convo = render_conversation(spec.messages, self.call_format, self.template_tools)
             msgs = ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + convo
+            n_head = 1 if systems else 0
         prompt = render_prompt(self.lm.tokenizer, msgs, tools=template_tools)
         prefill = self._prefill(spec) if use_tools and not self.grammar else ""
         ids = tokenize_texts(self.lm.tokenizer, [prompt + prefill])[0]
@@ -296,7 +276,23 @@ class Engine:
             )
         else:
             note = None
-        return Prepared(spec, prompt + prefill, prefill, n, note, ids)
+        return Prepared(
+            spec, prompt + prefill, prefill, n, note, ids, self._head(msgs[:n_head], ids, template_tools)
+        )
+
+    def _head(self, msgs: list[dict], ids: list[int], tools: list[dict] | None) -> tuple[int, ...]:
+        """Token ids of the rendered head (system prompt + few-shot turns), when they are a prefix of the row's."""
+        from ..models import render_prompt, tokenize_texts
+
+        if not msgs or self.prefixes is None:
+            return ()
+        try:
+            text = render_prompt(self.lm.tokenizer, msgs, tools=tools, add_generation_prompt=False)
+        except ValueError:
+            return ()
+        head = tokenize_texts(self.lm.tokenizer, [text])[0]
+        n = len(head)
+        return tuple(head) if 0 < n < len(ids) and ids[:n] == head else ()
 
     def _prefill(self, spec: RowSpec) -> str:
         """The start of the reply that forces a call: the marker, and the function's name when one is named."""
@@ -346,7 +342,7 @@ class Engine:
         the reply was prefilled with a call marker)."""
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):
-            groups.setdefault((r.spec.stop, bool(r.prefill)), []).append(i)
+            groups.setdefault((r.spec.stop, bool(r.prefill), r.head), []).append(i)
         out: list[RowOutput | None] = [None] * len(rows)
         with self.lock:
             for key, idx in groups.items():
@@ -446,7 +442,7 @@ class Engine:
     ) -> list[RowOutput]:
         from ..generation import generate
 
-        stops, prefilled = key
+        stops, prefilled, head = key
         for j, r in enumerate(rows):
             if emit is not None and r.prefill:
                 emit(ids[j], "delta", r.prefill)
@@ -470,6 +466,9 @@ class Engine:
             logits_rule=rule,
             on_token=on_token,
             progress=False,
+            shared_head=head or None,
+            prefix_store=self.prefixes,
+            cancelled=lambda i: rows[i].cancelled.is_set(),
         )
         out = []
         for j, (r, g) in enumerate(zip(rows, gens)):
@@ -478,8 +477,9 @@ class Engine:
             gate = self._gate_info(j, r, setup)
             if emit is not None:
                 emit(ids[j], "gate", gate)
+            reused = len(head) if head and self.prefixes is not None else 0
             res = RowOutput(
-                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit
+                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit, reused
             )
             out.append(res)
             if emit is not None:
@@ -539,15 +539,3 @@ class Engine:
                 self.lm, [prompt, prompt], chat=True, max_new_tokens=max_tokens, batch_size=2, progress=False
             )
         return gens[0].text, gens[1].text
-
-
-def _args_dict(arguments: object) -> dict:
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    return json.loads(arguments)
-
-
-def _template_calls(calls: list[dict]) -> list[dict]:
-    return [{"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]

@@ -77,7 +77,9 @@ def usage(out: RowOutput) -> dict:
 
 
 def steerlab_field(out: RowOutput, report: dict) -> dict:
-    return {**out.gate.to_dict(), "call_format": out.call_format, **report}
+    """What steerlab adds to a response: the gate and what the operating point did, the calls as parsed and
+    validated, and the raw reply text (what the model wrote, before it was split into content and tool calls)."""
+    return {**out.gate.to_dict(), "call_format": out.call_format, **report, "raw": out.text}
 
 
 def completion(out: RowOutput, model: str, tools: list[dict], parse: bool) -> dict:
