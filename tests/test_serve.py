@@ -467,7 +467,7 @@ def test_a_client_that_disconnects_cancels_its_row(lm):
     engine = Engine(lm)
     with running_server(create_app(lambda: engine)) as base:
         body = {
-            "model": "m",
+            "model": MODEL,
             "messages": [{"role": "user", "content": "Tell me a long story"}],
             "max_tokens": 1000,
             "stream": True,

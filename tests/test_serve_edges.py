@@ -198,12 +198,18 @@ def _convo(*tail: dict) -> list[dict]:
 @pytest.mark.parametrize(
     "messages,index,says",
     [
-        (_convo({"role": "tool", "tool_call_id": "call_9", "content": "1"}), 2, "'call_9'"),
-        (_convo({"role": "tool", "content": "1"}), 2, "needs a tool_call_id"),
+        (_convo({"role": "tool", "tool_call_id": "call_9", "content": "1"}), 2, "tool_call_id 'call_9'"),
+        (_convo({"role": "tool", "tool_call_id": 7, "content": "1"}), 2, "must be a non-empty string"),
         (
             [{"role": "user", "content": "Hi"}, {"role": "tool", "tool_call_id": "call_1", "content": "1"}],
             1,
-            "none",
+            "it has no unanswered call",
+        ),
+        ([{"role": "user", "content": "Hi"}, {"role": "tool", "content": "1"}], 1, "answers no call"),
+        (  # one call, two results
+            _convo({"role": "tool", "content": "1"}, {"role": "tool", "content": "1"}),
+            3,
+            "answers no call",
         ),
         (  # a tool message must follow its call directly (OpenAI's rule)
             _convo(
@@ -212,7 +218,7 @@ def _convo(*tail: dict) -> list[dict]:
                 {"role": "tool", "tool_call_id": "call_1", "content": "1"},
             ),
             4,
-            "'call_1'",
+            "tool_call_id 'call_1'",
         ),
     ],
 )
@@ -223,13 +229,19 @@ def test_a_tool_message_must_answer_a_call_before_it(server, messages, index, sa
 
 def test_tool_results_answering_their_calls_are_accepted(server):
     two = {**CALL, "id": "call_2"}
-    msgs = [
+    by_id = [
         {"role": "user", "content": "What is 1 and 2?"},
         {"role": "assistant", "content": None, "tool_calls": [CALL, two]},
         {"role": "tool", "tool_call_id": "call_2", "content": "2"},
         {"role": "tool", "tool_call_id": "call_1", "content": "1"},
     ]
-    assert _post(server, _body(messages=msgs, tools=Engine.default_tools())).status_code == 200
+    assert _post(server, _body(messages=by_id, tools=Engine.default_tools())).status_code == 200
+    no_ids = [  # a client that sends no ids: each result answers the next call
+        {"role": "user", "content": "What is 1?"},
+        {"role": "assistant", "content": "", "tool_calls": [{k: v for k, v in CALL.items() if k != "id"}]},
+        {"role": "tool", "content": "1"},
+    ]
+    assert _post(server, _body(messages=no_ids, tools=Engine.default_tools())).status_code == 200
 
 
 # ----------------------------------------------------------------------------- fuzzing from the OpenAPI schema

@@ -62,11 +62,15 @@ _MESSAGE = {
         },
         {
             "type": "object",
-            "required": ["role", "content", "tool_call_id"],
+            "required": ["role", "content"],
             "properties": {
                 "role": {"enum": ["tool"]},
                 "content": _TEXT,
-                "tool_call_id": {"type": "string", "minLength": 1},
+                "tool_call_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the call answered (without one: the next unanswered call before it)",
+                },
             },
         },
     ]

@@ -204,23 +204,34 @@ def _tool_calls(m: dict, i: int) -> list[dict]:
     return out
 
 
-def _tool_call_id(m: dict, i: int, calls: list[str]) -> str:
-    """A tool message answers one call of the assistant message just before it (other tool messages between
-    them), by that call's id, as OpenAI requires."""
+def _tool_call_id(m: dict, i: int, calls: list[str | None]) -> str | None:
+    """A tool message answers one call of the assistant message just before it (only tool messages between them):
+    the call its ``tool_call_id`` names, or, without an id, the next call not yet answered. The answered call is
+    removed from ``calls``; a tool message that answers no call is refused."""
     tid = m.get("tool_call_id")
     where = f"messages[{i}].tool_call_id"
-    if not isinstance(tid, str) or not tid:
-        raise bad_request(
-            f"messages[{i}] (tool) needs a tool_call_id naming the call it answers, got {tid!r:.60}", where
-        )
-    if tid not in calls:
-        have = f"the calls there are {', '.join(map(repr, calls))}" if calls else "there is none"
-        raise bad_request(
-            f"messages[{i}] (tool) answers tool_call_id {tid!r:.60}, which is no call of the assistant message "
-            f"before it ({have}); a tool message must follow the assistant message whose tool_calls hold its id",
-            where,
-        )
-    return tid
+    if tid is not None and (not isinstance(tid, str) or not tid):
+        raise bad_request(f"messages[{i}].tool_call_id must be a non-empty string, got {tid!r:.60}", where)
+    if tid is None and calls:
+        calls.pop(0)
+        return None
+    if tid is not None and tid in calls:
+        calls.remove(tid)
+        return tid
+    named = [c for c in calls if c is not None]
+    have = (
+        f"its unanswered calls are {', '.join(map(repr, named))}"
+        if named
+        else "it has no unanswered call"
+        if not calls
+        else "its unanswered calls have no ids"
+    )
+    what = f"tool_call_id {tid!r:.60}" if tid is not None else "no call"
+    raise bad_request(
+        f"messages[{i}] (tool) answers {what}, which is no call of the assistant message before it ({have}); "
+        "a tool message must follow the assistant message whose tool_calls it answers",
+        where,
+    )
 
 
 def parse_messages(raw: object) -> list[dict]:
@@ -228,7 +239,9 @@ def parse_messages(raw: object) -> list[dict]:
         got = "an empty list" if raw == [] else type(raw).__name__
         raise bad_request(f"'messages' must be a non-empty list of messages, got {got}", "messages")
     out = []
-    calls: list[str] = []  # the call ids of the assistant message the current run of tool messages answers
+    calls: list[
+        str | None
+    ] = []  # the unanswered calls (ids) of the assistant message before these tool messages
     for i, m in enumerate(raw):
         if not isinstance(m, dict):
             raise bad_request(
@@ -248,7 +261,7 @@ def parse_messages(raw: object) -> list[dict]:
         if role == "tool":
             msg["tool_call_id"] = _tool_call_id(m, i, calls)
         elif role == "assistant" and "tool_calls" in msg:
-            calls = [c["id"] for c in msg["tool_calls"] if isinstance(c["id"], str)]
+            calls = [c["id"] if isinstance(c["id"], str) and c["id"] else None for c in msg["tool_calls"]]
         else:
             calls = []
         out.append(msg)
