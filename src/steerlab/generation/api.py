@@ -112,6 +112,7 @@ def generate(
     shared_head: Sequence[int] | None = None,
     prefix_store: PrefixStore | None = None,
     cancelled: Callable[[int], bool] | None = None,
+    ignore_eos: bool = False,
 ) -> list[Generation]:
     """Decode each prompt (greedy unless ``temperature`` > 0).
 
@@ -123,10 +124,13 @@ def generate(
     scores (see ``steerlab.generation.rules``). ``shared_head`` (token ids every prompt starts with) and
     ``prefix_store`` reuse the head's KV cache across calls (see ``steerlab.generation.prefix_store``).
     ``cancelled(i)`` ends prompt ``i``'s row at the next step (``stopped_by`` "cancelled"), e.g. when its client left.
+    ``ignore_eos=True`` decodes the end-of-sequence token like any other, so every row makes its
+    ``max_new_tokens`` unless ``stop`` ends it (fixed-length runs: benchmarks against HF
+    ``generate(min_new_tokens=...)``).
     """
     ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
     rules = DecodeRules(
-        eos_ids(lm),
+        set() if ignore_eos else eos_ids(lm),
         _max_new(max_new_tokens, len(ids)),
         RowSampler(len(ids), temperature, top_p, seed),
         stop,
