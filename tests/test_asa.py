@@ -532,7 +532,7 @@ def test_served_reply_equals_the_evaluate_row_and_the_steerer(tiny_run):
         client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=300)
 
         def ask(messages: list[dict], stream: bool = False) -> tuple[str, dict]:
-            kw = dict(model="m", messages=messages, tools=st.builder.tools, max_tokens=n_new)
+            kw = dict(model=engine.model_id, messages=messages, tools=st.builder.tools, max_tokens=n_new)
             if not stream:
                 resp = client.chat.completions.create(**kw)
                 return resp.model_extra["steerlab"]["raw"], resp.model_extra["steerlab"]

@@ -77,13 +77,13 @@ def test_values_keep_their_characters_through_the_command_line():
             "--out=/x/my-out",
             "--model=HuggingFaceTB/SmolLM2-135M-Instruct",
             "--strengths=-0.1,0.2",
-            "--layers=-1",
+            "--layers=21",
             "--steer_target=post_attention_layernorm",
         ]
     )
     cfg = config_from_args(PasConfig, args)
     assert cfg.out == "/x/my-out" and cfg.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert cfg.strengths == [-0.1, 0.2] and cfg.layer_list(30) == [29] and cfg.site == "mlp_in"
+    assert cfg.strengths == [-0.1, 0.2] and cfg.layer_list(30) == [21] and cfg.site == "mlp_in"
 
 
 def test_the_installed_entry_point_reports_without_traceback():

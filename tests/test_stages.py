@@ -151,4 +151,4 @@ def test_a_config_method_that_calls_a_static_method_works_through_the_stage_view
     cfg = load_config(None, {"layers": "10:25:7"})
     view = ConfigView(cfg, {"layers"}, "vectors")
     assert view.layer_list(30) == [10, 17, 24]
-    assert view._parse_slice("1:3") == slice(1, 3, None)
+    assert view._parse_slice("1:3") == (1, 3, 1)

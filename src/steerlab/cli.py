@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import sys
+from typing import NoReturn
 
 from . import __version__
 
@@ -73,8 +74,16 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") ->
     p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake in the arguments themselves (a bad ``--port``, a missing value) is one line and exit 2, like
+    every other user mistake, instead of the whole usage text; subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="steerlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"steerlab {__version__}")
@@ -95,7 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_cli(sub)
     _add_threads(parser)
     _mark_options(parser)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every command's ``--help`` shows its options' defaults (the top level keeps its hand-written text)."""
+    from .cli_args import DefaultsHelpFormatter
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if child.formatter_class is argparse.HelpFormatter:
+                    child.formatter_class = DefaultsHelpFormatter
+                _show_defaults(child)
 
 
 THREADS_HELP = (

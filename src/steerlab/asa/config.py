@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_range, opt
+from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..models.registry import SITES
 from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
 from ..vectors import ESTIMATORS
@@ -161,6 +161,8 @@ class AsaConfig(Config):
             raise UserError(
                 f"extra_layers must be 'auto' or a list of layer numbers, got {self.extra_layers!r}"
             )
+        if isinstance(self.extra_layers, list):
+            check_layer_numbers("extra_layers", self.extra_layers)
         if self.constrain != "none" and self.call_format != "tool_call_json":
             raise UserError(
                 f"constrain={self.constrain!r} needs call_format 'tool_call_json' (a JSON body); "

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from ..config import UserError
+from ..config import UserError, read_user_text
 from ..data.asa_data import ASA_SPLITS as SPLITS
 from ..data.asa_data import AsaExample as Example
 from ..data.asa_data import load_asa_split, load_asa_tools, load_jsonl_examples
@@ -82,7 +82,7 @@ def load_tools(source: str = "builtin") -> tuple[list[dict], dict[str, str]]:
     if not p.is_file():
         raise UserError(f"tools {source!r} is neither 'builtin' nor an existing JSON file")
     try:
-        tools = json.loads(p.read_text(encoding="utf-8"))
+        tools = json.loads(read_user_text(p, "a JSON list of tools"))
     except json.JSONDecodeError as err:
         raise UserError(f"{p} is not valid JSON: {err.msg} at line {err.lineno}") from None
     if not isinstance(tools, list) or not tools:

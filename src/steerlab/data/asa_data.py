@@ -90,7 +90,9 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    from ..config import read_user_text
+
+    for n, line in enumerate(read_user_text(path, "a JSONL file of prompts").splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -503,23 +503,12 @@ class Engine:
         return torch.stack([acts[k] for k in layers], dim=1).float()
 
     def lab_auc(self, states: torch.Tensor, n_pos: int, layer: int) -> float:
-        """Held-out AUC of a probe at ``layer``: fitted on the even-numbered prompts of each list, scored on the
-        odd ones (so both halves hold both classes)."""
-        from ..probes import layer_sweep
+        """Held-out AUC of a probe at ``layer``, cross-validated so that every prompt is scored once while held
+        out (``probes.cross_val_auc``: one split of a few prompts read AUC 0.0 at layers 2-7)."""
+        from ..probes import cross_val_auc
 
-        labels = torch.tensor([1] * n_pos + [0] * (states.shape[0] - n_pos))
-        idx = torch.arange(states.shape[0])
-        rank = torch.cat([torch.arange(n_pos), torch.arange(states.shape[0] - n_pos)])
-        train, held = idx[rank % 2 == 0], idx[rank % 2 == 1]
-        auc = layer_sweep(
-            states[train],
-            labels[train].tolist(),
-            states[held],
-            labels[held].tolist(),
-            [layer],
-            progress=False,
-        )
-        return float(auc[layer])
+        self.lm.arch.check_layer(layer)
+        return cross_val_auc(states[:, layer], [1] * n_pos + [0] * (states.shape[0] - n_pos))
 
     def lab_vector(self, states: torch.Tensor, n_pos: int, layer: int) -> tuple[torch.Tensor, float]:
         """Unit mean-difference vector at ``layer`` and the mean hidden norm there (the strength unit)."""
