@@ -168,7 +168,7 @@ STAGES = (
     Stage(
         "report",
         stage_report,
-        reads=("data", "limit_per_cell", "max_fpr", "min_domain_f1"),
+        reads=("data", "limit_per_cell", "conversations", "max_fpr", "min_domain_f1"),
         after=("sweep", "vectors", "tune", "actions", "evaluate", "baselines", "lora", "asset"),
         doc="report.md with the tables and plots",
     ),
