@@ -176,7 +176,9 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     preds = [json.loads(x) for x in (r.root / "evaluate" / "predictions.jsonl").read_text().splitlines()]
     convs = {e.id for e in load_examples("builtin", 3)["test"] if e.kind == "conversation"}
     for name in ("baseline", ev["asset_row"]):
-        due = [p["triggered"] for p in preds if p["condition"] == name and p["id"] in convs and p["label"] == 0]
+        due = [
+            p["triggered"] for p in preds if p["condition"] == name and p["id"] in convs and p["label"] == 0
+        ]
         assert len(due) == 12 == pk["conversation"][name]["n_answer_due"]
         assert pk["conversation"][name]["extra_call_rate"][0] == pytest.approx(sum(due) / 12)
     for stage in (
