@@ -317,6 +317,7 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
     """A small real run of the whole pipeline on SmolLM2-135M (the full run is `steerlab asa run`)."""
     cfg = AsaConfig(
         limit_per_cell=2,
+        conversations=False,  # single prompts, as this check was set up (the tiny run covers conversations)
         strengths=[0.5],
         taus=[0.9],
         n_top_layers=1,

@@ -26,7 +26,7 @@ def report(results: dict, meta: dict) -> str:
         "",
         "| condition | what | tool-task success | no call on no-tool tasks | invalid calls reaching the agent "
         "| dropped by the server | extra call where the answer was due | unfinished loops | tool tasks with a call "
-        "| mean rounds | seconds |",
+        "| mean rounds | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results.items():
@@ -34,7 +34,7 @@ def report(results: dict, meta: dict) -> str:
         lines.append(
             f"| {name} | {meta.get(name, {}).get('what', '')} | {_r(m['tool_success'])} | {_r(m['no_call'])} | {inv} "
             f"| {m['dropped_calls']} | {_r(m['extra_call'])} | {_r(m['unfinished'])} | {_r(m['tool_called'])} "
-            f"| {m['mean_rounds']:.2f} | {m['seconds']:.0f} |"
+            f"| {m['mean_rounds']:.2f} | {meta.get(name, {}).get('wall_seconds', float('nan')):.0f} |"
         )
     kinds = [k for k in KINDS if any(k in m["success_by_kind"] for m in results.values())]
     lines += [
