@@ -54,13 +54,18 @@ def run_condition(
     max_tokens: int = 160,
     concurrency: int = 4,
     request_options: dict | None = None,
+    timeout: float = 3600.0,
 ) -> tuple[list[Transcript], dict]:
     """Transcripts of every task and what was run: ``source`` is a base URL or a function building an engine,
     served here on a loopback port for the duration."""
     stand_ins = stand_ins or StandIns.shipped()
     t0 = time.perf_counter()
     kw = dict(
-        max_rounds=max_rounds, max_tokens=max_tokens, concurrency=concurrency, request_options=request_options
+        max_rounds=max_rounds,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        request_options=request_options,
+        timeout=timeout,
     )
     if isinstance(source, str):
         trs = run_tasks(source, model or "default", tasks, tools, stand_ins, **kw)

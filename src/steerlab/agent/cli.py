@@ -28,8 +28,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .tasks import load_tasks
 
     need("fastapi", "uvicorn", "openai", extra="agent")
-    if args.max_rounds < 1 or args.max_tokens < 1 or args.concurrency < 1:
-        raise UserError("--max-rounds, --max-tokens and --concurrency must be >= 1")
+    if args.max_rounds < 1 or args.max_tokens < 1 or args.concurrency < 1 or not args.timeout > 0:
+        raise UserError("--max-rounds, --max-tokens and --concurrency must be >= 1 and --timeout > 0")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     names = [c.strip() for c in (args.conditions or "").split(",") if c.strip()]
@@ -62,6 +62,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             max_rounds=args.max_rounds,
             max_tokens=args.max_tokens,
             concurrency=args.concurrency,
+            timeout=args.timeout,
         )
         m = save_condition(args.out, name, tasks, trs, info, n_boot=args.n_boot)
         ts, nc = m["tool_success"], m["no_call"]
@@ -102,6 +103,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument(
         "--concurrency", type=int, default=4, help="tasks in flight at once (the server batches them)"
+    )
+    e.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds a request may take (a loaded CPU is slow)"
     )
     e.add_argument(
         "--n-boot", dest="n_boot", type=int, default=2000, help="bootstrap resamples for intervals"

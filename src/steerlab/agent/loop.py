@@ -154,7 +154,7 @@ def run_tasks(
     max_rounds: int = 3,
     max_tokens: int = 160,
     concurrency: int = 4,
-    timeout: float = 600.0,
+    timeout: float = 3600.0,
     request_options: dict | None = None,
 ) -> list[Transcript]:
     """Every task through the loop against ``base_url``, ``concurrency`` at a time (a server that batches
