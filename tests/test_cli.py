@@ -16,7 +16,7 @@ def _run(*args, timeout=300):
 
 def test_every_method_registers_its_commands():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert {"info", "asa", "pas", "bfcl", "sae"} <= set(sub.choices)
+    assert {"info", "asa", "pas", "bfcl", "sae", "agent"} <= set(sub.choices)
 
 
 def test_version_and_help(capsys):
@@ -46,6 +46,11 @@ def test_version_and_help(capsys):
         (["bfcl", "eval", "--categories", "irrelevance,nope"], "unknown BFCL category 'nope'"),
         (["info", "--model", "nonexistent-model"], "is not a known alias"),
         (["asa", "demo", "--asset", "/no/such/asset"], "does not exist or is not a directory"),
+        (["agent", "eval", "--out", "x", "--conditions", "asset"], "condition 'asset' needs --asset"),
+        (["agent", "eval", "--out", "x", "--conditions", "plain,lora"], "unknown condition(s) ['lora']"),
+        (["agent", "eval", "--out", "x", "--limit", "0"], "--limit must be >= 1, got 0"),
+        (["agent", "eval", "--out", "x", "--subset", "tiny"], "task subset 'tiny' is not one of"),
+        (["agent", "eval", "--out", "x", "--base-url", "http://h/v1", "--conditions", "a,b"], "names the one"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(capsys, args, expected):

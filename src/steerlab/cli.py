@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "steerlab.gguf_cli",
     "steerlab.serve.cli",
     "steerlab.ui.cli",
+    "steerlab.agent.cli",
 )
 DESCRIPTION = """Read what a language model represents, change what it does, and measure the result honestly.
 
@@ -36,6 +37,7 @@ Commands:
   gguf   llama.cpp control vectors: export a steering or ASA asset, import one, show one
   serve  an OpenAI-compatible chat-completions server with per-request ASA
   ui     a local web app: baseline vs steered side by side, build a steering vector
+  agent  agent benchmark: held-out tasks through a real tool loop against steerlab serve
 
 Every method command takes -c config.yaml and --field value; `steerlab <command> --help` lists them.
 Runs work offline on the embedded model (smollm2-135m)."""

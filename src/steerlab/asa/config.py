@@ -45,7 +45,12 @@ class AsaConfig(Config):
     dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     out: str | None = opt(None, "run directory; default runs/asa-<model>")
     data: str = opt("builtin", "'builtin' or a JSONL with prompt, domain, label, split")
-    limit_per_cell: int | None = opt(None, "reduced run: at most N prompts per split x domain x label")
+    limit_per_cell: int | None = opt(
+        None, "reduced run: at most N prompts per split x domain x label (and N conversations)"
+    )
+    conversations: bool = opt(
+        True, "include the conversations that end in a tool result (false: single prompts only)"
+    )
     tools: str = opt("builtin", "'builtin' (four tools) or a JSON list of tools, each naming its 'domain'")
     call_format: str = opt(
         "tool_call_json", "tool-call syntax taught in the prompt (steerlab.tools registry)"
