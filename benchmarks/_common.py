@@ -1,7 +1,14 @@
-"""Shared bits of the benchmark scripts: prompts, timing, JSON output."""
+"""Shared bits of the benchmark scripts: prompts, timing, JSON output, and the small mode every script has.
+
+``--smoke`` runs a script end to end on a tiny random model with a handful of inputs and one round, so the test
+suite can check that every benchmark still runs and writes a well-formed result (tests/test_benchmarks_smoke.py);
+its figures measure nothing. Its results go to ``benchmarks/results/smoke/`` (ignored by git) or ``--out``, never
+over the committed results.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -49,6 +56,36 @@ FORMS = [
 ]
 
 
+RESULTS = Path(__file__).parent / "results"
+SMOKE_RESULTS = RESULTS / "smoke"
+TINY = "tiny"  # load_bench_model: a random Llama with SmolLM2's 30 layers, hidden 32, char tokenizer
+
+
+def parse_args(
+    ap: argparse.ArgumentParser, argv: list[str] | None = None, **smoke: object
+) -> argparse.Namespace:
+    """Add ``--smoke`` and ``--out`` to ``ap`` and parse. With ``--smoke`` the keyword values become the defaults
+    (options given explicitly still win), ``args.out`` defaults to ``benchmarks/results/smoke/``."""
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a small run that only checks the script works end to end (figures mean nothing): "
+        + ", ".join(f"{k}={v}" for k, v in smoke.items()),
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the result JSON (default benchmarks/results/, with --smoke benchmarks/results/smoke/)",
+    )
+    if ap.parse_known_args(argv)[0].smoke:
+        ap.set_defaults(**smoke)
+    args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = SMOKE_RESULTS if args.smoke else RESULTS
+    return args
+
+
 def prompts(n: int) -> list[str]:
     out = [f.format(t) for t in TOPICS for f in FORMS]
     return (out * (n // len(out) + 1))[:n]
@@ -66,9 +103,11 @@ def timeit(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def write_result(name: str, result: dict) -> None:
+def write_result(name: str, result: dict, args: argparse.Namespace) -> Path:
+    """Write ``result`` (plus the machine, and whether it was a smoke run) to ``args.out``; returns the path."""
     result = {
         **result,
+        "smoke": bool(args.smoke),
         "machine": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -79,15 +118,18 @@ def write_result(name: str, result: dict) -> None:
     from steerlab.runs import save_json  # atomic: a killed run never leaves half a result
 
     device = str(result.get("device", "cpu")).split(":")[0]
-    save_json(Path(__file__).parent / "results" / f"{name}_{device}.json", result)
+    path = save_json(Path(args.out) / f"{name}_{device}.json", result)
     print(json.dumps(result, indent=2))
+    return path
 
 
 def load_bench_model(spec: str):  # noqa: ANN201
     """The embedded model, or ``random-smollm2-shape`` (same shape, random weights, char tokenizer) for machines
-    without the GGUF (e.g. a GPU box)."""
-    from steerlab.models import load_model, wrap_model
+    without the GGUF (e.g. a GPU box), or ``tiny`` (SmolLM2's 30 layers at hidden size 32, random: ``--smoke``)."""
+    from steerlab.models import load_model, tiny_model, wrap_model
 
+    if spec == TINY:
+        return tiny_model("llama", n_layers=30)
     if spec != "random-smollm2-shape":
         return load_model(spec, device="auto")
     from transformers import AutoModelForCausalLM, LlamaConfig
@@ -112,6 +154,39 @@ def load_bench_model(spec: str):  # noqa: ANN201
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_config(cfg).to(dev)
     return wrap_model(model, tok, name=spec)
+
+
+def tiny_asa_run(out: Path, until: str = "actions"):  # noqa: ANN201
+    """``--smoke`` input for the scripts that rerun stages of a finished ASA run: a run of the default preset on
+    the ``tiny`` model (few prompts per cell) up to ``until``, built once in ``out/tiny-asa-run`` and reused by the
+    next script. Returns the run directory and a model holder that answers ``tiny`` with that model."""
+    from steerlab.asa.stages import runner
+    from steerlab.stages import ModelHolder
+
+    models = ModelHolder()
+    models.put(TINY, load_bench_model(TINY))
+    root = Path(out) / "tiny-asa-run"
+    runner(tiny_asa_config(root), root, progress=False, models=models).run_all(until=until)
+    return root, models
+
+
+def tiny_asa_config(root: Path, preset: str = "default"):  # noqa: ANN201
+    """The config of ``tiny_asa_run`` (the scripts rebuild it to rerun a stage on a copy)."""
+    from steerlab.asa.config import AsaConfig
+
+    return AsaConfig(
+        preset=preset,
+        model=TINY,
+        out=str(root),
+        limit_per_cell=2,
+        n_top_layers=1,
+        extra_layers=[],
+        string_pattern="^[^<}]{1,4}$",
+        max_new_tokens_call=60,  # a character tokenizer: one token per character of the call
+        action_rows=4,
+        batch_size=8,
+        n_boot=20,
+    )
 
 
 def padded_batches(lm, ids: list[list[int]], batch_size: int) -> list[tuple[list[int], dict]]:  # noqa: ANN001

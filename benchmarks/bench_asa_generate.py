@@ -12,13 +12,11 @@ Run: ``.venv/bin/python benchmarks/bench_asa_generate.py [--model smollm2-135m]`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
-from _common import interleaved, load_bench_model, profile_top, prompts, sync, write_result
+from _common import TINY, interleaved, load_bench_model, parse_args, profile_top, prompts, sync, write_result
 
-from steerlab.asa import GatedSteering
-from steerlab.asa.controller import AsaParams
+from steerlab.asa import AsaParams, GatedSteering
 from steerlab.capture import capture, mean_norm
 from steerlab.models import left_pad, render_prompts, tokenize_texts
 
@@ -62,7 +60,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--profile", action="store_true")
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, batch=2, tokens=2, rounds=1)
     lm = load_bench_model(args.model)
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts(args.batch), chat=True))
     input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
@@ -94,7 +92,7 @@ def main() -> None:
     t = interleaved({"plain": generate, "asa": with_asa}, rounds=args.rounds)
     if args.profile:
         name = f"asa_generate_{lm.device.type}_{args.model}"
-        res = Path(__file__).parent / "results"
+        res = args.out
         profile_top(generate, res / f"{name}_profile_plain.txt")
         profile_top(with_asa, res / f"{name}_profile_asa.txt")
     write_result(
@@ -111,6 +109,7 @@ def main() -> None:
             "target": "<= 0.05",
             "rounds": args.rounds,
         },
+        args,
     )
 
 

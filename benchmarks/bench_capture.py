@@ -12,13 +12,14 @@ Run: ``.venv/bin/python benchmarks/bench_capture.py [--n 256] [--model smollm2-1
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from _common import (
+    TINY,
     interleaved,
     load_bench_model,
     padded_batches,
+    parse_args,
     profile_top,
     prompts,
     sync,
@@ -74,7 +75,7 @@ def main() -> None:
         action="store_true",
         help="time only steerlab vs the bare forward (the naive loop still checks the states)",
     )
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, n=8, batch_size=4, repeat=1)
     lm = load_bench_model(args.model)
     layers = [5, 15, 20]
     ps = prompts(args.n)
@@ -106,7 +107,7 @@ def main() -> None:
     t_bare, t_batched, t_shared = t["bare"], t["batched"], t["shared"]
     if args.profile:
         name = f"capture_{lm.device.type}_{args.model}"
-        res = Path(__file__).parent / "results"
+        res = args.out
         profile_top(lambda: ours(False), res / f"{name}_profile_steerlab.txt")
         profile_top(lambda: bare(lm, batches, layers), res / f"{name}_profile_bare.txt")
     bare_rows = torch.cat([x for _, x in limit])
@@ -139,6 +140,7 @@ def main() -> None:
             "limit_target": "steerlab_batched_vs_bare <= 1.3",
             "rounds": args.repeat,
         },
+        args,
     )
 
 

@@ -6,12 +6,14 @@ plain model, steerlab ``steer(..., policy="all")``, steering-vectors ``SteeringV
 thread** by default, so the ratio holds on a shared, overloaded machine (wall time there measures the neighbours);
 ``--wall`` measures wall time with the default thread count instead.
 
-Then the hooks themselves: every call of steerlab's ``PhaseTracker._pre_hook`` and ``SteeringHandle._apply``, of
-steering-vectors' additive hook and of repeng's ``ControlModule.forward`` (minus the wrapped block) is timed with
-``time.thread_time`` (this thread's CPU time), split into prefill and decode steps; and a cProfile (thread-time
-clock) of one steered generate lists the torch calls made from inside steerlab's hooks.
-Run: ``python benchmarks/bench_hf_generate_overhead.py [--model smollm2-135m] [--rounds 5]`` (peers need the venv of
-docs/portability.md).
+Then the hooks themselves: every call of steerlab's forward pre-hook on the decoder stack (phase tracking) and of
+its hook on the steered block, of steering-vectors' hook on that block and of repeng's ``ControlModule`` around it
+(minus the wrapped block) is timed with ``time.thread_time`` (this thread's CPU time), split into prefill and decode
+steps. The timing uses only torch's public hook API: a hook of ours registered first (``prepend=True``) and one
+registered last on the same module bracket the library's hooks, so no library internals are patched. A cProfile
+(thread-time clock) of one steered generate lists the torch calls made from inside steerlab's hooks.
+Run: ``OMP_NUM_THREADS=1 .venv-peers/bin/python benchmarks/bench_hf_generate_overhead.py [--model smollm2-135m]
+[--rounds 5]`` (the peers' venv: ``bash scripts/peers_env.sh``; in ``.venv`` the peer arms are skipped).
 """
 
 from __future__ import annotations
@@ -27,13 +29,10 @@ import statistics
 import time
 
 import torch
-from _common import load_bench_model, prompts, write_result
+from _common import TINY, load_bench_model, parse_args, prompts, write_result
 
 from steerlab.models import left_pad, render_prompts, tokenize_texts
 from steerlab.steering import steer
-
-phase_mod = importlib.import_module("steerlab.steering.phase")
-steer_mod = importlib.import_module("steerlab.steering.steer")
 
 
 class HookClock:
@@ -52,14 +51,78 @@ class HookClock:
         }
 
 
+def _kind(seq_len: int) -> str:
+    return "prefill" if seq_len > 1 else "decode"
+
+
+def _hidden(x: object) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else x[0]
+
+
 @contextlib.contextmanager
-def patched(obj: object, name: str, wrapper):  # noqa: ANN001
-    orig = getattr(obj, name)
-    setattr(obj, name, wrapper(orig))
+def bracket_output_hooks(
+    module: torch.nn.Module, name: str, clock: HookClock, inner: torch.nn.Module | None = None
+):  # noqa: ANN201
+    """Time the forward hooks already on ``module`` (ours run first and last around them); with ``inner``, time
+    ``module``'s whole forward minus ``inner``'s (a wrapper module such as repeng's ``ControlModule``)."""
+    t0: list[float] = []
+    t_inner: list[float] = []
+
+    def start(_m, _a):  # noqa: ANN001, ANN202
+        t0.append(time.thread_time())
+
+    def end(_m, _a, out):  # noqa: ANN001, ANN202
+        dt = time.thread_time() - t0.pop()
+        if inner is not None:
+            dt -= t_inner.pop()
+        clock.add(name, _kind(_hidden(out).shape[1]), dt)
+
+    def inner_start(_m, _a):  # noqa: ANN001, ANN202
+        t_inner.append(time.thread_time())
+
+    def inner_end(_m, _a, _out):  # noqa: ANN001, ANN202
+        t_inner.append(time.thread_time() - t_inner.pop())
+
+    if inner is None:
+        handles = [module.register_forward_hook(lambda m, a, o: start(m, a), prepend=True)]
+    else:
+        handles = [
+            module.register_forward_pre_hook(start, prepend=True),
+            inner.register_forward_pre_hook(inner_start),
+            inner.register_forward_hook(inner_end),
+        ]
+    handles.append(module.register_forward_hook(end))
     try:
         yield
     finally:
-        setattr(obj, name, orig)
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def bracket_pre_hooks(module: torch.nn.Module, name: str, clock: HookClock):  # noqa: ANN201
+    """Time the forward pre-hooks already on ``module`` (ours run first and last around them)."""
+    t0: list[float] = []
+
+    def start(_m, _a, _kw):  # noqa: ANN001, ANN202
+        t0.append(time.thread_time())
+
+    def end(_m, a, kw):  # noqa: ANN001, ANN202
+        dt = time.thread_time() - t0.pop()
+        ref = kw.get("input_ids") if kw.get("input_ids") is not None else kw.get("inputs_embeds")
+        if ref is None and a:
+            ref = a[0]
+        clock.add(name, _kind(ref.shape[1]), dt)
+
+    handles = [
+        module.register_forward_pre_hook(start, prepend=True, with_kwargs=True),
+        module.register_forward_pre_hook(end, with_kwargs=True),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def main() -> None:
@@ -70,7 +133,7 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--wall", action="store_true", help="wall time with the default thread count")
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, batch=2, tokens=2, rounds=1)
     if not args.wall:
         torch.set_num_threads(1)
     clock = time.perf_counter if args.wall else time.process_time
@@ -126,92 +189,25 @@ def main() -> None:
                 times[name].append(clock() - t)
     med = {k: statistics.median(x) for k, x in times.items()}
 
-    # per-hook CPU cost
+    # per-hook CPU cost: the hooks each library put on the model, bracketed by ours
     hooks = HookClock()
-
-    def kind_of(hidden: torch.Tensor) -> str:
-        return "prefill" if hidden.shape[1] > 1 else "decode"
-
-    def wrap_pre(orig):  # noqa: ANN001, ANN202
-        def f(self, mod, a, kw):  # noqa: ANN001, ANN202
-            t = time.thread_time()
-            r = orig(self, mod, a, kw)
-            ref = kw.get("input_ids") if kw.get("input_ids") is not None else kw.get("inputs_embeds")
-            hooks.add(
-                "steerlab PhaseTracker._pre_hook",
-                "prefill" if ref.shape[1] > 1 else "decode",
-                time.thread_time() - t,
-            )
-            return r
-
-        return f
-
-    def wrap_apply(orig):  # noqa: ANN001, ANN202
-        def f(self, hidden):  # noqa: ANN001, ANN202
-            t = time.thread_time()
-            r = orig(self, hidden)
-            hooks.add("steerlab SteeringHandle._apply", kind_of(hidden), time.thread_time() - t)
-            return r
-
-        return f
-
-    with (
-        patched(phase_mod.PhaseTracker, "_pre_hook", wrap_pre),
-        patched(steer_mod.SteeringHandle, "_apply", wrap_apply),
-    ):
-        with arms["steerlab"]():
+    block = lm.model.model.layers[args.layer]
+    with arms["steerlab"]():
+        with (
+            bracket_pre_hooks(lm.model.model, "steerlab pre-hook on the decoder stack", hooks),
+            bracket_output_hooks(block, f"steerlab hook on block {args.layer}", hooks),
+        ):
             gen()
     if "steering_vectors" in arms:
-        svm = importlib.import_module("steering_vectors.steering_vector")
-
-        def wrap_make(orig):  # noqa: ANN001, ANN202
-            def make(*a, **kw):  # noqa: ANN202
-                fn = orig(*a, **kw)
-
-                def hook(m, i, o):  # noqa: ANN001, ANN202
-                    t = time.thread_time()
-                    r = fn(m, i, o)
-                    hooks.add(
-                        "steering-vectors hook_fn",
-                        kind_of(o if isinstance(o, torch.Tensor) else o[0]),
-                        time.thread_time() - t,
-                    )
-                    return r
-
-                return hook
-
-            return make
-
-        with patched(svm, "_create_additive_hook", wrap_make), arms["steering_vectors"]():
-            gen()
+        with arms["steering_vectors"]():
+            with bracket_output_hooks(block, f"steering-vectors hook on block {args.layer}", hooks):
+                gen()
     if "repeng" in arms:
-        ctrl = importlib.import_module("repeng.control")
-
-        def wrap_fwd(orig):  # noqa: ANN001, ANN202
-            def fwd(self, *a, **kw):  # noqa: ANN001, ANN202
-                inner = [0.0]
-                block = self.block
-
-                def timed_block(*x, **y):  # noqa: ANN202
-                    t0 = time.thread_time()
-                    out = block(*x, **y)
-                    inner[0] += time.thread_time() - t0
-                    return out
-
-                t = time.thread_time()
-                r = orig(_BlockSwap(self, timed_block), *a, **kw)
-                out = r[0] if isinstance(r, tuple) else r
-                hooks.add(
-                    "repeng ControlModule.forward (minus block)",
-                    kind_of(out),
-                    time.thread_time() - t - inner[0],
-                )
-                return r
-
-            return fwd
-
-        with patched(ctrl.ControlModule, "forward", wrap_fwd), arms["repeng"]():
-            gen()
+        with arms["repeng"]():
+            wrapper = lm.model.model.layers[args.layer]  # repeng's ControlModule around the block
+            name = "repeng ControlModule (minus block)"
+            with bracket_output_hooks(wrapper, name, hooks, inner=wrapper.block):
+                gen()
 
     # host reads of tensor values (on CUDA each one waits for the GPU queue to drain): counted per generate
     host_reads = {name: count_host_reads(gen, ctx) for name, ctx in arms.items()}
@@ -225,7 +221,7 @@ def main() -> None:
         prof.disable()
     buf = io.StringIO()
     st = pstats.Stats(prof, stream=buf)
-    st.sort_stats("tottime").print_callees(r"steering/(phase|steer)\.py")
+    st.sort_stats("tottime").print_callees(r"(models/phase|models/sites|steering/steer)\.py")
     callees = buf.getvalue()
     print(callees[-6000:])
     steps = args.tokens
@@ -242,7 +238,7 @@ def main() -> None:
         "extra_host_reads_per_generate_vs_plain": host_reads,
         "rounds": args.rounds,
     }
-    write_result("hf_generate_overhead", result)
+    write_result("hf_generate_overhead", result, args)
 
 
 _READS = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__")
@@ -278,16 +274,6 @@ def count_host_reads(gen, ctx) -> int:  # noqa: ANN001
             setattr(torch.Tensor, name, f)
         torch.equal, torch.nonzero, torch.Tensor.nonzero = saved_fn["equal"], saved_fn["nonzero"], saved_meth
     return n[0]
-
-
-class _BlockSwap:
-    """A view of a repeng ControlModule whose ``block`` is a timed wrapper (its other attributes pass through)."""
-
-    def __init__(self, mod: object, block: object) -> None:
-        self._mod, self.block = mod, block
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._mod, name)
 
 
 if __name__ == "__main__":

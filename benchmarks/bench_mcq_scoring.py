@@ -11,15 +11,24 @@ Run: ``.venv/bin/python benchmarks/bench_mcq_scoring.py``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import interleaved, load_bench_model, padded_batches, profile_top, sync, timeit, write_result
+from _common import (
+    TINY,
+    interleaved,
+    load_bench_model,
+    padded_batches,
+    parse_args,
+    profile_top,
+    sync,
+    timeit,
+    write_result,
+)
 
 from steerlab.models import render_prompts, tokenize_texts
 from steerlab.pas.mcq import format_mcq_prompt, letter_tokens, load_builtin_mcq, shuffle_options
-from steerlab.pas.stages import _prompts, score
+from steerlab.pas.stages import score
 from steerlab.steering import steer
 
 
@@ -64,7 +73,7 @@ def main() -> None:
         action="store_true",
         help="time only steerlab vs the bare forward (the one-at-a-time loop still checks the predictions)",
     )
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, n=8, repeat=1, batch_size=4)
     lm = load_bench_model(args.model)
     items = [shuffle_options(it, 0) for it in load_builtin_mcq()[: args.n]]
     toks = letter_tokens(lm.tokenizer, 5)
@@ -72,7 +81,9 @@ def main() -> None:
     ours = score(lm, items, {"base": None}, batch_size=bs)["base"]
     agree = float((ours == naive(lm, items, toks)).mean())
     assert agree >= 0.99, f"batched predictions differ from one at a time on {1 - agree:.1%} of items"
-    ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, _prompts(items, False), chat=False))
+    ids = tokenize_texts(
+        lm.tokenizer, render_prompts(lm.tokenizer, [format_mcq_prompt(it) for it in items], chat=False)
+    )
     batches = padded_batches(lm, ids, bs)
     n_toks = len(toks[: max(len(it.choices) for it in items)])
     assert np.array_equal(bare(lm, items, batches, toks[:n_toks]), ours), (
@@ -89,7 +100,7 @@ def main() -> None:
     t_ours, t_bare = t["ours"], t["bare"]
     if args.profile:
         name = f"mcq_scoring_{lm.device.type}_{args.model}"
-        res = Path(__file__).parent / "results"
+        res = args.out
         profile_top(
             lambda: score(lm, items, {"base": None}, batch_size=bs), res / f"{name}_profile_steerlab.txt"
         )
@@ -122,7 +133,7 @@ def main() -> None:
             "sweep_9_configs_naive_estimate_s": 9 * t_naive,
             "sweep_speedup_vs_naive": 9 * t_naive / t_sweep,
         }
-    write_result(f"mcq_scoring_{args.model}", result)
+    write_result(f"mcq_scoring_{args.model}", result, args)
 
 
 if __name__ == "__main__":

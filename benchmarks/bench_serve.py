@@ -3,7 +3,8 @@
 Same process, same loaded model, real HTTP with the openai client. Throughput ratio = (requests/s with
 ``--clients`` concurrent clients) / (requests/s one at a time); ASA overhead = latency with the asset / latency of
 the same server without it, at max_tokens=1 (prefill + gate: the part ASA adds to) and at ``--max-tokens``.
-Run: ``python benchmarks/bench_serve.py [--model smollm2-135m] [--asset DIR] [--n 32] [--clients 8]``.
+Run: ``python benchmarks/bench_serve.py [--model smollm2-135m] [--asset DIR] [--n 32] [--clients 8]``; ``--smoke``
+serves the tiny model with a tiny ASA asset built on the spot.
 """
 
 from __future__ import annotations
@@ -11,21 +12,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from _common import load_bench_model, prompts, write_result
+from _common import load_bench_model, parse_args, prompts, write_result
 
 
 def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[dict]) -> dict:
     import openai
 
     client = openai.OpenAI(base_url=base, api_key="x", max_retries=0, timeout=600)
+    model = client.models.list().data[0].id  # the server refuses other model names (404 model_not_found)
 
     def one(p: str) -> tuple[float, int]:
         t = time.perf_counter()
         r = client.chat.completions.create(
-            model="m",
+            model=model,
             messages=[{"role": "user", "content": p}],
             tools=tools,
             max_tokens=max_tokens,
@@ -62,7 +67,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", dest="max_tokens", type=int, default=32)
     ap.add_argument("--window-ms", dest="window_ms", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median round is kept")
-    args = ap.parse_args()
+    args = parse_args(ap, model="tiny", n=4, clients=2, max_tokens=2, rounds=1)
 
     from steerlab.models import tiny_model
     from steerlab.serve.app import ServeConfig, create_app
@@ -79,6 +84,11 @@ def main() -> None:
         "window_ms": args.window_ms,
     }
 
+    if args.smoke and args.asset is None and args.model == "tiny":  # so the smoke run covers the ASA arm too
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from serve_helpers import tiny_asset
+
+        args.asset = tiny_asset(Path(tempfile.mkdtemp(prefix="bench-serve-asa-")), lm)
     engines = {"plain": Engine(lm)}
     if args.asset:
         engines["asa"] = Engine(lm, args.asset)
@@ -117,7 +127,7 @@ def main() -> None:
         out["asa_overhead_per_token"] = (
             out["asa_one_at_a_time"]["wall_s"] / out["asa_one_at_a_time"]["completion_tokens"]
         ) / (out["plain_one_at_a_time"]["wall_s"] / out["plain_one_at_a_time"]["completion_tokens"])
-    write_result(f"serve_{args.model}", out)
+    write_result(f"serve_{args.model}", out, args)
 
 
 if __name__ == "__main__":

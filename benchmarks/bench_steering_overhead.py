@@ -11,7 +11,7 @@ import statistics
 import time
 
 import torch
-from _common import load_bench_model, prompts, write_result
+from _common import TINY, load_bench_model, parse_args, prompts, write_result
 
 from steerlab.models import left_pad, render_prompts, tokenize_texts
 from steerlab.steering import steer
@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=7)
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, batch=2, tokens=2, rounds=1)
     lm = load_bench_model(args.model)
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts(args.batch), chat=True))
     input_ids, mask = left_pad(ids, lm.tokenizer.pad_token_id, lm.device)
@@ -62,6 +62,7 @@ def main() -> None:
             "overhead": s / p - 1,
             "target": "<= 0.03",
         },
+        args,
     )
 
 

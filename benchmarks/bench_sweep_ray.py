@@ -4,7 +4,7 @@ local Ray with 2 workers (``--executor ray``), in one run, and the check that bo
 Each arm starts cold: the serial arm loads the model once; each Ray worker loads it once (Ray's own start-up is
 timed separately). On a machine with C cores, 2 workers of 1 thread each race one process of C threads, so the
 ratio measures what Ray costs and what parallel jobs gain over one multi-threaded process; on a cluster the
-jobs spread over machines. Run: ``.venv/bin/python benchmarks/bench_sweep_ray.py [--model smollm2-135m]``.
+jobs spread over machines. ``--model tiny`` (``--smoke``) saves the tiny random model to disk for the workers. Run: ``.venv/bin/python benchmarks/bench_sweep_ray.py [--model smollm2-135m]``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_result
+from _common import TINY, load_bench_model, parse_args, write_result
 
 from steerlab.pas.config import load_config
 from steerlab.pas.run import run_pas
@@ -51,15 +51,20 @@ def main() -> None:
     )
     ap.add_argument("--limit", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, seeds=2, limit=30)
     seeds = list(range(1, args.seeds + 1))
     work = Path(tempfile.mkdtemp(prefix="bench_sweep_ray-"))
+    spec = args.model
+    if spec == TINY:  # every worker loads the model by its spec: a folder on disk
+        from steerlab.sae.finetune import save_model_dir
+
+        spec = str(save_model_dir(load_bench_model(TINY), work / "tiny-model"))
 
     def cfg(out: Path):  # noqa: ANN202
         return load_config(
             None,
             {
-                "model": args.model,
+                "model": spec,
                 "device": "cpu",
                 "seed": seeds[0],
                 "seeds": seeds[1:],
@@ -77,7 +82,13 @@ def main() -> None:
     t_serial = time.perf_counter() - t
     ray = import_ray()
     t = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    except Exception as e:  # noqa: BLE001 - Ray gives its raylet a fixed 30 s to start: too short on a loaded machine
+        if "timed out during startup" not in str(e):
+            raise
+        ray.shutdown()
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     t_init = time.perf_counter() - t
     t = time.perf_counter()
     with RayExecutor(workers=args.workers, max_retries=0) as ex:
@@ -104,6 +115,7 @@ def main() -> None:
             "files_that_differ": differ,
             "same_aggregate": serial["aggregate"] == on_ray["aggregate"],
         },
+        args,
     )
 
 

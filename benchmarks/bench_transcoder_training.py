@@ -20,7 +20,7 @@ import argparse
 import time
 
 import torch
-from _common import load_bench_model, write_result
+from _common import TINY, load_bench_model, parse_args, write_result
 
 from steerlab.models import left_pad, position_ids_from_mask, render_prompts, tokenize_texts
 from steerlab.models.text import length_sorted_batches
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--d-sae", type=int, default=2304)
     ap.add_argument("--batch-size", type=int, default=512, help="tokens per training step")
     ap.add_argument("--capture-batch", type=int, default=16)
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, n=8, d_sae=128, batch_size=32, capture_batch=4)
     lm = load_bench_model(args.model)
     texts = offline_corpus(args.n, 0, seed=0)[0]
     bare_forward(lm, texts[:16], args.capture_batch)  # warm-up
@@ -98,6 +98,7 @@ def main() -> None:
             "materialised_pairs_mb": 2 * n_pairs * lm.hidden_size * 4 / 2**20,
             "torch_threads": torch.get_num_threads(),
         },
+        args,
     )
 
 

@@ -10,25 +10,26 @@ tokens per row (EOS ignored: ``min_new_tokens`` for HF, steerlab's EOS set empti
 Time is process CPU time with torch on one thread by default (``--wall`` for wall time and all threads), because
 this machine is shared and wall time would measure the neighbours; arms interleave over ``--rounds`` rounds and the
 median is reported. Ratios are peer time / steerlab time (> 1: steerlab faster).
-Run: ``python benchmarks/bench_vs_peers.py [--model smollm2-135m] [--rounds 3]`` in a venv with the peers
-(docs/portability.md).
+Run: ``OMP_NUM_THREADS=1 .venv-peers/bin/python benchmarks/bench_vs_peers.py [--model smollm2-135m] [--rounds 3]``
+in the peers' venv that ``scripts/peers_env.sh`` builds (docs/portability.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.metadata as md
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _common import load_bench_model, prompts, write_result
+from _common import TINY, load_bench_model, parse_args, prompts, write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from peer_data import contrast_pairs  # noqa: E402
 from steerlab.capture import capture  # noqa: E402
+from steerlab.generation import generate  # noqa: E402
 from steerlab.models import left_pad, render_prompts, tokenize_texts  # noqa: E402
 from steerlab.steering import steer  # noqa: E402
 from steerlab.vectors.estimators import mean_difference  # noqa: E402
@@ -44,7 +45,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--wall", action="store_true")
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, pairs=4, batch=2, tokens=2, rounds=1)
     if not args.wall:
         torch.set_num_threads(1)
     clock = time.perf_counter if args.wall else time.process_time
@@ -83,7 +84,6 @@ def main() -> None:
     texts = prompts(args.batch)
     chat_texts = render_prompts(lm.tokenizer, texts, chat=True)
     input_ids, mask = left_pad(tokenize_texts(lm.tokenizer, chat_texts), lm.tokenizer.pad_token_id, lm.device)
-    gen_mod = importlib.import_module("steerlab.generation")
 
     def hf_gen() -> None:
         with torch.no_grad():
@@ -99,15 +99,16 @@ def main() -> None:
             torch.cuda.synchronize()
 
     def steerlab_own() -> None:
-        orig = gen_mod._eos_ids
-        gen_mod._eos_ids = lambda _lm: set()  # every row makes all its tokens, as the HF arms do
-        try:
-            with steer(lm, v, 15, coef=1.0, policy="all"):
-                gen_mod.generate(
-                    lm, texts, chat=True, max_new_tokens=args.tokens, batch_size=args.batch, progress=False
-                )
-        finally:
-            gen_mod._eos_ids = orig
+        with steer(lm, v, 15, coef=1.0, policy="all"):
+            generate(
+                lm,
+                texts,
+                chat=True,
+                max_new_tokens=args.tokens,
+                batch_size=args.batch,
+                progress=False,
+                ignore_eos=True,  # every row makes all its tokens, as the HF arms do
+            )
 
     def steerlab_hf() -> None:
         with steer(lm, v, 15, coef=1.0, policy="all"):
@@ -147,13 +148,16 @@ def main() -> None:
             f"{args.tokens} new tokens, vector at layer 15 on every position; {args.model}",
             "clock": "wall" if args.wall else "process CPU time, torch.set_num_threads(1)",
             "device": str(lm.device),
-            "versions": {"steering_vectors": "0.12.2", "repeng": getattr(repeng, "__version__", "0.4.0")},
+            "versions": {
+                p: md.version(p) for p in ("steering-vectors", "repeng", "transformers", "torch", "numpy")
+            },
             "train_s": med_train,
             "generate_s": med_gen,
             "train_ratio_peer_over_steerlab": {k: med_train[k] / med_train["steerlab"] for k in med_train},
             "generate_ratio_peer_over_steerlab": {k: med_gen[k] / med_gen["steerlab"] for k in med_gen},
             "rounds": args.rounds,
         },
+        args,
     )
 
 

@@ -80,46 +80,108 @@ TOOLS = [
 
 # fillers: FIT and TEST lists are disjoint
 PLACES = {
-    "fit": ["Lisbon", "Denver", "Osaka", "Nairobi", "Bergen", "Hanoi", "Quito", "Tallinn", "Perth", "Seville",
-            "Montreal", "Tbilisi", "Cork", "Leipzig", "Cusco", "Aarhus"],
-    "test": ["Vancouver", "Marseille", "Busan", "Accra", "Gdańsk", "Kyoto", "La Paz", "Helsinki", "Auckland",
-             "Valencia", "Winnipeg", "Yerevan"],
+    "fit": [
+        "Lisbon",
+        "Denver",
+        "Osaka",
+        "Nairobi",
+        "Bergen",
+        "Hanoi",
+        "Quito",
+        "Tallinn",
+        "Perth",
+        "Seville",
+        "Montreal",
+        "Tbilisi",
+        "Cork",
+        "Leipzig",
+        "Cusco",
+        "Aarhus",
+    ],
+    "test": [
+        "Vancouver",
+        "Marseille",
+        "Busan",
+        "Accra",
+        "Gdańsk",
+        "Kyoto",
+        "La Paz",
+        "Helsinki",
+        "Auckland",
+        "Valencia",
+        "Winnipeg",
+        "Yerevan",
+    ],
 }
 WHEN = {
     "fit": ["right now", "tomorrow", "this weekend", "tonight", "on Saturday"],
     "test": ["this afternoon", "on Monday morning", "over the next three days", "at sunrise tomorrow"],
 }
 QUANT = {
-    "fit": [("37.4", "miles", "kilometres"), ("187.3", "pounds", "kilograms"), ("2.75", "gallons", "litres"),
-            ("68.9", "Fahrenheit", "Celsius"), ("413", "feet", "metres"), ("9.6", "ounces", "grams"),
-            ("1,250", "square feet", "square metres"), ("83.5", "inches", "centimetres"),
-            ("14.2", "stones", "kilograms"), ("3.3", "cups", "millilitres")],
-    "test": [("52.8", "kilometres", "miles"), ("7.45", "litres", "pints"), ("246", "grams", "ounces"),
-             ("31.7", "Celsius", "Fahrenheit"), ("1.83", "metres", "feet"), ("920", "acres", "hectares"),
-             ("15.6", "nautical miles", "kilometres"), ("4.4", "tablespoons", "millilitres")],
+    "fit": [
+        ("37.4", "miles", "kilometres"),
+        ("187.3", "pounds", "kilograms"),
+        ("2.75", "gallons", "litres"),
+        ("68.9", "Fahrenheit", "Celsius"),
+        ("413", "feet", "metres"),
+        ("9.6", "ounces", "grams"),
+        ("1,250", "square feet", "square metres"),
+        ("83.5", "inches", "centimetres"),
+        ("14.2", "stones", "kilograms"),
+        ("3.3", "cups", "millilitres"),
+    ],
+    "test": [
+        ("52.8", "kilometres", "miles"),
+        ("7.45", "litres", "pints"),
+        ("246", "grams", "ounces"),
+        ("31.7", "Celsius", "Fahrenheit"),
+        ("1.83", "metres", "feet"),
+        ("920", "acres", "hectares"),
+        ("15.6", "nautical miles", "kilometres"),
+        ("4.4", "tablespoons", "millilitres"),
+    ],
 }
 UNIT_WORDS = {
     "fit": ["miles", "pounds", "gallons", "Fahrenheit", "feet", "ounces", "inches", "stones", "cups"],
     "test": ["kilometres", "litres", "grams", "Celsius", "metres", "acres", "nautical miles", "tablespoons"],
 }
 EVENTS = {
-    "fit": [("dentist appointment", "Friday", "3 pm"), ("call with Priya", "next Tuesday", "10:30"),
-            ("team lunch", "May 14", "noon"), ("yoga class", "Thursday", "7 am"),
-            ("parent-teacher meeting", "the 22nd", "4:15 pm"), ("flight to Rome", "June 3", "6:40 am"),
-            ("haircut", "Saturday", "11 am"), ("budget review", "next Wednesday", "2 pm")],
-    "test": [("vet visit for the cat", "Monday", "9:45"), ("dinner with Omar", "the 18th", "8 pm"),
-             ("quarterly planning", "next Thursday", "1 pm"), ("piano lesson", "Sunday", "5:30 pm"),
-             ("car service", "March 9", "8 am"), ("book club", "the last Friday of the month", "7 pm")],
+    "fit": [
+        ("dentist appointment", "Friday", "3 pm"),
+        ("call with Priya", "next Tuesday", "10:30"),
+        ("team lunch", "May 14", "noon"),
+        ("yoga class", "Thursday", "7 am"),
+        ("parent-teacher meeting", "the 22nd", "4:15 pm"),
+        ("flight to Rome", "June 3", "6:40 am"),
+        ("haircut", "Saturday", "11 am"),
+        ("budget review", "next Wednesday", "2 pm"),
+    ],
+    "test": [
+        ("vet visit for the cat", "Monday", "9:45"),
+        ("dinner with Omar", "the 18th", "8 pm"),
+        ("quarterly planning", "next Thursday", "1 pm"),
+        ("piano lesson", "Sunday", "5:30 pm"),
+        ("car service", "March 9", "8 am"),
+        ("book club", "the last Friday of the month", "7 pm"),
+    ],
 }
-DAYS = {"fit": ["Friday", "next Tuesday", "May 14", "Thursday", "Saturday", "tomorrow"],
-        "test": ["Monday", "the 18th", "next Thursday", "Sunday", "March 9", "the day after tomorrow"]}
+DAYS = {
+    "fit": ["Friday", "next Tuesday", "May 14", "Thursday", "Saturday", "tomorrow"],
+    "test": ["Monday", "the 18th", "next Thursday", "Sunday", "March 9", "the day after tomorrow"],
+}
 
 OPENERS = {
     "fit": ["", "", "Quick question: ", "Hi! ", "I was wondering: ", "Hey, ", "Please help: "],
     "test": ["", "", "Hello there. ", "One thing: ", "Sorry to bother you. "],
 }
-CLOSERS = {"fit": ["", "", " Thanks!", " Cheers.", " Thank you."], "test": ["", "", " Much appreciated.", " Thanks a lot."]}
-MONTHS = {"fit": ["January", "April", "July", "October"], "test": ["February", "June", "September", "December"]}
+CLOSERS = {
+    "fit": ["", "", " Thanks!", " Cheers.", " Thank you."],
+    "test": ["", "", " Much appreciated.", " Thanks a lot."],
+}
+MONTHS = {
+    "fit": ["January", "April", "July", "October"],
+    "test": ["February", "June", "September", "December"],
+}
 
 T = {  # (domain, label, part) -> templates; {p} place, {w} when, {v} {a} {b} quantity, {u} unit, {e} {d} {t} event
     ("weather", 1, "fit"): [
@@ -230,8 +292,16 @@ def _fill(tpl: str, part: str, rng: random.Random) -> str:
     if "{d}" in tpl and "{e}" not in tpl:
         d = rng.choice(DAYS[part])
     text = tpl.format(
-        p=rng.choice(PLACES[part]), w=rng.choice(WHEN[part]), v=v, a=a, b=b, u=rng.choice(UNIT_WORDS[part]),
-        e=e, d=d, t=t, m=rng.choice(MONTHS[part]),
+        p=rng.choice(PLACES[part]),
+        w=rng.choice(WHEN[part]),
+        v=v,
+        a=a,
+        b=b,
+        u=rng.choice(UNIT_WORDS[part]),
+        e=e,
+        d=d,
+        t=t,
+        m=rng.choice(MONTHS[part]),
     )
     return rng.choice(OPENERS[part]) + text + rng.choice(CLOSERS[part])
 
@@ -257,8 +327,13 @@ def build() -> list[dict]:
             for label in (1, 0):
                 for k, text in enumerate(_cell(domain, label, part, n, rng, seen)):
                     rows.append(
-                        {"id": f"{split}-{domain}-{label}-{k:02d}", "prompt": text, "domain": domain,
-                         "label": label, "split": split}
+                        {
+                            "id": f"{split}-{domain}-{label}-{k:02d}",
+                            "prompt": text,
+                            "domain": domain,
+                            "label": label,
+                            "split": split,
+                        }
                     )
     return rows
 

@@ -15,7 +15,7 @@ VPY=$VENV/bin/python
 CONSTRAINTS=$(mktemp)
 trap 'rm -f "$CONSTRAINTS"' EXIT
 if [ "${STEERLAB_UNPINNED:-0}" != "1" ]; then
-  cp constraints.txt "$CONSTRAINTS"
+  cp "${STEERLAB_CONSTRAINTS:-constraints.txt}" "$CONSTRAINTS"  # scripts/peers_env.sh gives its own variant
 fi
 if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   echo "[setup] no torch in $VENV: installing the CPU wheel torch==2.13.0"
@@ -25,7 +25,8 @@ else
   grep -v '^torch==' "$CONSTRAINTS" > "$CONSTRAINTS.kept" || true
   mv "$CONSTRAINTS.kept" "$CONSTRAINTS"
 fi
-EXTRAS="dev,finetune,docs,serve,ui,serve-test,ray"
+# STEERLAB_EXTRAS: the extras to install (scripts/peers_env.sh asks for fewer)
+EXTRAS=${STEERLAB_EXTRAS:-dev,finetune,docs,serve,ui,serve-test,ray}
 if [ -s "$CONSTRAINTS" ]; then
   echo "[setup] installing steerlab and its dependencies at the tested versions (constraints.txt)"
   if ! "$VPY" -m pip install -q -c "$CONSTRAINTS" -e ".[$EXTRAS]"; then

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the peers' own venv (.venv-peers): tests/test_benchmarks_smoke.py runs the peer comparison in it, so a broken
+# recipe fails here instead of going unnoticed
+bash scripts/peers_env.sh
 bash scripts/setup_browser.sh || echo "[setup] browser install failed: the browser tests will skip"
 export TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check src tests benchmarks scripts

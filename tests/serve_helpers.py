@@ -22,18 +22,23 @@ def running_server(app, wait_ready: bool = True):  # noqa: ANN001, ANN201
     return serve_in_thread(app, wait_ready=wait_ready)
 
 
-_ASSETS: dict[int, str] = {}
+_ASSETS: dict[tuple, str] = {}
 
 
-def tiny_asset(root, lm) -> str:  # noqa: ANN001
-    """A real ASA asset from the tiny pipeline (every stage, a few prompts per cell); built once per model."""
-    if id(lm) in _ASSETS:
-        return _ASSETS[id(lm)]
+def tiny_asset(root, lm, gates: tuple[str, ...] = ("domain",)) -> str:  # noqa: ANN001
+    """A real ASA asset from the tiny pipeline (every stage, a few prompts per cell); built once per model and gate
+    set. The serve and UI tests check what a request's steering does when the gate opens, so by default the gate is
+    the per-domain one: on the random tiny model the probe gates, calibrated to 5% false calls, stay closed on every
+    prompt (a probe-gate asset is served in test_serve's own test)."""
+    key = (id(lm), tuple(gates))
+    if key in _ASSETS:
+        return _ASSETS[key]
     from steerlab.asa.config import AsaConfig
     from steerlab.asa.stages import runner
     from steerlab.stages import ModelHolder
 
     models = ModelHolder()
     models.put("tiny", lm)
-    _ASSETS[id(lm)] = runner(AsaConfig(**TINY_ASA), root, progress=False, models=models).run("asset")["path"]
-    return _ASSETS[id(lm)]
+    cfg = AsaConfig(**TINY_ASA, gates=list(gates))
+    _ASSETS[key] = runner(cfg, root, progress=False, models=models).run("asset")["path"]
+    return _ASSETS[key]

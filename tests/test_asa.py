@@ -7,7 +7,7 @@ import torch
 
 from steerlab.asa.config import AsaConfig
 from steerlab.asa.controller import AsaController, AsaParams, ternary_gate
-from steerlab.asa.data import DOMAIN_TOOL
+from steerlab.asa.data import DOMAIN_TOOL, load_examples
 from steerlab.asa.gate_stage import chosen_params, chosen_point
 from steerlab.asa.prompt import PromptBuilder
 from steerlab.asa.runtime import AsaSteerer
@@ -110,6 +110,7 @@ def test_config_errors():
 
 
 TINY_CFG = dict(
+    preset="full",  # every row, every baseline and LoRA (the default job's rows: test_default_preset_rows)
     model="tiny",
     limit_per_cell=3,
     strengths=[0.5, 2.0],
@@ -169,7 +170,19 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         "probe_only",
     }
     assert ev["gate_agreement_online_vs_offline"] == 1.0  # the online controller = the tuned offline gate
-    assert ev["n_test"] == 24
+    assert ev["n_test"] == 48  # 3 single prompts and 3 conversations per domain x label
+    pk = ev["per_kind"]
+    assert pk["single"]["n"] == 24 and pk["conversation"]["n"] == 24
+    assert set(pk["conversation"]) >= {"n", "baseline", "asa", ev["asset_row"], "paper"}
+    # the extra-call rate is the trigger rate of the label-0 conversations, read back from the predictions
+    preds = [json.loads(x) for x in (r.root / "evaluate" / "predictions.jsonl").read_text().splitlines()]
+    convs = {e.id for e in load_examples("builtin", 3)["test"] if e.kind == "conversation"}
+    for name in ("baseline", ev["asset_row"]):
+        due = [
+            p["triggered"] for p in preds if p["condition"] == name and p["id"] in convs and p["label"] == 0
+        ]
+        assert len(due) == 12 == pk["conversation"][name]["n_answer_due"]
+        assert pk["conversation"][name]["extra_call_rate"][0] == pytest.approx(sum(due) / 12)
     for stage in (
         "extract",
         "sweep",
@@ -187,7 +200,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     ):
         assert (r.root / stage / "_DONE.json").is_file()
     states = _states(r, "test")
-    assert states.shape == (24, 4, 32)
+    assert states.shape == (48, 4, 32)
     for png in (
         "sweep/probe_auc.png",
         "tune/strength_tau_f1.png",
@@ -197,11 +210,11 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         assert (r.root / png).stat().st_size > 1000
     report = (r.root / "report.md").read_text()
     assert "Goals on TEST" in report and "shots:per_tool" in report and "the paper's setting" in report
+    assert "### Single prompts and conversations" in report and "| conversation (n=24) | baseline |" in report
     # a prefilled, constrained call parses and its arguments validate, wherever the gate opened (the tiny model's
     # router may name the wrong domain's tool: that is the router, not the grammar)
     from steerlab.tools import parse_tool_calls, validate_call
 
-    preds = [json.loads(x) for x in (r.root / "evaluate" / "predictions.jsonl").read_text().splitlines()]
     cd = [p for p in preds if p["condition"] == "prefill+cd" and p["triggered"]]
     tools = load_asa_tools()
     for p in cd:
@@ -210,7 +223,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert cd
     # the LoRA baseline's targets: tool prompts a valid call of their own domain's tool, others no marker
     targets = [json.loads(x) for x in (r.root / "lora" / "targets.jsonl").read_text().splitlines()]
-    assert len(targets) == 48 and sum(t["label"] for t in targets) == 24
+    assert len(targets) == 96 and sum(t["label"] for t in targets) == 48
     for t in targets:
         calls = parse_tool_calls(t["completion"], "tool_call_json").calls
         if t["label"] == 1:
@@ -219,7 +232,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         else:
             assert not t["completion"].lstrip().startswith("<"), t
     lora = r.result("lora")["rows"]["lora"]
-    assert lora["n_train"] == 48 and lora["rank"] == 16 and "| lora |" in report
+    assert lora["n_train"] == 96 and lora["rank"] == 16 and "| lora |" in report
     tune = r.result("tune")
     assert tune["best"]["on_close"] == "forbid" and tune["paper"]["on_close"] == "push"
     assert {g["kind"] for g in json.loads((r.root / "tune" / "grid.json").read_text())} >= {
@@ -243,8 +256,8 @@ def test_stage_resume_and_param_change(tiny_run, tmp_path):
     assert marker.stat().st_mtime_ns == before and r.ran == []  # finished stages skipped
     r2 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7]}), r.root, lm)
     r2.run_all()
-    # taus: tune and what follows, never the extraction or the screen
-    assert r2.ran == ["tune", "actions", "evaluate", "asset", "report"]
+    # taus: tune and what follows (the gate is chosen at the tuned tau), never the extraction or the screen
+    assert r2.ran == ["tune", "gate", "actions", "evaluate", "asset", "report"]
     r3 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7], "batch_size": 3, "n_boot": 50}), r.root, lm)
     r3.run_all()
     assert r3.ran == [
@@ -255,6 +268,31 @@ def test_stage_resume_and_param_change(tiny_run, tmp_path):
     ]  # batch size changes nothing; n_boot only the intervals
     r4 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7], "n_boot": 50, "n_top_layers": 2}), r.root, lm)
     assert r4.run("sweep")["top_layers"].__len__() == 2 and r4.ran == ["sweep"]
+
+
+def test_the_default_job_runs_the_rows_a_reader_needs(tiny_run, tmp_path):
+    """The default preset: the steering row and the ablations by their trigger decision, the asset's action with its
+    call decoded, no LoRA; the full search's stages before evaluate are reused as they are."""
+    import shutil
+
+    from steerlab.asa.evaluation import ACTION_ROW
+
+    done, _ = tiny_run
+    root = tmp_path / "default"
+    shutil.copytree(done.root, root)
+    r = _runner(AsaConfig(**{**TINY_CFG, "preset": "default"}), root, done.models.get("tiny"))
+    r.run_all()
+    assert r.ran == ["evaluate", "lora", "report"]
+    rows = r.result("evaluate")["rows"]
+    chosen = ACTION_ROW[r.result("actions")["chosen"]][1]
+    ablations = {"paper", "no_gate", "global_only", "random", "negative", "oracle"}
+    assert set(rows) == {"baseline", "asa", chosen, "probe_only"} | ablations
+    assert rows[chosen]["calls_decoded"] and rows["baseline"]["calls_decoded"]
+    assert not any(rows[k]["calls_decoded"] for k in ablations | {"asa"})
+    assert r.result("lora") == {"rows": {}, "skipped": "lora_rank=0"}
+    assert "Preset `default`" in (r.root / "report" / "report.md").read_text()
+    assert AsaConfig().run_dir() != AsaConfig(preset="full").run_dir()
+    assert AsaConfig(preset="full", lora_rank=4).lora_rank == 4  # a field the user set wins over the preset
 
 
 def test_asset_round_trip_gives_identical_decisions(tiny_run):
@@ -308,6 +346,7 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
     """A small real run of the whole pipeline on SmolLM2-135M (the full run is `steerlab asa run`)."""
     cfg = AsaConfig(
         limit_per_cell=2,
+        conversations=False,  # single prompts, as this check was set up (the tiny run covers conversations)
         strengths=[0.5],
         taus=[0.9],
         n_top_layers=1,
@@ -509,7 +548,7 @@ def test_served_reply_equals_the_evaluate_row_and_the_steerer(tiny_run):
         client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=300)
 
         def ask(messages: list[dict], stream: bool = False) -> tuple[str, dict]:
-            kw = dict(model="m", messages=messages, tools=st.builder.tools, max_tokens=n_new)
+            kw = dict(model=engine.model_id, messages=messages, tools=st.builder.tools, max_tokens=n_new)
             if not stream:
                 resp = client.chat.completions.create(**kw)
                 return resp.model_extra["steerlab"]["raw"], resp.model_extra["steerlab"]
@@ -528,3 +567,87 @@ def test_served_reply_equals_the_evaluate_row_and_the_steerer(tiny_run):
         assert a[0] == t[0] == s[0]  # batched with others and streamed: the same reply
         assert a[1]["gate"] == x.gate and a[1]["p_tool"] == pytest.approx(x.p_tool, abs=1e-5)
     assert served_conv[0].startswith(conv.steered.text) and served_conv[1]["gate"] == conv.gate
+
+
+def test_grad_direction_from_the_last_token_equals_the_whole_prompt_gradient(tiny_models):
+    """The context computed once without autograd, only the last token differentiated: the same direction as the
+    gradient through the whole prompt (causality: nothing before the last token depends on its state)."""
+    from steerlab.asa.directions import _grad_directions_whole, grad_directions
+    from steerlab.models import render_prompts, tokenize_texts
+
+    lm = tiny_models("llama")
+    pb = PromptBuilder(load_asa_tools())
+    prompts = [
+        pb.messages(p) for p in ("What is 3+4?", "Translate hello into French", "Why is the sky blue?")
+    ]
+    fast = grad_directions(lm, prompts, [0, 1], [5, 7], batch_size=2, progress=False)
+    ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts))
+    whole = _grad_directions_whole(lm, ids, [0, 1], [5, 7], "block", 3, False)
+    for k in (0, 1):
+        torch.testing.assert_close(fast[k], whole[k], atol=1e-5, rtol=0)
+        assert fast[k].norm() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_complete_calls_closer_is_appended_without_a_forward_per_token(tiny_models, monkeypatch):
+    """Once the grammar says the call is complete, the closer is fixed: decoding appends it and stops the row, with
+    the same text as forcing it token by token, and fewer forwards."""
+    import steerlab.generation.decode as dec
+    from steerlab.asa.apply import call_rules
+    from steerlab.generation import generate
+
+    lm = tiny_models("llama")
+    tools = load_asa_tools()
+    prompts = [PromptBuilder(tools).messages(p) for p in ("What is 3+4?", "Translate hi", "Hello there")]
+    rule = lambda: call_rules(  # noqa: E731
+        lm,
+        "tool_call_json",
+        opens=lambda i: i != 2,
+        closes=lambda i: i == 2,
+        tools=tools,
+        tool_of=lambda i: ["calculator", "translator", None][i],
+        string_pattern="^[^<}]{1,4}$",
+    )
+    kw = dict(max_new_tokens=140, batch_size=3, stop=call_stop("tool_call_json", "prefix"), progress=False)
+    forwards = []
+    real = lm.model.forward
+
+    def counting(*a, **k):
+        forwards.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(lm.model, "forward", counting)
+    fast = generate(lm, prompts, logits_rule=rule(), **kw)
+    n_fast, forwards[:] = len(forwards), []
+    monkeypatch.setattr(dec, "_tail", lambda *a: [])
+    slow = generate(lm, prompts, logits_rule=rule(), **kw)
+    assert [g.text for g in fast] == [g.text for g in slow]
+    assert [g.stopped_by for g in fast] == [g.stopped_by for g in slow]
+    assert fast[0].text.endswith("</tool_call>") and fast[1].text.endswith("</tool_call>")
+    assert n_fast <= len(forwards) - (len("</tool_call>") - 1)  # the closer's tokens ran no forward
+
+
+def test_the_full_search_says_its_time_before_it_starts(tiny_models):
+    from steerlab.asa.budget import describe, estimate
+
+    lm = tiny_models("llama")
+    stages = ["extract", "screen", "actions", "evaluate", "baselines", "lora", "report"]
+    full = {k: s for k, s, _ in estimate(AsaConfig(**{**TINY_CFG, "preset": "full"}), lm, stages)}
+    assert set(full) == {"screen", "actions", "evaluate", "baselines", "lora"}
+    assert all(s > 0 for s in full.values())
+    default = {k: s for k, s, _ in estimate(AsaConfig(**{**TINY_CFG, "preset": "default"}), lm, stages)}
+    assert "lora" not in default and default["evaluate"] < full["evaluate"]  # fewer rows decode calls
+    assert estimate(AsaConfig(**TINY_CFG), lm, ["report"]) == []  # stages already done are not estimated
+    assert "rough time estimate" in describe(estimate(AsaConfig(**TINY_CFG), lm, stages))
+
+
+def test_reduction_keeps_conversations_and_they_can_be_left_out():
+    from collections import Counter
+
+    full = load_examples("builtin", 2)
+    for v in full.values():
+        assert Counter(e.kind for e in v) == {"single": 16, "conversation": 16}
+    single = load_examples("builtin", 2, conversations=False)
+    for s, v in single.items():
+        assert [e for e in full[s] if e.kind == "single"] == v
+    cfg = AsaConfig(model="tiny", limit_per_cell=2, conversations=False)
+    assert AsaInputs(cfg).examples == single

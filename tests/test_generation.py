@@ -61,6 +61,23 @@ def test_stop_rule_ends_rows_early(tiny_models):
         generate(lm, PROMPTS, max_new_tokens=0)
 
 
+def test_ignore_eos_makes_every_row_its_max_new_tokens():
+    from steerlab.models import tiny_model
+
+    lm = tiny_model("llama")  # its own model: the test changes its end-of-sequence token
+    kw = dict(max_new_tokens=6, chat=True, progress=False, batch_size=3)
+    free = generate(lm, PROMPTS, **kw)
+    assert all(g.stopped_by == "length" for g in free)
+    eos = free[0].token_ids[1]  # a token row 0 makes becomes the end of sequence
+    k = free[0].token_ids.index(eos)
+    lm.model.generation_config.eos_token_id = eos
+    stopped = generate(lm, PROMPTS, **kw)
+    assert stopped[0].stopped_by == "eos" and stopped[0].token_ids == free[0].token_ids[:k]
+    full = generate(lm, PROMPTS, ignore_eos=True, **kw)
+    assert [g.token_ids for g in full] == [g.token_ids for g in free]
+    assert all(g.stopped_by == "length" and len(g.token_ids) == 6 for g in full)
+
+
 @pytest.mark.parametrize("family", ["llama", "gpt2", "lfm2"])
 def test_next_token_scores_match_full_forward(tiny_models, family):
     from steerlab.generation import next_token_scores

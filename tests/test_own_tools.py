@@ -112,7 +112,7 @@ def test_the_asset_is_served_with_the_users_tools(own_run, tiny_dir):
     with running_server(create_app(lambda: engine)) as url:
         client = openai.OpenAI(base_url=url, api_key="unused")
         r = client.chat.completions.create(
-            model="tiny",
+            model=engine.model_id,  # the served model id (an unknown one is 404)
             tools=tools,
             max_tokens=8,
             messages=[{"role": "user", "content": "Will it rain in Lisbon tomorrow?"}],

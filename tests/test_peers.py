@@ -1,7 +1,8 @@
 """Parity with steering-vectors (0.12.2) and repeng (0.4.0) on the embedded SmolLM2-135M, layer conventions matched.
 
-Optional: each test skips when its peer is not installed (see docs/portability.md for the venv; steering-vectors
-declares transformers<5 and is installed with --no-deps next to transformers 5). Conventions: steering-vectors'
+Optional: each test skips when its peer is not installed. Their venv: ``bash scripts/peers_env.sh``, then
+``OMP_NUM_THREADS=1 .venv-peers/bin/python -m pytest -s tests/test_peers.py`` (steering-vectors declares
+transformers<5 and is installed with --no-deps next to transformers 5; see docs/portability.md). Conventions: steering-vectors'
 ``decoder_block`` layer k and repeng's layer k (a wrapper around ``model.model.layers[k]``, read from
 ``hidden_states[k+1]``) are both the output of decoder block k = steerlab layer k. steering-vectors adds its vector
 at every position (``min_token_index=0``) and repeng at every non-padding position: steerlab's ``policy="all"``.

@@ -22,6 +22,7 @@ from steerlab.serve.app import ServeConfig, create_app  # noqa: E402
 from steerlab.serve.engine import Engine, RowSpec  # noqa: E402
 
 PROMPT = "What is 3+4?"
+MODEL = "tiny-llama"  # the served model's id: other names get 404 model_not_found
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def client(base: str) -> openai.OpenAI:
 def ask(base: str, content: str = PROMPT, tools: bool = True, **kw):  # noqa: ANN201
     tl = Engine.default_tools() if tools else openai.NOT_GIVEN
     return client(base).chat.completions.create(
-        model="anything",
+        model=MODEL,
         messages=[{"role": "user", "content": content}],
         tools=tl,
         max_tokens=kw.pop("max_tokens", 12),
@@ -101,6 +102,41 @@ def test_gate_decision_matches_the_assets_controller_on_captured_states(server, 
     assert s["p_tool"] == pytest.approx(float(d.p_tool[0]), abs=1e-5)
     assert s["gate"] == int(d.gate[0]) and s["domain"] == engine.steerer.params.domains[int(d.domain[0])]
     assert s["asa"] is True and s["tau"] == m["tau"] and s["strength"] == m["strength"]
+
+
+def test_a_probe_gate_asset_decides_as_its_controller_on_all_layers(lm, asset, tmp_path_factory):
+    """An asset whose gate is one probe on the states of layers 0..L (``gate: all_layers``, read online through
+    reader hooks): the engine's decision equals the asset's controller on those states captured offline."""
+    import shutil
+    from pathlib import Path
+
+    from steerlab.capture import capture
+
+    root = tmp_path_factory.mktemp("serve-asa-probe") / "run"
+    shutil.copytree(
+        Path(asset).parent, root
+    )  # reuse the stages before the gate; the module's asset stays as it is
+    eng = Engine(lm, tiny_asset(root, lm, gates=("all_layers",)))
+    m = eng.steerer.manifest
+    assert m["gate"] == "all_layers" and m["layer"] >= 1  # at least one earlier layer is read by a hook
+    prompts = [PROMPT, "Translate 'good morning' into French.", "Why is the sky blue?"]
+    preps = [
+        eng.render(RowSpec([{"role": "user", "content": p}], Engine.default_tools(), max_tokens=2))
+        for p in prompts
+    ]
+    outs = eng.run(preps)
+    layers = list(range(m["layer"] + 1))
+    acts = capture(lm, [x.prompt for x in preps], layers, sites=m["site"], chat=False, progress=False)
+    h = torch.stack([acts[k, m["site"]] for k in layers], dim=1)
+    d = eng.steerer.steering().controller([]).decide(h.float())
+    for i, o in enumerate(outs):
+        assert o.gate.p_tool == pytest.approx(float(d.p_tool[i]), abs=1e-5)
+        assert o.gate.gate == int(d.gate[i])
+    h_last_only = h.clone()
+    h_last_only[:, :-1] = 0  # the decision does depend on the earlier layers
+    assert not torch.allclose(
+        eng.steerer.steering().controller([]).decide(h_last_only.float()).p_tool, d.p_tool
+    )
 
 
 def test_batched_requests_never_see_each_others_steering(server, plain_server):
@@ -148,7 +184,7 @@ def test_stream_reassembles_to_the_whole_reply(server):
 
 
 def test_sse_wire_format(server):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
     with httpx.stream("POST", f"{server}/chat/completions", json=body, timeout=60) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [x for x in r.iter_lines() if x]
@@ -171,7 +207,7 @@ def test_forced_function_is_prefilled_and_the_gate_not_consulted(server):
 def test_required_tool_choice_gives_a_valid_call_to_an_offered_tool(server):
     tools = Engine.default_tools()[1:3]  # not the calculator: the call must name one of these
     r = client(server).chat.completions.create(
-        model="m",
+        model=MODEL,
         messages=[{"role": "user", "content": "What is 3+4?"}],
         tools=tools,
         tool_choice="required",
@@ -235,7 +271,7 @@ BAD = [
 @pytest.mark.parametrize("patch,param", BAD, ids=[p for _, p in BAD])
 def test_bad_requests_get_400_with_openai_error_and_serving_goes_on(server, patch, param):
     body = {
-        "model": "m",
+        "model": MODEL,
         "messages": [{"role": "user", "content": "Hi"}],
         "max_tokens": 2,
         "tools": Engine.default_tools(),
@@ -249,7 +285,7 @@ def test_bad_requests_get_400_with_openai_error_and_serving_goes_on(server, patc
     assert err["param"] == param and "Traceback" not in r.text
     with pytest.raises(openai.BadRequestError) as info:  # the openai client sees the same error
         rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        client(server).chat.completions.create(model="m", messages=body["messages"], extra_body=rest)
+        client(server).chat.completions.create(model=MODEL, messages=body["messages"], extra_body=rest)
     assert info.value.status_code == 400
     assert ask(server, max_tokens=2).choices[0].finish_reason in ("stop", "length")
 
@@ -262,7 +298,7 @@ def test_malformed_json_oversized_body_and_long_prompt(server):
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
-    huge = {"model": "m", "messages": [{"role": "user", "content": "x" * 1_100_000}]}
+    huge = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 1_100_000}]}
     r = httpx.post(f"{server}/chat/completions", json=huge, timeout=30)
     assert r.status_code == 413 and "1000000" in r.json()["error"]["message"]
     with pytest.raises(openai.APIStatusError) as info:
@@ -308,7 +344,7 @@ def test_failed_load_is_reported_not_raised():
 
     with running_server(create_app(bad_load)) as base:
         r = httpx.post(
-            f"{base}/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            f"{base}/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
         )
         assert r.status_code == 503 and "nope" in r.json()["error"]["message"] and "Traceback" not in r.text
 
@@ -330,7 +366,7 @@ def test_multi_turn_tool_result_is_accepted(server):
         {"role": "tool", "tool_call_id": "call_1", "content": "42"},
     ]
     r = client(server).chat.completions.create(
-        model="m", messages=msgs, tools=Engine.default_tools(), max_tokens=3
+        model=MODEL, messages=msgs, tools=Engine.default_tools(), max_tokens=3
     )
     assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
@@ -346,10 +382,10 @@ def _load_bodies() -> list[dict]:
     msg = [{"role": "user", "content": "What is 12 times 7?"}]
     tools = Engine.default_tools()
     return [
-        {"model": "m", "messages": msg, "max_tokens": 3},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3, "steerlab": {"asa": False}},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3, "stream": True},
+        {"model": MODEL, "messages": msg, "max_tokens": 3},
+        {"model": MODEL, "messages": msg, "tools": tools, "max_tokens": 3},
+        {"model": MODEL, "messages": msg, "tools": tools, "max_tokens": 3, "steerlab": {"asa": False}},
+        {"model": MODEL, "messages": msg, "tools": tools, "max_tokens": 3, "stream": True},
     ]
 
 
@@ -379,7 +415,7 @@ def test_cli_errors_name_the_bad_value(tmp_path, capsys):
     assert "--temperature must be in [0, 2], got 5.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", "--port", "-3"])
-    assert "must be >= 1, got -3" in capsys.readouterr().err
+    assert "must be in 1..65535, got -3" in capsys.readouterr().err
 
 
 def test_serve_exits_2_with_one_line_when_the_asset_cannot_load(tmp_path, lm):
@@ -420,3 +456,69 @@ def test_serve_exits_2_with_one_line_when_the_asset_cannot_load(tmp_path, lm):
     errors = [x for x in proc.stderr.splitlines() if "failed to load" in x]
     assert len(errors) == 1 and "modified after the asset was written" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("with_asset", [True, False])
+def test_prefix_cache_across_requests_equals_no_cache(lm, asset, with_asset):
+    """The system prompt + tools + few-shot head's KV cache, kept across requests, changes no token (with and
+    without the gate), and the second request with the same tools reuses it."""
+    path = asset if with_asset else None
+    cached, plain = Engine(lm, path), Engine(lm, path, prefix_cache_entries=0)
+    tools = Engine.default_tools()
+    specs = [
+        RowSpec([{"role": "user", "content": p}], tools, max_tokens=24)
+        for p in ("What is 3+4?", "Translate hello into German", "Tell me a joke")
+    ]
+    first = [cached.run([cached.render(s)])[0] for s in specs]  # one at a time: each reuses the head
+    batch = cached.run([cached.render(s) for s in specs])
+    want = [plain.run([plain.render(s)])[0] for s in specs]
+    assert [o.text for o in first] == [o.text for o in batch] == [o.text for o in want]
+    # p(tool) from a prefix computed apart: equal up to float summation order (split softmax), the gate the same
+    assert [o.gate.gate for o in first] == [o.gate.gate for o in want]
+    assert [o.gate.p_tool for o in first] == pytest.approx(
+        [o.gate.p_tool for o in want], abs=1e-4
+    ) or not with_asset
+    st = cached.prefixes.stats()
+    assert st["entries"] == 1 and st["misses"] == 1 and st["hits"] >= 3 and first[0].prefix_reused > 50
+    assert plain.prefixes is None and want[0].prefix_reused == 0
+
+
+def test_prefix_store_is_bounded(lm):
+    from steerlab.generation.prefix_store import PrefixStore
+
+    store = PrefixStore(lm, max_entries=2)
+    for k in range(4):
+        store.get([5, 6, 7, 8 + k])
+    assert len(store) == 2 and store.stats()["misses"] == 4
+    store.get([5, 6, 7, 11])  # the most recent is kept
+    assert store.stats()["hits"] == 1
+    small = PrefixStore(lm, max_entries=8, max_bytes=1)
+    small.get([5, 6, 7])
+    small.get([5, 6, 8])
+    assert len(small) == 1  # over the byte bound: only the newest entry is kept
+
+
+def test_a_client_that_disconnects_cancels_its_row(lm):
+    """An abandoned stream stops decoding (was: decoded to its token limit)."""
+    import time
+
+    engine = Engine(lm)
+    with running_server(create_app(lambda: engine)) as base:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Tell me a long story"}],
+            "max_tokens": 1000,
+            "stream": True,
+        }
+        with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and '"content"' in line and '"content": ""' not in line:
+                    break  # the first real token: now leave
+        deadline = time.monotonic() + 60
+        stats = {}
+        while time.monotonic() < deadline:
+            stats = httpx.get(base.replace("/v1", "/health")).json().get("batches", {})
+            if stats.get("cancelled") or stats.get("rows"):
+                break
+            time.sleep(0.2)
+    assert stats["cancelled"] == 1, stats

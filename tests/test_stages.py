@@ -99,7 +99,9 @@ def test_a_failing_stage_leaves_nothing_that_looks_finished(tmp_path):
     with pytest.raises(KeyError):
         r.run("s")
     assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.tmp-*"))
-    assert r.status() == [{"stage": "s", "state": "missing", "seconds": None}]
+    assert r.status() == [
+        {"stage": "s", "state": "missing", "seconds": None, "cpu_seconds": None, "peak_rss_mb": None}
+    ]
 
 
 def test_seconds_are_the_stage_computing(tmp_path):
@@ -149,4 +151,4 @@ def test_a_config_method_that_calls_a_static_method_works_through_the_stage_view
     cfg = load_config(None, {"layers": "10:25:7"})
     view = ConfigView(cfg, {"layers"}, "vectors")
     assert view.layer_list(30) == [10, 17, 24]
-    assert view._parse_slice("1:3") == slice(1, 3, None)
+    assert view._parse_slice("1:3") == (1, 3, 1)

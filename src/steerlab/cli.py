@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import sys
+from typing import NoReturn
 
 from . import __version__
 
@@ -23,6 +24,7 @@ _COMMAND_MODULES = (
     "steerlab.gguf_cli",
     "steerlab.serve.cli",
     "steerlab.ui.cli",
+    "steerlab.agent.cli",
 )
 DESCRIPTION = """Read what a language model represents, change what it does, and measure the result honestly.
 
@@ -35,6 +37,7 @@ Commands:
   gguf   llama.cpp control vectors: export a steering or ASA asset, import one, show one
   serve  an OpenAI-compatible chat-completions server with per-request ASA
   ui     a local web app: baseline vs steered side by side, build a steering vector
+  agent  agent benchmark: held-out tasks through a real tool loop against steerlab serve
 
 Every method command takes -c config.yaml and --field value; `steerlab <command> --help` lists them.
 Runs work offline on the embedded model (smollm2-135m)."""
@@ -44,6 +47,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .models import SITE_DOC, load_model
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    from .threads import applied
+
     info = {
         "model": lm.name,
         "fingerprint": lm.fingerprint,
@@ -52,9 +57,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
         **lm.arch.describe(),
         "sites": SITE_DOC,
         "source": {k: v for k, v in lm.source.items() if k != "file_key"},
+        "torch_threads": (applied() or _threads_now()).as_dict(),
     }
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _threads_now():  # noqa: ANN202
+    from .threads import choose
+
+    return choose()
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") -> None:
@@ -64,13 +76,22 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") ->
     p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake in the arguments themselves (a bad ``--port``, a missing value) is one line and exit 2, like
+    every other user mistake, instead of the whole usage text; subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="steerlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"steerlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument("--traceback", action="store_true", help="show the Python traceback of an error")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="load a model and print its architecture, layers and sites")
     add_model_args(info)
@@ -83,8 +104,41 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that method is not part of this build
             raise
         mod.add_cli(sub)
+    _add_threads(parser)
     _mark_options(parser)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every command's ``--help`` shows its options' defaults (the top level keeps its hand-written text)."""
+    from .cli_args import DefaultsHelpFormatter
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if child.formatter_class is argparse.HelpFormatter:
+                    child.formatter_class = DefaultsHelpFormatter
+                _show_defaults(child)
+
+
+THREADS_HELP = (
+    "torch intra-op threads (default: the cores not busy with other work, at most the physical cores; "
+    "OMP_NUM_THREADS in the environment is respected)"
+)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` after any command too (``steerlab asa run --threads 1``); the top level's value is kept
+    unless a command gives its own."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if "--threads" not in child._option_string_actions:
+                    child.add_argument(
+                        "--threads", type=int, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP
+                    )
+                _add_threads(child)
 
 
 def _mark_options(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+        from .threads import apply
+
+        choice = apply(args.threads)
+        logging.getLogger("steerlab").info("torch threads: %s", choice.describe())
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if args.traceback:

@@ -217,7 +217,16 @@ class Runner:
         for name in self.stages:
             m = self.marker(name)
             state = "done" if self.is_done(name) else ("stale" if m else "missing")
-            out.append({"stage": name, "state": state, "seconds": (m or {}).get("seconds")})
+            m = m or {}
+            out.append(
+                {
+                    "stage": name,
+                    "state": state,
+                    "seconds": m.get("seconds"),
+                    "cpu_seconds": m.get("cpu_seconds"),
+                    "peak_rss_mb": m.get("peak_rss_mb"),
+                }
+            )
         return out
 
     # ---------------------------------------------------------------- running
@@ -251,9 +260,12 @@ class Runner:
         s = self._stage(name)
         log.info("stage %s: computing", name)
         with atomic_dir(self.path(name)) as tmp:
-            t0 = time.perf_counter()
+            reset_peak_rss()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = s.run(StageContext(self, s, tmp))
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            peak = peak_rss_mb()
+            release_memory()
             save_json(tmp / RESULT, result if result is not None else {})
             save_json(
                 tmp / DONE,
@@ -263,6 +275,8 @@ class Runner:
                     "params": self.params(name),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "seconds": round(seconds, 2),
+                    "cpu_seconds": round(cpu, 2),  # with one thread, about its wall time on an idle machine
+                    "peak_rss_mb": peak,
                     "steerlab_version": __version__,
                 },
             )
@@ -303,6 +317,78 @@ class Runner:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             self._lock = None
+
+
+def recorded_fields(root: str | Path) -> dict:
+    """The config values a run directory's finished stages were computed with, from their ``_DONE.json`` (a
+    field read by several stages takes the most recently finished one's value): what ``status`` compares with,
+    so a run's flags need not be repeated to see which of its stages are done."""
+    markers = []
+    for done in Path(root).glob(f"*/{DONE}"):
+        try:
+            markers.append((done.stat().st_mtime, json.loads(done.read_text())))
+        except (OSError, json.JSONDecodeError):
+            continue
+    out: dict = {}
+    for _, m in sorted(markers, key=lambda x: x[0]):
+        fields = (m.get("params") or {}).get("fields") if isinstance(m, dict) else None
+        if isinstance(fields, dict):
+            out.update(fields)
+    return out
+
+
+def status_root(root: str | Path, command: str) -> Path:
+    """The run directory ``status`` reports on, or a UserError when there is none (not "every stage missing")."""
+    path = Path(root)
+    if not path.is_dir():
+        raise UserError(
+            f"no run directory {path}: nothing has run there (give the run's --out, or start it with "
+            f"`{command} --out {path}`)"
+        )
+    return path
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory window for this process (Linux: ``/proc/self/clear_refs``); False where not possible
+    (then ``peak_rss_mb`` is the process's peak so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def release_memory() -> None:
+    """Hand memory freed by a stage back to the system (glibc keeps freed heap pages otherwise, so the next stage's
+    peak would start from this one's); a no-op elsewhere."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory (MB) since the last ``reset_peak_rss`` (or since it started)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+        return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        return None
 
 
 def config_snapshot(runner: Runner) -> None:

@@ -1,9 +1,9 @@
 """The ASA pipeline as resumable stages (``steerlab.stages.Runner``) under the run directory.
 
-extract -> sweep -> vectors -> fit -> screen (VALID, first tokens) -> tune (offline) -> actions (VALID, whole calls)
--> evaluate (TEST, by generation) -> baselines (TEST, few-shot prompts) -> lora (TEST, a LoRA finetune) -> asset
--> report. Each stage declares the
-config fields it reads: changing ``taus`` reruns tune and what follows, never the extraction or the screen.
+extract -> sweep -> vectors -> fit -> screen (VALID, first tokens) -> tune (offline) -> gate (VALID, the gate kind)
+-> actions (VALID, whole calls) -> evaluate (TEST, by generation) -> baselines (TEST, few-shot prompts) -> lora (TEST,
+a LoRA finetune) -> asset -> report. Each stage declares the config fields it reads: changing ``taus`` reruns tune and
+what follows, never the extraction or the screen.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ STAGES = (
     Stage(
         "evaluate",
         stage_evaluate,
-        reads=(*DATA, *PROMPT, *CALLS, "site", "n_boot", "seed"),
+        reads=(*DATA, *PROMPT, *CALLS, "site", "rows", "n_boot", "seed"),
         after=("tune", "gate", "actions", "fit", "extract", "sweep"),
         uses_model=True,
         knobs=("batch_size",),
@@ -180,7 +180,23 @@ STAGES = (
     Stage(
         "report",
         stage_report,
-        reads=("data", "limit_per_cell", "max_fpr", "min_domain_f1"),
+        reads=(
+            "data",
+            "limit_per_cell",
+            "conversations",
+            "max_fpr",
+            "min_domain_f1",
+            "preset",
+            "n_top_layers",
+            "directions",
+            "strengths",
+            "taus",
+            "actions",
+            "action_rows",
+            "rows",
+            "baselines",
+            "lora_rank",
+        ),
         after=("sweep", "vectors", "tune", "gate", "actions", "evaluate", "baselines", "lora", "asset"),
         doc="report.md with the tables and plots",
     ),

@@ -42,10 +42,15 @@ def _files() -> Path:
     return Path(str(resources.files("steerlab.data") / "asa"))
 
 
-def load_asa_split(split: str) -> list[AsaExample]:
+def load_asa_split(split: str, conversations: bool = True) -> list[AsaExample]:
+    """A split's single-turn prompts, then (``conversations``) its conversations that end in a tool result
+    (``conversations.jsonl``; see the data README)."""
     if split not in ASA_SPLITS:
         raise ValueError(f"unknown ASA split {split!r}; valid: {', '.join(ASA_SPLITS)}")
-    return load_jsonl_examples(_files() / f"{split}.jsonl")
+    out = load_jsonl_examples(_files() / f"{split}.jsonl")
+    if conversations:
+        out += [e for e in load_jsonl_examples(_files() / "conversations.jsonl") if e.split == split]
+    return out
 
 
 def load_asa_tools() -> list[dict]:
@@ -90,7 +95,9 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    from ..config import read_user_text
+
+    for n, line in enumerate(read_user_text(path, "a JSONL file of prompts").splitlines(), 1):
         if not line.strip():
             continue
         try:

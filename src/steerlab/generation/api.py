@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 from ..models import LoadedModel, render_prompts, tokenize_texts
 from ..models.hf_compat import output_cache
 from ..models.phase import CONTEXT, active_interventions, context_safe
-from ..models.prefix import prefix_cache
+from ..models.prefix import prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
 from .decode import DecodeRules, Generation, StopFn, TokenFn, decode, eos_ids
 from .prefill import ContextCache, last_token_forward, prefill, shared_len
+from .prefix_store import PrefixStore
 from .rules import LogitsRule
 from .sampling import RowSampler, per_row
 
@@ -44,6 +45,36 @@ class _Prefix:
         if self._cache is None and self.ids:
             self._cache = prefix_cache(self.lm, self.ids)
         return self._cache
+
+
+class _StoredPrefix:
+    """A shared head whose cache comes from a ``PrefixStore`` (kept across calls)."""
+
+    def __init__(self, store: PrefixStore, ids: list[int]) -> None:
+        self.store, self.ids = store, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def cache(self) -> object:
+        return self.store.get(self.ids)
+
+
+def _stored_prefix(
+    lm: LoadedModel,
+    ids: list[list[int]],
+    width: int,
+    head: Sequence[int] | None,
+    store: PrefixStore | None,
+) -> _StoredPrefix | None:
+    """The stored head, when every row starts with it (and keeps a token after it) and sharing is exact here."""
+    if store is None or not head:
+        return None
+    head = [int(x) for x in head]
+    n = len(head)
+    if not all(len(r) > n and r[:n] == head for r in ids) or not sharing_allowed(lm, width):
+        return None
+    return _StoredPrefix(store, head)
 
 
 def _tokenize(lm: LoadedModel, prompts: Sequence[PromptLike], **render: object) -> list[list[int]]:
@@ -78,6 +109,10 @@ def generate(
     seed: int | Sequence[int | None] | None = None,
     on_token: TokenFn | None = None,
     logits_rule: LogitsRule | None = None,
+    shared_head: Sequence[int] | None = None,
+    prefix_store: PrefixStore | None = None,
+    cancelled: Callable[[int], bool] | None = None,
+    ignore_eos: bool = False,
 ) -> list[Generation]:
     """Decode each prompt (greedy unless ``temperature`` > 0).
 
@@ -86,19 +121,27 @@ def generate(
     ``seed`` take one value or one per prompt; a row's sample depends only on its own seed. ``on_token(i, token_id,
     text_delta)`` is called for every new token of prompt ``i`` (``token_id`` -1: text held back until a character
     was complete). ``logits_rule`` (and a row setup's own ``logits_rule`` attribute) shapes each row's next-token
-    scores (see ``steerlab.generation.rules``).
+    scores (see ``steerlab.generation.rules``). ``shared_head`` (token ids every prompt starts with) and
+    ``prefix_store`` reuse the head's KV cache across calls (see ``steerlab.generation.prefix_store``).
+    ``cancelled(i)`` ends prompt ``i``'s row at the next step (``stopped_by`` "cancelled"), e.g. when its client left.
+    ``ignore_eos=True`` decodes the end-of-sequence token like any other, so every row makes its
+    ``max_new_tokens`` unless ``stop`` ends it (fixed-length runs: benchmarks against HF
+    ``generate(min_new_tokens=...)``).
     """
     ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
     rules = DecodeRules(
-        eos_ids(lm),
+        set() if ignore_eos else eos_ids(lm),
         _max_new(max_new_tokens, len(ids)),
         RowSampler(len(ids), temperature, top_p, seed),
         stop,
         on_token,
         logits_rule,
+        cancelled,
     ).with_rule(getattr(row_setup, "logits_rule", None))
     width = max(len(x) for x in ids) + max(rules.max_new)
-    prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width)])
+    prefix = _stored_prefix(lm, ids, width, shared_head, prefix_store) or _Prefix(
+        lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width)]
+    )
     results: list[Generation | None] = [None] * len(ids)
     bar = tqdm(total=len(ids), desc=desc, disable=not progress, leave=False)
     with torch.inference_mode():

@@ -6,6 +6,7 @@ The model loads in a background thread when the app starts; until it is ready ev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -15,13 +16,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batcher import Batcher
 from .engine import Engine, RowOutput
-from .errors import ApiError, bad_request
-from .protocol import parse_request
+from .errors import ApiError
+from .openapi import chat_operation
+from .protocol import parse_json_body, parse_request
 from .reply import StreamSplitter, completion, finish_reason, new_id, split_reply, steerlab_field, usage
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,17 @@ def create_app(
 
     app = FastAPI(title="steerlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.steerlab = st
+
+    def openapi() -> dict:
+        """FastAPI's description plus the chat route's request and responses, with the loaded model's id."""
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        ids = [st.engine.model_id] if st.engine is not None else None
+        schema["paths"]["/v1/chat/completions"]["post"].update(chat_operation(ids, cfg.max_tokens_limit))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def ready_engine() -> tuple[Engine, Batcher]:
         if st.error is not None:
@@ -160,10 +173,7 @@ def create_app(
                     None,
                     "request_too_large",
                 )
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise bad_request(f"the request body is not valid JSON: {err}", None, "invalid_json") from None
+        return parse_json_body(bytes(raw), request.headers.get("content-type"))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):  # noqa: ANN202
@@ -174,20 +184,28 @@ def create_app(
             has_asset=eng.steerer is not None,
             max_tokens_limit=cfg.max_tokens_limit,
             default_temperature=cfg.default_temperature,
+            model_ids=[eng.model_id],
         )
         ticket = batcher.submit(req.spec)
         parse = bool(req.spec.tools) and req.spec.tool_choice != "none"
+        if not req.stream:
+            while True:
+                try:
+                    kind, payload = await asyncio.wait_for(ticket.events.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():  # nobody will read the reply: stop decoding it
+                        ticket.cancelled.set()
+                        return Response(status_code=499)
+                    continue
+                if kind == "error":
+                    return error_response(payload)
+                if kind == "done":
+                    return JSONResponse(completion(payload, eng.model_id, req.spec.tools, parse))
         kind, payload = await ticket.events.get()
         if kind == "error":
             return error_response(payload)
-        if not req.stream:
-            while kind != "done":
-                kind, payload = await ticket.events.get()
-                if kind == "error":
-                    return error_response(payload)
-            return JSONResponse(completion(payload, eng.model_id, req.spec.tools, parse))
         return StreamingResponse(
-            _sse(ticket.events, (kind, payload), eng, req.spec, parse, req.include_usage),
+            _sse(ticket, (kind, payload), eng, req.spec, parse, req.include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -196,9 +214,22 @@ def create_app(
 
 
 async def _sse(
+    ticket, first: tuple, eng: Engine, spec, parse: bool, include_usage: bool
+) -> AsyncIterator[str]:  # noqa: ANN001
+    """``chat.completion.chunk`` events, then ``data: [DONE]``; a client that disconnects cancels its row."""
+    finished = False
+    try:
+        async for item in _chunks(ticket.events, first, eng, spec, parse, include_usage):
+            yield item
+        finished = True
+    finally:
+        if not finished:
+            ticket.cancelled.set()
+
+
+async def _chunks(
     events, first: tuple, eng: Engine, spec, parse: bool, include_usage: bool
 ) -> AsyncIterator[str]:  # noqa: ANN001
-    """``chat.completion.chunk`` events, then ``data: [DONE]``."""
     cid, created = new_id("chatcmpl"), int(time.time())
     splitter = StreamSplitter(eng.call_format, spec.stop, parse)
 

@@ -31,6 +31,7 @@ class Ticket:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     enqueued: float = field(default_factory=time.perf_counter)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client has gone
 
     def put(self, kind: str, payload: object) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
@@ -42,6 +43,7 @@ class BatchStats:
     rows: int = 0
     max_rows: int = 0
     errors: int = 0
+    cancelled: int = 0  # rows stopped because their client disconnected
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "mean_rows": self.rows / self.batches if self.batches else 0.0}
@@ -104,8 +106,12 @@ class Batcher:
     def _run(self, batch: list[Ticket]) -> None:
         rows, live = [], []
         for t in batch:
+            if t.cancelled.is_set():  # its client left while it waited
+                continue
             try:
-                rows.append(self.engine.render(t.spec))
+                row = self.engine.render(t.spec)
+                row.cancelled = t.cancelled
+                rows.append(row)
                 live.append(t)
             except InputTooLarge as err:
                 t.put("error", ApiError(413, str(err), "messages", "context_length_exceeded"))
@@ -123,6 +129,8 @@ class Batcher:
             return
 
         def emit(i: int, kind: str, payload: object) -> None:
+            if kind == "done" and getattr(payload, "finish", None) == "cancelled":
+                self.stats.cancelled += 1
             live[i].put(kind, payload)
 
         try:

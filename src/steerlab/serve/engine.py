@@ -89,17 +89,20 @@ class Prepared:
     prompt_tokens: int
     gate_note: str | None  # why the gate is not consulted for this row (None: it is)
     ids: list[int] = field(default_factory=list)
+    head: tuple[int, ...] = ()  # token ids of the system prompt + few-shot turns (reused across requests)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client has gone
 
 
 @dataclass
 class RowOutput:
     text: str  # the whole assistant reply, prefill included
-    finish: str  # "eos", "stop" (a stop rule fired) or "length"
+    finish: str  # "eos", "stop" (a stop rule fired), "length" or "cancelled" (the client left)
     prompt_tokens: int
     completion_tokens: int
     gate: GateInfo
     call_format: str
     stop_hit: str | None = None  # the request's stop string that ended the row, if any
+    prefix_reused: int = 0  # prompt tokens whose KV cache came from an earlier request
 
 
 # emit(row, kind, payload): kind "gate" (GateInfo), "delta" (str), "done" (RowOutput)
@@ -141,10 +144,17 @@ class Engine:
         few_shot: bool = True,
         template_tools: bool | None = None,
         max_prompt_tokens: int = 4096,
+        prefix_cache_entries: int = 8,
+        prefix_cache_mb: int = 256,
     ) -> None:
         from ..asa.prompt import DEFAULT_FEW_SHOT
+        from ..generation.prefix_store import PrefixStore
 
         self.lm = lm
+        # KV caches of recent system prompts + tool lists + few-shot turns, reused across requests
+        self.prefixes = (
+            PrefixStore(lm, prefix_cache_entries, prefix_cache_mb * 2**20) if prefix_cache_entries else None
+        )
         self.steerer = None
         self.asset_name: str | None = None
         self.max_prompt_tokens = max_prompt_tokens
@@ -228,7 +238,7 @@ class Engine:
     def render(self, spec: RowSpec) -> Prepared:
         """The prompt text for one row: the tool list, the call format and few-shot turns (the asset's prompt
         conventions) before the agent's own conversation; a forced call is prefilled."""
-        from ..asa.prompt import PromptBuilder, render_conversation
+        from ..asa.prompt import PromptBuilder, render_conversation, shot_messages
         from ..models import render_prompt, tokenize_texts
 
         use_tools = bool(spec.tools) and spec.tool_choice != "none"
@@ -241,10 +251,12 @@ class Engine:
                 use_template_tools=self.template_tools,
             )
             msgs = pb.messages(spec.messages)
+            n_head = 1 + sum(len(shot_messages(x)) for x in pb.shots())
             template_tools = spec.tools if self.template_tools else None
         else:
             systems, convo = render_conversation(spec.messages, self.call_format, self.template_tools)
             msgs = ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + convo
+            n_head = 1 if systems else 0
         prompt = render_prompt(self.lm.tokenizer, msgs, tools=template_tools)
         prefill = self._prefill(spec) if use_tools and not self.grammar else ""
         ids = tokenize_texts(self.lm.tokenizer, [prompt + prefill])[0]
@@ -264,7 +276,23 @@ class Engine:
             )
         else:
             note = None
-        return Prepared(spec, prompt + prefill, prefill, n, note, ids)
+        return Prepared(
+            spec, prompt + prefill, prefill, n, note, ids, self._head(msgs[:n_head], ids, template_tools)
+        )
+
+    def _head(self, msgs: list[dict], ids: list[int], tools: list[dict] | None) -> tuple[int, ...]:
+        """Token ids of the rendered head (system prompt + few-shot turns), when they are a prefix of the row's."""
+        from ..models import render_prompt, tokenize_texts
+
+        if not msgs or self.prefixes is None:
+            return ()
+        try:
+            text = render_prompt(self.lm.tokenizer, msgs, tools=tools, add_generation_prompt=False)
+        except ValueError:
+            return ()
+        head = tokenize_texts(self.lm.tokenizer, [text])[0]
+        n = len(head)
+        return tuple(head) if 0 < n < len(ids) and ids[:n] == head else ()
 
     def _prefill(self, spec: RowSpec) -> str:
         """The start of the reply that forces a call: the marker, and the function's name when one is named."""
@@ -314,7 +342,7 @@ class Engine:
         the reply was prefilled with a call marker)."""
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(rows):
-            groups.setdefault((r.spec.stop, bool(r.prefill)), []).append(i)
+            groups.setdefault((r.spec.stop, bool(r.prefill), r.head), []).append(i)
         out: list[RowOutput | None] = [None] * len(rows)
         with self.lock:
             for key, idx in groups.items():
@@ -414,7 +442,7 @@ class Engine:
     ) -> list[RowOutput]:
         from ..generation import generate
 
-        stops, prefilled = key
+        stops, prefilled, head = key
         for j, r in enumerate(rows):
             if emit is not None and r.prefill:
                 emit(ids[j], "delta", r.prefill)
@@ -438,6 +466,9 @@ class Engine:
             logits_rule=rule,
             on_token=on_token,
             progress=False,
+            shared_head=head or None,
+            prefix_store=self.prefixes,
+            cancelled=lambda i: rows[i].cancelled.is_set(),
         )
         out = []
         for j, (r, g) in enumerate(zip(rows, gens)):
@@ -446,8 +477,9 @@ class Engine:
             gate = self._gate_info(j, r, setup)
             if emit is not None:
                 emit(ids[j], "gate", gate)
+            reused = len(head) if head and self.prefixes is not None else 0
             res = RowOutput(
-                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit
+                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit, reused
             )
             out.append(res)
             if emit is not None:
@@ -471,23 +503,12 @@ class Engine:
         return torch.stack([acts[k] for k in layers], dim=1).float()
 
     def lab_auc(self, states: torch.Tensor, n_pos: int, layer: int) -> float:
-        """Held-out AUC of a probe at ``layer``: fitted on the even-numbered prompts of each list, scored on the
-        odd ones (so both halves hold both classes)."""
-        from ..probes import layer_sweep
+        """Held-out AUC of a probe at ``layer``, cross-validated so that every prompt is scored once while held
+        out (``probes.cross_val_auc``: one split of a few prompts read AUC 0.0 at layers 2-7)."""
+        from ..probes import cross_val_auc
 
-        labels = torch.tensor([1] * n_pos + [0] * (states.shape[0] - n_pos))
-        idx = torch.arange(states.shape[0])
-        rank = torch.cat([torch.arange(n_pos), torch.arange(states.shape[0] - n_pos)])
-        train, held = idx[rank % 2 == 0], idx[rank % 2 == 1]
-        auc = layer_sweep(
-            states[train],
-            labels[train].tolist(),
-            states[held],
-            labels[held].tolist(),
-            [layer],
-            progress=False,
-        )
-        return float(auc[layer])
+        self.lm.arch.check_layer(layer)
+        return cross_val_auc(states[:, layer], [1] * n_pos + [0] * (states.shape[0] - n_pos))
 
     def lab_vector(self, states: torch.Tensor, n_pos: int, layer: int) -> tuple[torch.Tensor, float]:
         """Unit mean-difference vector at ``layer`` and the mean hidden norm there (the strength unit)."""
