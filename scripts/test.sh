@@ -10,6 +10,8 @@ bash scripts/peers_env.sh
 bash scripts/setup_browser.sh || echo "[setup] browser install failed: the browser tests will skip"
 export TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check src tests benchmarks scripts
+# unused code (settings in pyproject.toml's [tool.vulture]; false positives in scripts/vulture_whitelist.py)
+.venv/bin/vulture
 # the API reference is generated from the docstrings; --strict fails on a broken reference
 .venv/bin/mkdocs build --strict -q
 .venv/bin/python -m pytest -q "$@"

@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    from steerlab.models import FAMILIES, tiny_model
+    from steerlab.models import tiny_model
 
     cache: dict = {}
 
@@ -21,7 +21,6 @@ def tiny_models():
             cache[family] = tiny_model(family, device=os.environ.get("STEERLAB_TEST_DEVICE", "cpu"))
         return cache[family]
 
-    get.families = FAMILIES
     return get
 
 

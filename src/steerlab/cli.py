@@ -1,8 +1,9 @@
 """The one ``steerlab`` command: representation engineering of LLM behaviour, tool calling first.
 
-Each method registers its subcommands through ``add_cli(subparsers)``. A user's mistake (a bad value, a missing
-file, an unknown model or option) prints one line and exits 2; Ctrl-C exits 130; ``--traceback`` shows the
-Python traceback instead.
+Each method registers its subcommands through ``add_cli(subparsers)``. A user's mistake
+(``steerlab.config.UserError``: a bad value, a missing file, an unknown model or option) prints one line and exits
+2; an ``OSError`` (the system refused to read or write something) prints one line and exits 1; any other exception
+is a bug and says so (exit 1); Ctrl-C exits 130; ``--traceback`` shows the Python traceback instead.
 """
 
 from __future__ import annotations
@@ -122,18 +123,11 @@ def _quiet_libraries() -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """What counts as a user's mistake: bad values (ValueError and its kin), missing files, models that cannot
-    be loaded."""
-    from .models import ModelLoadError
+    """What counts as a user's mistake: ``UserError`` and its subclasses (a bad value or name, a missing or
+    damaged file, a model that cannot be loaded, an asset that does not fit). Anything else is a bug."""
+    from .config import UserError
 
-    return (
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
-        ModelLoadError,
-    )
+    return (UserError,)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +159,21 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"steerlab: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as err:  # the system refused (a file unreadable or unwritable, a disk full, a port taken)
+        if args.traceback:
+            raise
+        print(f"steerlab: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - a bug: say so, with a way to see where
+        if args.traceback:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"steerlab: internal error: {type(err).__name__}{': ' + first if first else ''}; this is a bug in "
+            "steerlab, please report it; rerun with --traceback to see where it happened",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ a run directory (a lock names the other one), and temporary folders left by a ki
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import inspect
@@ -303,8 +302,3 @@ class Runner:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             self._lock = None
-
-
-def config_snapshot(runner: Runner) -> None:
-    """Write the run's whole config as ``config.json`` (for people; stage keys are what decide reruns)."""
-    save_json(runner.root / "config.json", dataclasses.asdict(runner.config))

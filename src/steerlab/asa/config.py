@@ -6,13 +6,11 @@ from dataclasses import dataclass
 
 from ..config import Config, UserError, check_choice, check_range, opt
 from ..models.registry import SITES
-from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
+from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES, schema_constrained_formats
 from ..vectors import ESTIMATORS
 from .apply import ACTIONS, CONSTRAIN
 from .directions import KINDS
 from .prompt import FEW_SHOT_SETS
-
-SPLITS = ("cal", "train", "valid", "test")
 
 
 @dataclass
@@ -113,9 +111,10 @@ class AsaConfig(Config):
             raise UserError(
                 f"extra_layers must be 'auto' or a list of layer numbers, got {self.extra_layers!r}"
             )
-        if self.constrain != "none" and self.call_format != "tool_call_json":
+        if self.constrain != "none" and self.call_format not in schema_constrained_formats():
             raise UserError(
-                f"constrain={self.constrain!r} needs call_format 'tool_call_json' (a JSON body); "
+                f"constrain={self.constrain!r} needs a call_format with a JSON body "
+                f"({', '.join(schema_constrained_formats())}); "
                 f"got {self.call_format!r} (use --constrain none)"
             )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..config import UserError
 from ..runs import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ FORMAT_VERSION = 2
 TENSORS, MANIFEST = "tensors.safetensors", "manifest.json"
 
 
-class AssetError(ValueError):
+class AssetError(UserError):
     """An asset is missing, damaged, or does not fit the model."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import LayerError, UserError
 from .assembled import ASSEMBLED, assembled_gguf
 from .registry import ArchInfo, detect_architecture
 
@@ -37,7 +38,7 @@ DTYPES = {
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError):
     """A model could not be loaded; the message says why and what to do."""
 
 
@@ -144,7 +145,7 @@ def _remember_fingerprint(key: str, fp: str) -> None:
 def resolve_device(device: str | None) -> torch.device:
     device = device or "auto"
     if device not in DEVICES and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)} or cuda:N")
+        raise UserError(f"unknown device {device!r}; valid: {', '.join(DEVICES)} or cuda:N")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -152,7 +153,7 @@ def resolve_device(device: str | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
+        raise UserError(
             f"device {device!r} asked for but CUDA is not available on this machine; use 'cpu' or 'auto'"
         )
     return torch.device(device)
@@ -167,7 +168,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -289,9 +290,7 @@ def check_layers(spec: str, layers: list[int], what: str) -> None:
     n = shape[0]
     bad = [x for x in layers if not 0 <= x < n]
     if bad:
-        from ..config import UserError
-
-        raise UserError(f"{what} {bad} out of range: {spec} has {n} layers (valid 0..{n - 1})")
+        raise LayerError(f"{what} {bad} out of range: {spec} has {n} layers (valid 0..{n - 1})")
 
 
 def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, object, dict]:
@@ -345,17 +344,17 @@ def _quantization_kwargs(quantization: str | None, dev: torch.device, spec: str)
     if quantization is None:
         return {}
     if quantization not in ("4bit", "8bit"):
-        raise ValueError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
+        raise UserError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
     if dev.type != "cuda":
-        raise ValueError(
+        raise UserError(
             f"quantization {quantization!r} needs a CUDA device (got {dev}); use dtype instead on CPU"
         )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError(
+        raise UserError(
             f"quantization {quantization!r} needs the bitsandbytes package: pip install bitsandbytes"
         )
     if spec in _EMBEDDED or spec in ASSEMBLED or spec.endswith(".gguf"):
-        raise ValueError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
+        raise UserError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
     from transformers import BitsAndBytesConfig
 
     cfg = (
@@ -383,7 +382,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"model spec must be a non-empty string (alias, path or hub id), got {spec!r}")
+        raise UserError(f"model spec must be a non-empty string (alias, path or hub id), got {spec!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     extra = _quantization_kwargs(quantization, dev, spec)

@@ -6,6 +6,7 @@ import string
 
 import torch
 
+from ..config import UserError
 from .loading import LoadedModel, wrap_model
 
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "gpt2", "lfm2")
@@ -81,7 +82,7 @@ def tiny_config(
     if family == "lfm2":
         kinds = ["conv" if i % 2 == 0 else "full_attention" for i in range(n_layers)]
         return T.Lfm2Config(**common, layer_types=kinds)
-    raise ValueError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
+    raise UserError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
 
 
 def tiny_model(

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from ..config import UserError
+
 SUPPORTED = ("standard", "jumprelu", "topk", "transcoder", "jumprelu_transcoder")
 _ACTIVATION = {
     "standard": "relu",
@@ -42,7 +44,7 @@ _WHY_NOT = {
 SAELENS_SCHEMA_VERSION = "6.0.0"  # the cfg.json schema written (sae-lens treats older files as pre-6.0)
 
 
-class SaeLensFormatError(ValueError):
+class SaeLensFormatError(UserError):
     """A sae-lens file that steerlab cannot represent exactly, or a model that sae-lens cannot represent."""
 
 

@@ -87,7 +87,6 @@ def create_app(
             st.batcher.close()
 
     app = FastAPI(title="steerlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.steerlab = st
 
     def ready_engine() -> tuple[Engine, Batcher]:
         if st.error is not None:

@@ -6,12 +6,14 @@ import argparse
 import importlib.util
 import sys
 
+from ..config import UserError
+
 
 def need(*modules: str, extra: str) -> None:
     """A clear error when an optional dependency is missing (instead of an ImportError traceback)."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{', '.join(missing)} not installed; install the extra: pip install 'steerlab[{extra}]'"
         )
 
@@ -41,7 +43,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         asset_model(args.asset)  # fail now on a path that is no asset, not in the loader thread
     if not 0 <= args.temperature <= 2:
-        raise ValueError(f"--temperature must be in [0, 2], got {args.temperature}")
+        raise UserError(f"--temperature must be in [0, 2], got {args.temperature}")
     cfg = ServeConfig(
         window_ms=args.window_ms,
         max_batch=args.max_batch,

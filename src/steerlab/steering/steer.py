@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from ..config import UserError
 from ..models import LoadedModel, base_model, hook_site
 from ..models.phase import (
     CONTEXT,
@@ -88,7 +89,7 @@ class SteeringHandle:
         controller: Controller | None = None,
     ) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"unknown position policy {policy!r}; valid: {', '.join(POLICIES)}")
+            raise UserError(f"unknown position policy {policy!r}; valid: {', '.join(POLICIES)}")
         lm.arch.check_layer(layer)
         lm.arch.check_site(site)
         if vector is None and controller is None:

@@ -1,4 +1,5 @@
-"""Tool calls: parsing and rendering for every common format, schema validation, trigger detection."""
+"""Tool calls: a registered class per call format (parse, render, stop rules, prefill), schema validation,
+trigger detection."""
 
 from .ast_match import ast_match, values_match
 from .calls import ParseError, ParseResult, ToolCall
@@ -12,7 +13,9 @@ from .formats import (
     format_spec,
     has_trigger,
     parse_tool_calls,
+    register_format,
     render_tool_call,
+    schema_constrained_formats,
     trigger_marker,
 )
 from .triggers import call_complete, call_stop, call_success, decision_stop, is_triggered
@@ -39,7 +42,9 @@ __all__ = [
     "has_trigger",
     "normalize_schema",
     "parse_tool_calls",
+    "register_format",
     "render_tool_call",
+    "schema_constrained_formats",
     "tool_spec",
     "trigger_marker",
     "validate_call",

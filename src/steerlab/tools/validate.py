@@ -184,10 +184,10 @@ def validate_call(call: ToolCall | dict, tools: list[dict], allow_unknown_args: 
     if not isinstance(tools, (list, tuple)):
         raise ValueError(f"tools must be a list of tool definitions, got {type(tools).__name__}")
     if isinstance(call, dict):
-        from .formats import _call_from_obj
+        from .json_calls import call_from_obj
 
         try:
-            call = _call_from_obj(call)
+            call = call_from_obj(call)
         except ValueError as err:
             return [str(err)]
     if not isinstance(call, ToolCall):

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..config import UserError
+
 Estimator = Callable[..., torch.Tensor]
 ESTIMATORS: dict[str, Estimator] = {}
 
@@ -26,7 +28,7 @@ def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
 
 def get_estimator(name: str) -> Estimator:
     if name not in ESTIMATORS:
-        raise ValueError(f"unknown direction estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+        raise UserError(f"unknown direction estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
     return ESTIMATORS[name]
 
 
