@@ -8,6 +8,9 @@ here are read off the model's own behaviour:
   respect to the state at layer L of the last prompt token: the direction in which a small push raises that
   probability fastest. One forward and backward per batch gives it at every layer.
 - ``behav``: within tool prompts, mean(state | the plain model called) - mean(state | it did not).
+
+The gradient is taken with respect to states read through ``steerlab.capture.live_states``: like every method
+package, this one registers no hooks of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..models import LoadedModel, hook_site, left_pad, render_prompts, tokenize_texts
+from ..capture import live_states
+from ..models import LoadedModel, left_pad, render_prompts, tokenize_texts
 from ..models.phase import PROMPT, forward_phase
 from ..models.text import PromptLike, length_sorted_batches
 from ..vectors import unit
@@ -45,17 +49,8 @@ def grad_directions(
     if not prompts:
         raise ValueError("grad_directions needs at least one prompt")
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts, tools=tools))
-    store: dict[int, torch.Tensor] = {}
-
-    def keep(layer: int):  # noqa: ANN202
-        def grab(hidden: torch.Tensor) -> None:
-            store[layer] = hidden
-
-        return grab
-
     total = {k: torch.zeros(lm.hidden_size) for k in layers}
-    hooks = [hook_site(lm.model, lm.arch, k, site, keep(k)) for k in layers]
-    try:
+    with live_states(lm, layers, site) as store:
         for batch in tqdm(
             length_sorted_batches([len(x) for x in ids], batch_size),
             desc="grad direction",
@@ -74,9 +69,6 @@ def grad_directions(
                     g[:, -1].float().cpu()
                 )  # left padding: every row's last prompt token is the last column
                 total[k] += (g_last / g_last.norm(dim=-1, keepdim=True).clamp(min=1e-12)).sum(0)
-    finally:
-        for h in hooks:
-            h.remove()
     return {k: unit(v) for k, v in total.items()}
 
 

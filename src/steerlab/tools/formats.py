@@ -130,9 +130,11 @@ class ToolCallFormat:
     def calls_done(self, text: str) -> bool:
         """Whether every call in ``text`` is closed and what follows it cannot open another (the server stops a
         reply there); without a closer, never."""
-        if self.closer is None or self.marker not in text or self.closer not in text:
+        spans = self.bodies(text) if self.closer is not None else []
+        if not spans or not spans[-1][2]:  # no call, or the last one is still open
             return False
-        tail = text.rsplit(self.closer, 1)[1].lstrip()
+        off, body, _ = spans[-1]
+        tail = text[off + len(body) + len(self.closer) :].lstrip()
         if not tail:
             return False
         return not (self.marker.startswith(tail) or tail.startswith(self.marker))
@@ -231,8 +233,30 @@ def _one_or_list(calls: list[ToolCall]) -> str:
     return json_text(objs[0] if len(objs) == 1 else objs)
 
 
+class JsonBodyFormat(ToolCallFormat):
+    """A JSON call (``{"name", "arguments"}``) after a marker, up to a closer when there is one: set ``marker``,
+    ``closer``, ``example`` and ``instruction`` and the parsing, rendering, stop rules and prefill come with it.
+    With a closer, several calls are several closed blocks; without one, a JSON list after a single marker."""
+
+    def parse(self, text: str) -> ParseResult:
+        res = ParseResult(format=self.name)
+        for off, body, closed in self.bodies(text):
+            if body.strip():  # without a closer, free text after the JSON is the model talking on
+                json_at(text[: off + len(body)], off, self.name, res, tail_ok=not closed)
+            elif self.closer is not None:
+                res.errors.append(ParseError(self.name, f"empty {self.marker}", "", (off, off + len(body))))
+            else:
+                res.errors.append(ParseError(self.name, f"no JSON after {self.marker}", "", (off, off)))
+        return res
+
+    def render(self, calls: list[ToolCall]) -> str:
+        if self.closer is None:
+            return self.marker + _one_or_list(calls)
+        return "".join(f"{self.marker}{json_text(o)}{self.closer}" for o in call_objects(calls))
+
+
 @register_format("tool_call_json")
-class ToolCallJson(ToolCallFormat):
+class ToolCallJson(JsonBodyFormat):
     """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, one or many (Hermes, Qwen, SmolLM2)."""
 
     marker, closer = "<tool_call>", "</tool_call>"
@@ -242,18 +266,6 @@ class ToolCallJson(ToolCallFormat):
         + _ANSWER
     )
     schema_constrained = True
-
-    def parse(self, text: str) -> ParseResult:
-        res = ParseResult(format=self.name)
-        for off, body, closed in self.bodies(text):
-            if not body.strip():
-                res.errors.append(ParseError(self.name, f"empty {self.marker}", "", (off, off + len(body))))
-            else:
-                json_at(text[: off + len(body)], off, self.name, res, tail_ok=not closed)
-        return res
-
-    def render(self, calls: list[ToolCall]) -> str:
-        return "".join(f"{self.marker}{json_text(o)}{self.closer}" for o in call_objects(calls))
 
 
 @register_format("lfm2_pythonic")
@@ -280,26 +292,14 @@ class Lfm2Pythonic(ToolCallFormat):
 
 
 @register_format("functioncall")
-class FunctionCall(ToolCallFormat):
-    """``<functioncall>{json}``: a marker and a JSON call, no closer."""
+class FunctionCall(JsonBodyFormat):
+    """``<functioncall>{json}``: a marker and a JSON call (or list), no closer."""
 
     marker = "<functioncall>"
     example = '<functioncall>{"name": "f", "arguments": {}}'
     instruction = (
         'To use a tool, reply with only <functioncall>{"name": "<tool>", "arguments": {...}}.' + _ANSWER
     )
-
-    def parse(self, text: str) -> ParseResult:
-        res = ParseResult(format=self.name)
-        for off, body, _closed in self.bodies(text):
-            if not body.strip():
-                res.errors.append(ParseError(self.name, f"no JSON after {self.marker}", "", (off, off)))
-            else:
-                json_at(text[: off + len(body)], off, self.name, res, tail_ok=True)
-        return res
-
-    def render(self, calls: list[ToolCall]) -> str:
-        return self.marker + _one_or_list(calls)
 
 
 @register_format("json")
