@@ -135,6 +135,13 @@ def test_only_user_errors_are_the_users_mistake(monkeypatch, capsys):
     assert code == 1 and "internal error: ValueError" in err
     code, err = run(PermissionError(13, "Permission denied", "/root/out"))  # the system refused
     assert code == 1 and err == "steerlab: error: [Errno 13] Permission denied: '/root/out'"
+    from steerlab.sweeps import SweepError
+    from steerlab.sweeps.jobs import JobResult
+
+    failed = JobResult("n2", {"n": 2}, ok=False, error="DataError: MCQ file x.jsonl does not exist")
+    code, err = run(SweepError([failed], "PAS sweep"))  # each job's own reason, all of them
+    assert code == 1 and err.startswith("steerlab: error: 1 job(s) of the PAS sweep failed")
+    assert err.endswith("- n2 (n=2): DataError: MCQ file x.jsonl does not exist") and "bug" not in err
     with pytest.raises(KeyError):
         run(KeyError("W_enc"), "--traceback")
 

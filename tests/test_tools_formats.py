@@ -181,7 +181,9 @@ def test_registered_format_is_listed_and_checked():
 def test_registered_format_works_everywhere(tiny_models):
     """One class and its decorator, no other file edited: prompts teach it, the parser reads it (also when it must
     guess the format), the server prefills a forced call with it and splits its replies, whole and streamed."""
+    from steerlab.asa.config import AsaConfig
     from steerlab.asa.prompt import PromptBuilder
+    from steerlab.config import UserError
     from steerlab.data.asa_data import load_asa_tools
     from steerlab.serve.engine import Engine, GateInfo, RowOutput, RowSpec
     from steerlab.serve.reply import StreamSplitter, split_reply
@@ -198,6 +200,13 @@ def test_registered_format_works_everywhere(tiny_models):
         "role": "assistant",
         "content": render_tool_call(ToolCall("calculator", {"expression": "1234 * 56"}), "xml_call"),
     }  # the few-shot call is written in the new format
+
+    cfg = AsaConfig.from_dict({"call_format": "xml_call", "constrain": "none"})  # a config may name it
+    assert (
+        PromptBuilder(tools, call_format=cfg.call_format).instruction == format_spec("xml_call").instruction
+    )
+    with pytest.raises(UserError, match="needs a call_format with a JSON body \\(tool_call_json\\)"):
+        AsaConfig.from_dict({"call_format": "xml_call", "constrain": "router"})
 
     assert parse_tool_calls("Sure. " + text).format == "xml_call"  # detected without being named
     assert parse_tool_calls(text, "xml_call").calls == [call]

@@ -2,8 +2,9 @@
 
 Each method registers its subcommands through ``add_cli(subparsers)``. A user's mistake
 (``steerlab.config.UserError``: a bad value, a missing file, an unknown model or option) prints one line and exits
-2; an ``OSError`` (the system refused to read or write something) prints one line and exits 1; any other exception
-is a bug and says so (exit 1); Ctrl-C exits 130; ``--traceback`` shows the Python traceback instead.
+2; an ``OSError`` (the system refused to read or write something) and a sweep whose jobs failed (each listed with
+its reason) exit 1; any other exception is a bug and says so (exit 1); Ctrl-C exits 130; ``--traceback`` shows the
+Python traceback instead.
 """
 
 from __future__ import annotations
@@ -153,27 +154,36 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except _user_errors() as err:
+    except Exception as err:  # noqa: BLE001 - every failure gets one honest line (or the traceback)
         if args.traceback:
             raise
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"steerlab: error: {msg}", file=sys.stderr)
+        return _report(err)
+
+
+def _report(err: Exception) -> int:
+    """Print what went wrong and return the exit code: 2 for the user's mistake, 1 otherwise, naming a bug a bug."""
+    from .sweeps.jobs import SweepError
+
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    if isinstance(err, _user_errors()):
+        print(f"steerlab: error: {first}", file=sys.stderr)
         return 2
-    except OSError as err:  # the system refused (a file unreadable or unwritable, a disk full, a port taken)
-        if args.traceback:
-            raise
-        print(f"steerlab: error: {err}", file=sys.stderr)
+    if isinstance(err, SweepError):  # some jobs failed, each with its own reason: list them all
+        print(f"steerlab: error: {text}", file=sys.stderr)
         return 1
-    except Exception as err:  # noqa: BLE001 - a bug: say so, with a way to see where
-        if args.traceback:
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(
-            f"steerlab: internal error: {type(err).__name__}{': ' + first if first else ''}; this is a bug in "
-            "steerlab, please report it; rerun with --traceback to see where it happened",
-            file=sys.stderr,
-        )
+    if isinstance(
+        err, OSError
+    ):  # the system refused (a file unreadable or unwritable, a disk full, a port taken)
+        print(f"steerlab: error: {text}", file=sys.stderr)
         return 1
+    detail = f": {first}" if text else ""
+    print(
+        f"steerlab: internal error: {type(err).__name__}{detail}; this is a bug in steerlab, please report it; "
+        "rerun with --traceback to see where it happened",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -264,8 +264,15 @@ def _shape_from_gguf(path: Path) -> tuple[int, int] | None:
 
 
 def model_shape(spec: str) -> tuple[int, int] | None:
-    """(n_layers, hidden_size) of a model without loading its weights (config or GGUF header), or None when it
-    cannot be told cheaply; lets a run check layer numbers before minutes of work."""
+    """The shape of a model without loading its weights (its config or GGUF header): lets a run check layer
+    numbers before minutes of work.
+
+    Args:
+        spec: what ``load_model`` takes.
+
+    Returns:
+        ``(n_layers, hidden_size)``, or None when it cannot be told cheaply.
+    """
     try:
         if spec in _EMBEDDED:
             return _shape_from_gguf(_embedded_path(spec))
@@ -378,6 +385,22 @@ def load_model(
     """Load ``spec``: the embedded alias ``smollm2-135m``, a ``.gguf`` file, a local directory, or a hub id.
 
     A hub id that is neither cached nor reachable fails at once with a clear error instead of hanging.
+
+    Args:
+        spec: an alias (``smollm2-135m``, ``gemma3-270m``), a ``.gguf`` file, a model directory or a hub id.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        dtype: ``auto`` (bfloat16 on CUDA, float32 elsewhere), a name such as ``float32`` / ``bf16``, or a
+            ``torch.dtype``.
+        gguf_file: the file's name inside ``spec`` when ``spec`` is a directory holding a GGUF.
+        cache: keep a de-quantised safetensors copy of a GGUF in steerlab's cache (loads in about 1 s next time).
+        trust_remote_code: passed to transformers for hub models that ship their own code.
+        quantization: ``4bit`` or ``8bit`` (bitsandbytes, CUDA only), or None.
+
+    Returns:
+        The model with its tokenizer (left padding, a pad token) and its architecture (layers, sites).
+
+    Raises:
+        ModelLoadError: the model cannot be found or loaded (the message says what to do).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -451,7 +474,16 @@ def prepare_tokenizer(tok: object) -> None:
 
 
 def wrap_model(model: nn.Module, tokenizer: object, name: str | None = None) -> LoadedModel:
-    """Use a model a caller already built (e.g. a tiny random model in tests) with the rest of steerlab."""
+    """Use a model a caller already built (e.g. a tiny random model in tests) with the rest of steerlab.
+
+    Args:
+        model: a Hugging Face causal LM (or one shaped like it).
+        tokenizer: its tokenizer; it is set to pad on the left, with a pad token.
+        name: the name steerlab reports (default: the model's class name).
+
+    Returns:
+        The ``LoadedModel`` the rest of steerlab takes.
+    """
     model.eval()
     prepare_tokenizer(tokenizer)
     return LoadedModel(

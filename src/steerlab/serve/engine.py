@@ -1,8 +1,10 @@
 """The one adapter between serving (HTTP server, web app) and steerlab's core: prompts, ASA, steering, generation.
 
-Everything the server and the UI need from ``steerlab.asa``, ``steerlab.steering``, ``steerlab.generation``,
-``steerlab.capture``, ``steerlab.vectors`` and ``steerlab.probes`` goes through this module, so that a change of
-those APIs is fixed here and nowhere else. The contract: given a batch of rows (messages, tools, per-row options:
+Everything the server and the web app's chat side need from ``steerlab.asa``, ``steerlab.steering`` and
+``steerlab.generation`` goes through this module, so that a change of those APIs is fixed here and nowhere else
+(the web app's steering-vector lab, ``steerlab.ui.lab``, uses the engine's model and lock). What a call looks like
+is the call format's business (``steerlab.tools.formats``): the engine asks it for the prefill of a forced call and
+for the stop rule, and names no marker. The contract: given a batch of rows (messages, tools, per-row options:
 ASA on/off, strength and tau overrides, temperature, top_p, seed, max_tokens, stop strings), return for each its
 generated text, why it stopped, and the gate decision (domain, p_tool, gate), with tokens streamed as they come.
 

@@ -149,7 +149,14 @@ F = TypeVar("F", bound=type[ToolCallFormat])
 def register_format(name: str, *, replace: bool = False) -> Callable[[F], F]:
     """Class decorator: register a ``ToolCallFormat`` subclass under ``name``, checked at once (a marker, an
     instruction, and an example that parses back to exactly one call that renders to a text parsing the same).
-    A taken name is refused unless ``replace``."""
+
+    Args:
+        name: the name configs, prompts and the server use (``call_format``).
+        replace: replace a format already registered under ``name`` (refused otherwise).
+
+    Returns:
+        The decorator; it returns the class unchanged and registers one instance of it.
+    """
 
     def deco(cls: F) -> F:
         if not isinstance(name, str) or not name.strip():
@@ -221,7 +228,17 @@ def schema_constrained_formats() -> list[str]:
 
 
 def format_spec(fmt: str) -> ToolCallFormat:
-    """The registered format named ``fmt`` (its marker, closer, parser, renderer, stop rules, prefill)."""
+    """The registered format named ``fmt``.
+
+    Args:
+        fmt: a name in ``TOOL_CALL_FORMATS``.
+
+    Returns:
+        The format: its marker, closer, instruction, parser, renderer, stop rules and prefill.
+
+    Raises:
+        UserError: no format has that name (the message lists the registered ones).
+    """
     return FORMAT_SPECS[check_format(fmt)]
 
 
@@ -441,10 +458,17 @@ def _detect(text: str) -> str | None:
 
 
 def parse_tool_calls(text: str, fmt: str | None = None) -> ParseResult:
-    """Calls found in ``text`` (``fmt=None`` detects the format); malformed calls become ``errors``.
+    """Calls found in ``text``; malformed calls become ``errors``.
 
     Never raises on any text and never evaluates it: Pythonic calls are read from the syntax tree and only
     literal values are accepted. An unknown ``fmt`` is a UserError (a caller's mistake, not the model's).
+
+    Args:
+        text: the model's reply.
+        fmt: a registered format name (``TOOL_CALL_FORMATS``); None detects it from the text.
+
+    Returns:
+        The calls, the format they were in (None when no call syntax was seen) and the parse errors.
     """
     if fmt is not None:
         check_format(fmt)
@@ -464,7 +488,15 @@ def parse_tool_calls(text: str, fmt: str | None = None) -> ParseResult:
 
 
 def render_tool_call(call: ToolCall | dict | list, fmt: str) -> str:
-    """Text of one call (or a list of calls) in ``fmt``; ``parse_tool_calls(render_tool_call(c, f), f)`` gives c."""
+    """The text of one call (or a list of calls) in a format; ``parse_tool_calls`` reads it back to the same calls.
+
+    Args:
+        call: a ``ToolCall``, a ``{"name", "arguments"}`` dict (or OpenAI's ``{"function": {...}}``), or a list.
+        fmt: a registered format name.
+
+    Returns:
+        The call's text, marker and closer included.
+    """
     spec = format_spec(fmt)
     calls = call if isinstance(call, list) else [call]
     return spec.render([c if isinstance(c, ToolCall) else call_from_obj(c) for c in calls])
