@@ -17,6 +17,7 @@ from steerlab.data.asa_data import load_asa_tools
 from steerlab.probes import LogisticProbe, Router, Standardizer
 from steerlab.runs import load_json, load_tensors
 from steerlab.stages import ModelHolder
+from steerlab.tools import call_stop
 
 
 def test_ternary_gate_is_strict():
@@ -89,6 +90,7 @@ def test_config_errors():
 
 
 TINY_CFG = dict(
+    preset="full",  # every row, every baseline and LoRA (the default job's rows: test_default_preset_rows)
     model="tiny",
     limit_per_cell=3,
     strengths=[0.5, 2.0],
@@ -233,6 +235,31 @@ def test_stage_resume_and_param_change(tiny_run, tmp_path):
     ]  # batch size changes nothing; n_boot only the intervals
     r4 = _runner(AsaConfig(**{**TINY_CFG, "taus": [0.7], "n_boot": 50, "n_top_layers": 2}), r.root, lm)
     assert r4.run("sweep")["top_layers"].__len__() == 2 and r4.ran == ["sweep"]
+
+
+def test_the_default_job_runs_the_rows_a_reader_needs(tiny_run, tmp_path):
+    """The default preset: the steering row and the ablations by their trigger decision, the asset's action with its
+    call decoded, no LoRA; the full search's stages before evaluate are reused as they are."""
+    import shutil
+
+    from steerlab.asa.evaluation import ACTION_ROW
+
+    done, _ = tiny_run
+    root = tmp_path / "default"
+    shutil.copytree(done.root, root)
+    r = _runner(AsaConfig(**{**TINY_CFG, "preset": "default"}), root, done.models.get("tiny"))
+    r.run_all()
+    assert r.ran == ["evaluate", "lora", "report"]
+    rows = r.result("evaluate")["rows"]
+    chosen = ACTION_ROW[r.result("actions")["chosen"]][1]
+    ablations = {"paper", "no_gate", "global_only", "random", "negative", "oracle"}
+    assert set(rows) == {"baseline", "asa", chosen, "probe_only"} | ablations
+    assert rows[chosen]["calls_decoded"] and rows["baseline"]["calls_decoded"]
+    assert not any(rows[k]["calls_decoded"] for k in ablations | {"asa"})
+    assert r.result("lora") == {"rows": {}, "skipped": "lora_rank=0"}
+    assert "Preset `default`" in (r.root / "report" / "report.md").read_text()
+    assert AsaConfig().run_dir() != AsaConfig(preset="full").run_dir()
+    assert AsaConfig(preset="full", lora_rank=4).lora_rank == 4  # a field the user set wins over the preset
 
 
 def test_asset_round_trip_gives_identical_decisions(tiny_run):
@@ -505,3 +532,74 @@ def test_served_reply_equals_the_evaluate_row_and_the_steerer(tiny_run):
         assert a[0] == t[0] == s[0]  # batched with others and streamed: the same reply
         assert a[1]["gate"] == x.gate and a[1]["p_tool"] == pytest.approx(x.p_tool, abs=1e-5)
     assert served_conv[0].startswith(conv.steered.text) and served_conv[1]["gate"] == conv.gate
+
+
+def test_grad_direction_from_the_last_token_equals_the_whole_prompt_gradient(tiny_models):
+    """The context computed once without autograd, only the last token differentiated: the same direction as the
+    gradient through the whole prompt (causality: nothing before the last token depends on its state)."""
+    from steerlab.asa.directions import _grad_directions_whole, grad_directions
+    from steerlab.models import render_prompts, tokenize_texts
+
+    lm = tiny_models("llama")
+    pb = PromptBuilder(load_asa_tools())
+    prompts = [
+        pb.messages(p) for p in ("What is 3+4?", "Translate hello into French", "Why is the sky blue?")
+    ]
+    fast = grad_directions(lm, prompts, [0, 1], [5, 7], batch_size=2, progress=False)
+    ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts))
+    whole = _grad_directions_whole(lm, ids, [0, 1], [5, 7], "block", 3, False)
+    for k in (0, 1):
+        torch.testing.assert_close(fast[k], whole[k], atol=1e-5, rtol=0)
+        assert fast[k].norm() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_complete_calls_closer_is_appended_without_a_forward_per_token(tiny_models, monkeypatch):
+    """Once the grammar says the call is complete, the closer is fixed: decoding appends it and stops the row, with
+    the same text as forcing it token by token, and fewer forwards."""
+    import steerlab.generation.decode as dec
+    from steerlab.asa.apply import call_rules
+    from steerlab.generation import generate
+
+    lm = tiny_models("llama")
+    tools = load_asa_tools()
+    prompts = [PromptBuilder(tools).messages(p) for p in ("What is 3+4?", "Translate hi", "Hello there")]
+    rule = lambda: call_rules(  # noqa: E731
+        lm,
+        "tool_call_json",
+        opens=lambda i: i != 2,
+        closes=lambda i: i == 2,
+        tools=tools,
+        tool_of=lambda i: ["calculator", "translator", None][i],
+        string_pattern="^[^<}]{1,4}$",
+    )
+    kw = dict(max_new_tokens=140, batch_size=3, stop=call_stop("tool_call_json", "prefix"), progress=False)
+    forwards = []
+    real = lm.model.forward
+
+    def counting(*a, **k):
+        forwards.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(lm.model, "forward", counting)
+    fast = generate(lm, prompts, logits_rule=rule(), **kw)
+    n_fast, forwards[:] = len(forwards), []
+    monkeypatch.setattr(dec, "_tail", lambda *a: [])
+    slow = generate(lm, prompts, logits_rule=rule(), **kw)
+    assert [g.text for g in fast] == [g.text for g in slow]
+    assert [g.stopped_by for g in fast] == [g.stopped_by for g in slow]
+    assert fast[0].text.endswith("</tool_call>") and fast[1].text.endswith("</tool_call>")
+    assert n_fast <= len(forwards) - (len("</tool_call>") - 1)  # the closer's tokens ran no forward
+
+
+def test_the_full_search_says_its_time_before_it_starts(tiny_models):
+    from steerlab.asa.budget import describe, estimate
+
+    lm = tiny_models("llama")
+    stages = ["extract", "screen", "actions", "evaluate", "baselines", "lora", "report"]
+    full = {k: s for k, s, _ in estimate(AsaConfig(**{**TINY_CFG, "preset": "full"}), lm, stages)}
+    assert set(full) == {"screen", "actions", "evaluate", "baselines", "lora"}
+    assert all(s > 0 for s in full.values())
+    default = {k: s for k, s, _ in estimate(AsaConfig(**{**TINY_CFG, "preset": "default"}), lm, stages)}
+    assert "lora" not in default and default["evaluate"] < full["evaluate"]  # fewer rows decode calls
+    assert estimate(AsaConfig(**TINY_CFG), lm, ["report"]) == []  # stages already done are not estimated
+    assert "rough time estimate" in describe(estimate(AsaConfig(**TINY_CFG), lm, stages))

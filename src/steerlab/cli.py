@@ -46,6 +46,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .models import SITE_DOC, load_model
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    from .threads import applied
+
     info = {
         "model": lm.name,
         "fingerprint": lm.fingerprint,
@@ -54,9 +56,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
         **lm.arch.describe(),
         "sites": SITE_DOC,
         "source": {k: v for k, v in lm.source.items() if k != "file_key"},
+        "torch_threads": (applied() or _threads_now()).as_dict(),
     }
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _threads_now():  # noqa: ANN202
+    from .threads import choose
+
+    return choose()
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") -> None:
@@ -73,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"steerlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument("--traceback", action="store_true", help="show the Python traceback of an error")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="load a model and print its architecture, layers and sites")
     add_model_args(info)
@@ -85,8 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that method is not part of this build
             raise
         mod.add_cli(sub)
+    _add_threads(parser)
     _mark_options(parser)
     return parser
+
+
+THREADS_HELP = (
+    "torch intra-op threads (default: the cores not busy with other work, at most the physical cores; "
+    "OMP_NUM_THREADS in the environment is respected)"
+)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` after any command too (``steerlab asa run --threads 1``); the top level's value is kept
+    unless a command gives its own."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if "--threads" not in child._option_string_actions:
+                    child.add_argument(
+                        "--threads", type=int, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP
+                    )
+                _add_threads(child)
 
 
 def _mark_options(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .config import UserError
+
     try:
+        if args.threads is not None and args.threads < 1:
+            raise UserError(f"--threads must be an integer >= 1, got {args.threads}")
+        from .threads import apply
+
+        choice = apply(args.threads)
+        logging.getLogger("steerlab").info("torch threads: %s", choice.describe())
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if args.traceback:

@@ -155,6 +155,27 @@ class CallGrammar:
             st = self._rows[i] = {"matcher": self.xgr.GrammarMatcher(grammar), "fed": len(gen)}
         return st
 
+    def _feed(self, st: dict, gen: Sequence[int]) -> None:
+        """Give the matcher the tokens chosen since it last saw the row; note where the call became complete."""
+        m = st["matcher"]
+        for k, t in enumerate(list(gen)[st["fed"] :], start=st["fed"] + 1):
+            if "done_at" not in st:
+                m.accept_token(int(t))
+                if m.is_completed():
+                    st["done_at"] = k
+        st["fed"] = len(gen)
+
+    def fixed_tail(self, i: int, gen: Sequence[int]) -> list[int] | None:
+        """Once a row's call is complete, the rest is the closer: decoding appends it without a forward per token."""
+        st = self._state(i, gen)
+        if st is None:
+            return None
+        self._feed(st, gen)
+        if "done_at" not in st:
+            return None
+        k = len(gen) - st["done_at"]
+        return [int(x) for x in self.closer_ids[k:]] if k < len(self.closer_ids) else None
+
     def __call__(
         self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
     ) -> torch.Tensor:
@@ -163,13 +184,7 @@ class CallGrammar:
             st = self._state(i, gen[j])
             if st is None:
                 continue
-            m = st["matcher"]
-            for t in list(gen[j])[st["fed"] :]:  # tokens chosen since the last step
-                if "done_at" not in st:
-                    m.accept_token(int(t))
-                    if m.is_completed():
-                        st["done_at"] = len(gen[j])
-            st["fed"] = len(gen[j])
+            self._feed(st, gen[j])
             if "done_at" in st:  # the call is complete: close it
                 k = len(gen[j]) - st["done_at"]
                 if k < len(self.closer_ids):

@@ -34,6 +34,8 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
     r = _runner(args)
     if args.stage == "run":
+        if r.config.preset == "full":
+            _say_the_time(r)
         out = run_all(r)
         print(open(out["report"]).read())
         print(f"[steerlab] run directory: {r.root} (report.md, asset/, stage folders)")
@@ -44,11 +46,25 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_the_time(r: object) -> None:
+    """Before the whole search starts: what is left of it and how long it will take here (a rough estimate)."""
+    import sys
+
+    from .budget import describe, estimate
+
+    todo = [name for name in r.stages if not r.is_done(name)]
+    rows = estimate(r.config, r.model(), todo)
+    if rows:
+        print(describe(rows), file=sys.stderr, flush=True)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     r = _runner(args)
     for row in r.status():
         secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
-        print(f"{row['stage']:<10} {row['state']:<8} {secs}")
+        cpu = f"cpu {row['cpu_seconds']:.1f} s" if row.get("cpu_seconds") is not None else ""
+        mem = f"peak {row['peak_rss_mb']:.0f} MB" if row.get("peak_rss_mb") is not None else ""
+        print(f"{row['stage']:<10} {row['state']:<8} {secs:<10} {cpu:<14} {mem}")
     return 0
 
 
@@ -150,6 +166,14 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     ]:
         p = asub.add_parser(stage, help=doc, description=doc, aliases=["export"] if stage == "asset" else [])
         add_config_args(p, AsaConfig)
+        p.add_argument(
+            "--full",
+            dest="cfg__preset",
+            action="store_const",
+            const="full",
+            help="the whole search, every gated action as a row, every few-shot baseline and LoRA "
+            "(= --preset full; run directory runs/asa-<model>-full); its time is estimated before it starts",
+        )
         add_common_args(p)
         p.set_defaults(func=_cmd_status if stage == "status" else _cmd_stage, stage=stage)
     for name, fn, doc in [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..config import Config, UserError, check_choice, check_range, opt
@@ -12,12 +13,32 @@ from .apply import ACTIONS, CONSTRAIN
 from .directions import KINDS
 from .prompt import FEW_SHOT_SETS
 
+PRESETS = ("default", "full")
+ROWS = ("main", "all")
+# The whole search (``steerlab asa run --full``): every value here replaces the default of a field the user left at
+# its default. The default job is the same pipeline on fewer candidates (see the README's main-job section).
+FULL = {
+    "n_top_layers": 3,
+    "directions": ["grad", "global", "asa"],
+    "strengths": [0.25, 0.5, 1.0, 2.0, 4.0],
+    "actions": list(ACTIONS),
+    "action_rows": 64,
+    "rows": "all",
+    "baselines": ["none", "four", "per_tool"],
+    "lora_rank": 16,
+}
+
 
 @dataclass
 class AsaConfig(Config):
     WHAT = "ASA config"
     ALIASES = {"alphas": "strengths", "run_dir": "out"}
 
+    preset: str = opt(
+        "default",
+        "'default': the main job, sized for a sitting (fewer candidates, the rows a reader needs); 'full' (--full): "
+        "the whole search, every gated action as a row, every few-shot baseline and LoRA; fields you set win",
+    )
     model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
     device: str = opt("auto", "auto | cpu | cuda | mps")
     dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
@@ -40,10 +61,12 @@ class AsaConfig(Config):
     estimator: str = opt(
         "mean_difference", "estimator of the global and domain directions (steerlab.vectors)"
     )
-    directions: list[str] = opt(["grad", "global", "asa"], "direction kinds screened: " + ", ".join(KINDS))
+    directions: list[str] = opt(
+        ["grad", "asa"], "direction kinds screened: " + ", ".join(KINDS) + " (--full: grad, global, asa)"
+    )
     strengths: list[float] = opt(
-        [0.25, 0.5, 1.0, 2.0, 4.0],
-        "push sizes, in units of the mean hidden-state norm (wide: find the edge)",
+        [0.25, 1.0, 4.0],
+        "push sizes, in units of the mean hidden-state norm (wide: find the edge; --full: 0.25, 0.5, 1, 2, 4)",
     )
     taus: list[float] = opt([0.55, 0.7, 0.8, 0.9, 0.95], "gate thresholds to try (0.5 < tau < 1)")
     betas: list[float] = opt(
@@ -52,16 +75,27 @@ class AsaConfig(Config):
     gate_splits: list[str] = opt(["cal", "train"], "splits the router and probes are fitted on")
     max_fpr: float = opt(0.05, "selection: the largest VALID false-positive rate (and cross-fit FPR) allowed")
     min_domain_f1: float = opt(0.4, "selection: every domain's VALID F1 must reach this")
-    actions: list[str] = opt(list(ACTIONS), "gated actions evaluated (the asset's is chosen on VALID)")
+    actions: list[str] = opt(list(ACTIONS), "gated actions tried on VALID (the asset's is chosen there)")
     constrain: str = opt(
         "router", "schema-constrained call after the marker: none, router (its tool) or model"
     )
     string_pattern: str = opt(
         "^[^<}]{1,100}$", "regex every string argument of a constrained call must match"
     )
-    action_rows: int = opt(64, "VALID rows (gate open) decoded to choose the action")
-    baselines: list[str] = opt(["none", "four", "per_tool"], "few-shot variants run as TEST baselines")
-    lora_rank: int = opt(16, "LoRA baseline (CAL+TRAIN, every projection): rank; 0 skips the baseline")
+    action_rows: int = opt(32, "VALID rows (gate open) decoded to choose the action (--full: 64)")
+    rows: str = opt(
+        "main",
+        "TEST rows: 'main' (baseline, asa, the asset's action with its call decoded, the paper's setting, the "
+        "ablations) or 'all' (every gated action as a row; --full)",
+    )
+    baselines: list[str] = opt(
+        ["per_tool"],
+        "few-shot variants run as TEST baselines (per_tool: an example call for every tool, the richest prompt; "
+        "--full: none, four, per_tool)",
+    )
+    lora_rank: int = opt(
+        0, "LoRA baseline (CAL+TRAIN, every projection): rank; 0 skips the baseline (--full: 16, the paper's)"
+    )
     lora_epochs: float = opt(1.0, "LoRA baseline: passes over the CAL+TRAIN prompts")
     lora_lr: float = opt(5e-4, "LoRA baseline: learning rate")
     lora_answer_tokens: int = opt(
@@ -69,13 +103,28 @@ class AsaConfig(Config):
     )
     trigger_mode: str = opt("prefix", "'prefix': the reply starts with the marker; 'anywhere': it appears")
     max_new_tokens_call: int = opt(96, "tokens generated for a whole call (evaluate stage)")
-    batch_size: int = opt(64, "generation/capture batch (results do not depend on it)")
+    batch_size: int = opt(
+        32, "generation/capture batch (results do not depend on it; peak memory grows with it)"
+    )
     probe_c: float = opt(1.0, "inverse L2 strength of the logistic probes and router")
     seed: int = opt(0, "seed of probes, random-direction control and bootstrap")
     n_boot: int = opt(2000, "bootstrap resamples for intervals")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("preset", self.preset, PRESETS)
+        if self.preset == "full":
+            defaults = {f.name: f for f in dataclasses.fields(self)}
+            for name, value in FULL.items():
+                f = defaults[name]
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+                if getattr(self, name) == default:  # left at the default job's value: the full search's
+                    setattr(self, name, type(value)(value) if isinstance(value, list) else value)
+            self.validate()
+
     def validate(self) -> None:
         check_choice("trigger_mode", self.trigger_mode, TRIGGER_MODES)
+        check_choice("rows", self.rows, ROWS)
         check_choice("call_format", self.call_format, TOOL_CALL_FORMATS)
         check_choice("site", self.site, SITES)
         check_choice("estimator", self.estimator, ESTIMATORS)
@@ -119,7 +168,8 @@ class AsaConfig(Config):
             )
 
     def run_dir(self) -> str:
-        return self.out or f"runs/asa-{self.model.replace('/', '_')}"
+        suffix = "-full" if self.preset == "full" else ""
+        return self.out or f"runs/asa-{self.model.replace('/', '_')}{suffix}"
 
     def candidate_extra_layers(self, n_layers: int) -> list[int]:
         if self.extra_layers == "auto":

@@ -6,7 +6,7 @@ here are read off the model's own behaviour:
 
 - ``grad``: the mean, over tool prompts, of the unit gradient of log P(the reply starts the call marker) with
   respect to the state at layer L of the last prompt token: the direction in which a small push raises that
-  probability fastest. One forward and backward per batch gives it at every layer.
+  probability fastest. One forward of the context and a one-token backward per batch give it at every layer.
 - ``behav``: within tool prompts, mean(state | the plain model called) - mean(state | it did not).
 
 The gradient is taken with respect to states read through ``steerlab.capture.live_states``: like every method
@@ -41,14 +41,72 @@ def grad_directions(
     marker_ids: Sequence[int],
     *,
     site: str = "block",
-    batch_size: int = 8,
+    batch_size: int = 32,
     tools: list[dict] | None = None,
     progress: bool = True,
 ) -> dict[int, torch.Tensor]:
-    """Per layer: unit(mean over prompts of unit(d log P(marker start) / d h_layer[last prompt token]))."""
+    """Per layer: unit(mean over prompts of unit(d log P(marker start) / d h_layer[last prompt token])).
+
+    Causality makes the gradient with respect to the last token's state flow only through the last position, so the
+    context (everything before it, its shared prefix computed once) is a constant: it is computed without autograd
+    and only the last token's forward is differentiated (the same gradient as differentiating the whole prompt, at
+    the cost of one token's backward; ``tests/test_asa.py`` checks both ways agree)."""
+    from ..generation.prefill import prefill, shared_len
+    from ..models.hf_compat import cache_kwargs, output_cache
+    from ..models.phase import CONTEXT, context_safe
+    from ..models.prefix import prefix_cache
+
     if not prompts:
         raise ValueError("grad_directions needs at least one prompt")
     ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts, tools=tools))
+    if min(len(x) for x in ids) < 2 or "conv" in lm.arch.layer_kinds:
+        return _grad_directions_whole(lm, ids, layers, marker_ids, site, min(batch_size, 8), progress)
+    share = shared_len(lm, ids, "auto", 16, max(len(x) for x in ids), keep=2) if context_safe(lm) else 0
+    with torch.no_grad():
+        pcache = prefix_cache(lm, ids[0][:share]) if share else None
+    total = {k: torch.zeros(lm.hidden_size) for k in layers}
+    for batch in tqdm(
+        length_sorted_batches([len(x) for x in ids], batch_size),
+        desc="grad direction",
+        disable=not progress,
+        leave=False,
+    ):
+        rows = [ids[i] for i in batch]
+        with torch.no_grad():
+            ctx_out, ctx_mask, ctx_pos = prefill(lm, [r[:-1] for r in rows], share, pcache, CONTEXT)
+        last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
+        mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+        with live_states(lm, layers, site) as store, torch.enable_grad(), forward_phase(lm, PROMPT):
+            logits = lm.model(
+                input_ids=last,
+                attention_mask=mask,
+                position_ids=ctx_pos + 1,
+                use_cache=True,
+                logits_to_keep=1,
+                **cache_kwargs(lm.model, output_cache(ctx_out)),
+            ).logits
+            lp = marker_logprob(logits[:, -1], marker_ids)
+            grads = torch.autograd.grad(lp.sum(), [store[k] for k in layers])
+        for k, g in zip(layers, grads):
+            _add_unit(total[k], g[:, -1])
+    return {k: unit(v) for k, v in total.items()}
+
+
+def _add_unit(total: torch.Tensor, g_last: torch.Tensor) -> None:
+    g_last = g_last.float().cpu()
+    total += (g_last / g_last.norm(dim=-1, keepdim=True).clamp(min=1e-12)).sum(0)
+
+
+def _grad_directions_whole(
+    lm: LoadedModel,
+    ids: list[list[int]],
+    layers: Sequence[int],
+    marker_ids: Sequence[int],
+    site: str,
+    batch_size: int,
+    progress: bool,
+) -> dict[int, torch.Tensor]:
+    """The same gradient through whole prompts (one-token prompts; LFM2's conv state has no split context)."""
     total = {k: torch.zeros(lm.hidden_size) for k in layers}
     with live_states(lm, layers, site) as store:
         for batch in tqdm(
@@ -65,10 +123,9 @@ def grad_directions(
                 lp = marker_logprob(logits[:, -1], marker_ids)
                 grads = torch.autograd.grad(lp.sum(), [store[k] for k in layers])
             for k, g in zip(layers, grads):
-                g_last = (
-                    g[:, -1].float().cpu()
+                _add_unit(
+                    total[k], g[:, -1]
                 )  # left padding: every row's last prompt token is the last column
-                total[k] += (g_last / g_last.norm(dim=-1, keepdim=True).clamp(min=1e-12)).sum(0)
     return {k: unit(v) for k, v in total.items()}
 
 

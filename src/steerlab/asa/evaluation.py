@@ -28,6 +28,7 @@ ROW_DOC = {
     "prefill+cd": "prefill, then the call decoded under the router's tool schema",
     "prefill+cd_model": "prefill, then the call decoded under any tool's schema (the model picks the tool)",
     "steer+prefill+cd": "gated push and prefill, then the call under the router's tool schema",
+    "steer+prefill": "gated push and prefill (the call unconstrained)",
     "paper": "the paper's setting: mean-difference direction, ±push by the gate (tuned on VALID by its own rule)",
     "no_gate": "asa's push on every prompt (no gate)",
     "global_only": "gated, the global mean-difference direction in place of asa's",
@@ -39,6 +40,12 @@ ROW_DOC = {
 
 
 TRIGGER_ONLY = ("paper", "no_gate", "global_only", "random", "negative", "oracle")
+# the row of each gated action, without and with the call decoded under a schema
+ACTION_ROW = {
+    "steer": ("asa", "steer+cd"),
+    "prefill": ("prefill", "prefill+cd"),
+    "steer+prefill": ("steer+prefill", "steer+prefill+cd"),
+}
 
 
 def _row_metrics(
@@ -68,17 +75,26 @@ def stage_evaluate(ctx: StageContext) -> dict:
     ex, y = data.examples["test"], data.labels("test")
     cd = c.constrain != "none"
     conds: dict = {"baseline": None}
-    if "steer" in c.actions:
-        conds["asa"] = action_for(ctx, lm, params, best, "steer", "none")
-        if cd:
-            conds["steer+cd"] = action_for(ctx, lm, params, best, "steer", c.constrain)
-    if "prefill" in c.actions:
-        conds["prefill"] = action_for(ctx, lm, params, best, "prefill", "none")
-        if cd:
-            conds["prefill+cd"] = action_for(ctx, lm, params, best, "prefill", c.constrain)
-            conds["prefill+cd_model"] = action_for(ctx, lm, params, best, "prefill", "model")
-    if "steer+prefill" in c.actions and cd:
-        conds["steer+prefill+cd"] = action_for(ctx, lm, params, best, "steer+prefill", c.constrain)
+    trigger_only = set(TRIGGER_ONLY)
+    if c.rows == "all":
+        if "steer" in c.actions:
+            conds["asa"] = action_for(ctx, lm, params, best, "steer", "none")
+            if cd:
+                conds["steer+cd"] = action_for(ctx, lm, params, best, "steer", c.constrain)
+        if "prefill" in c.actions:
+            conds["prefill"] = action_for(ctx, lm, params, best, "prefill", "none")
+            if cd:
+                conds["prefill+cd"] = action_for(ctx, lm, params, best, "prefill", c.constrain)
+                conds["prefill+cd_model"] = action_for(ctx, lm, params, best, "prefill", "model")
+        if "steer+prefill" in c.actions and cd:
+            conds["steer+prefill+cd"] = action_for(ctx, lm, params, best, "steer+prefill", c.constrain)
+    else:  # the steering row (its trigger decision) and the asset's action with its call decoded
+        chosen = ctx.result("actions")["chosen"]
+        row = ACTION_ROW[chosen][1 if cd else 0]
+        if "steer" in c.actions and row != "asa":
+            conds["asa"] = action_for(ctx, lm, params, best, "steer", "none")
+            trigger_only.add("asa")
+        conds[row] = action_for(ctx, lm, params, best, chosen, c.constrain)
     if paper is not None:
         conds["paper"] = _paper(ctx, lm, layer_params(ctx, paper["layer"]), paper)
     for mode in ("no_gate", "global_only", "random", "negative", "oracle"):
@@ -87,7 +103,7 @@ def stage_evaluate(ctx: StageContext) -> dict:
         )
     # The rows a user would deploy decode whole calls (success precision); the reference and ablation rows only need
     # the trigger decision, so they stop once it is known (a call would cost ~40 decoding steps per row).
-    full = {k: v for k, v in conds.items() if k not in TRIGGER_ONLY}
+    full = {k: v for k, v in conds.items() if k not in trigger_only}
     gens = generate_conditions(
         lm,
         data.messages("test"),
@@ -104,7 +120,7 @@ def stage_evaluate(ctx: StageContext) -> dict:
         generate_conditions(
             lm,
             data.messages("test"),
-            {k: v for k, v in conds.items() if k in TRIGGER_ONLY},
+            {k: v for k, v in conds.items() if k in trigger_only},
             max_new_tokens=c.max_new_tokens_call if decision is None else 16,
             batch_size=c.batch_size,
             tools=data.chat_tools(),
@@ -116,7 +132,7 @@ def stage_evaluate(ctx: StageContext) -> dict:
     rows, preds, predictions = {}, {}, []
     for name in conds:
         rows[name], preds[name], success = _row_metrics(
-            gens[name], ex, y, c, data, calls=name not in TRIGGER_ONLY or decision is None
+            gens[name], ex, y, c, data, calls=name not in trigger_only or decision is None
         )
         for i, (g, e) in enumerate(zip(gens[name], ex)):
             predictions.append(

@@ -130,6 +130,8 @@ def write_report(ctx: StageContext) -> Path:
         + (f" (reduced: {c.limit_per_cell} per split×domain×label)" if c.limit_per_cell else "")
         + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min of stage computation.",
         "",
+        _preset_line(c),
+        "",
         "## Operating point (chosen on VALID)",
         "",
         f"- layer L*={best['layer']} (candidates {tune['layers']}; best-AUC layer {sweep['best_auc_layer']}, VALID AUC "
@@ -190,6 +192,22 @@ def write_report(ctx: StageContext) -> Path:
     path = ctx.out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _preset_line(c: object) -> str:
+    """What this run searched and ran (the default job or the whole search)."""
+    what = (
+        f"layers: the {c.n_top_layers} best by VALID probe AUC; directions {', '.join(c.directions)}; strengths "
+        f"{', '.join(f'{s:g}' for s in c.strengths)}; taus {', '.join(f'{t:g}' for t in c.taus)}; actions "
+        f"{', '.join(c.actions)} on {c.action_rows} VALID rows; TEST rows '{c.rows}'; few-shot baselines "
+        f"{', '.join(c.baselines) or 'none'}; LoRA " + (f"rank {c.lora_rank}" if c.lora_rank else "skipped")
+    )
+    if c.preset == "full":
+        return f"Preset `full` (the whole search): {what}."
+    return (
+        f"Preset `default` (the main job; `steerlab asa run --full` runs the whole search, every gated action as "
+        f"a row, every few-shot baseline and LoRA): {what}."
+    )
 
 
 def _edge_table(edge: dict) -> str:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
 from ..models.hf_compat import cache_kwargs
 from ..models.phase import PROMPT, active_interventions, context_safe, forward_phase
-from ..models.prefix import common_prefix_len, expand_cache, prefix_cache, sharing_allowed
+from ..models.prefix import cache_for_rows, common_prefix_len, prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
 from .cache import load_cached, save_cached
 
@@ -167,9 +167,13 @@ def capture(
     batch_store: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
 
+    batch_mask: list[torch.Tensor] = []  # the batch's suffix mask: the hook gathers the positions asked
+
     def make_grab(key: tuple[int, str]):
         def grab(hidden: torch.Tensor) -> None:
-            batch_store[key] = hidden.detach()
+            hidden = hidden.detach()
+            # keep only the positions asked for: a batch holds one [B, d] per key, not every layer's [B, T, d]
+            batch_store[key] = hidden if positions == "all" else _gather(hidden, batch_mask[0], positions)
 
         return grab
 
@@ -191,9 +195,11 @@ def capture(
                 batch_store.clear()
                 kwargs: dict = {"use_cache": False}
                 full_mask = mask
+                batch_mask[:] = [mask]
                 if share:
-                    ones = torch.ones(len(batch), share, dtype=torch.long, device=lm.device)
-                    kwargs = {**cache_kwargs(lm.model, expand_cache(pcache, len(batch))), "use_cache": True}
+                    rows_cache, cols = cache_for_rows(lm, pcache, len(batch), keep=False)
+                    ones = torch.ones(len(batch), cols, dtype=torch.long, device=lm.device)
+                    kwargs = {**cache_kwargs(lm.model, rows_cache), "use_cache": True}
                     full_mask = torch.cat([ones, mask], dim=1)
                 try:
                     with forward_phase(lm, PROMPT):
@@ -206,7 +212,9 @@ def capture(
                 except _StopForward:
                     pass
                 for key in keys:
-                    got = _gather(batch_store[key], mask, positions)
+                    got = (
+                        batch_store[key] if positions != "all" else _gather(batch_store[key], mask, positions)
+                    )
                     for j, i in enumerate(batch):
                         val = got[j]
                         results[key][i] = val.to("cpu", out_dtype).clone()

@@ -94,16 +94,19 @@ def decode(
                 if t in rules.eos:
                     stopped[b] = "eos"
                     continue
-                gen[b].append(t)
-                if need_text:
-                    text[b] = tok.decode(gen[b], skip_special_tokens=False)
-                    if rules.on_token is not None and not text[b].endswith("\ufffd"):
-                        rules.on_token(index[b], t, text[b][sent[b] :])
-                        sent[b] = len(text[b])
-                if rules.stop is not None and rules.stop(text[b]):
-                    stopped[b] = "stop"
-                elif len(gen[b]) >= rules.max_new[index[b]]:
-                    stopped[b] = "length"
+                for tt in [t, *_tail(rules, index[b], gen[b], t, tok)]:
+                    gen[b].append(tt)
+                    if need_text:
+                        text[b] = tok.decode(gen[b], skip_special_tokens=False)
+                        if rules.on_token is not None and not text[b].endswith("\ufffd"):
+                            rules.on_token(index[b], tt, text[b][sent[b] :])
+                            sent[b] = len(text[b])
+                    if rules.stop is not None and rules.stop(text[b]):
+                        stopped[b] = "stop"
+                    elif len(gen[b]) >= rules.max_new[index[b]]:
+                        stopped[b] = "length"
+                    if stopped[b] is not None:
+                        break
             if all(s is not None for s in stopped):
                 break
             alive = torch.tensor([stopped[b] is None for b in live], device=lm.device)
@@ -141,6 +144,24 @@ def decode(
             rules.on_token(index[b], -1, final[sent[b] :])  # text held back for an incomplete character
         results.append(Generation(text=final, token_ids=g, prompt_tokens=len(r), stopped_by=s or "length"))
     return results
+
+
+def _tail(rules: DecodeRules, i: int, gen: list[int], t: int, tok: object) -> list[int]:
+    """Tokens row ``i`` must end with after ``t`` (a logits rule knows them, e.g. a complete call's closer), when the
+    row stops within them: they are appended without a forward each. Empty when there is none, or when the row would
+    go on after them (then the model must see them)."""
+    if rules.logits_rule is None or not hasattr(rules.logits_rule, "fixed_tail"):
+        return []
+    tail = rules.logits_rule.fixed_tail(i, [*gen, t])
+    if not tail:
+        return []
+    room = rules.max_new[i] - len(gen) - 1
+    if room <= 0:
+        return []
+    ends = len(tail) >= room or (
+        rules.stop is not None and rules.stop(tok.decode([*gen, t, *tail], skip_special_tokens=False))
+    )
+    return list(tail[:room]) if ends else []
 
 
 def eos_ids(lm: LoadedModel) -> set[int]:

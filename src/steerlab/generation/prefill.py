@@ -37,15 +37,16 @@ def shared_len(
 def prefill(
     lm: LoadedModel, rows: list[list[int]], share: int, pcache: object, phase: str = PROMPT
 ) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """Forward the rows' tokens after the shared prefix; returns (output, full mask, last position ids)."""
+    """Forward the rows' tokens after the shared prefix; returns (output, the mask later forwards extend, last
+    position ids). The mask covers the prefix's columns only where the prefix is copied into every row."""
     bsz = len(rows)
     suffix_ids, suffix_mask = left_pad([r[share:] for r in rows], lm.tokenizer.pad_token_id, lm.device)
     cache = None
     if share:
-        from ..models.prefix import expand_cache
+        from ..models.prefix import cache_for_rows
 
-        cache = expand_cache(pcache, bsz)
-        mask = torch.cat([torch.ones(bsz, share, dtype=torch.long, device=lm.device), suffix_mask], dim=1)
+        cache, cols = cache_for_rows(lm, pcache, bsz)
+        mask = torch.cat([torch.ones(bsz, cols, dtype=torch.long, device=lm.device), suffix_mask], dim=1)
     else:
         mask = suffix_mask
     pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
@@ -77,9 +78,12 @@ def last_token_forward(
 
 
 def croppable(cache: object) -> bool:
-    """Plain full-attention caches can be restored by reference; sliding-window and other layer kinds are copied."""
+    """Plain full-attention caches (and the rows of a shared-prefix cache) can be restored by reference and have
+    rows dropped; sliding-window and other layer kinds are copied."""
     layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(x).__name__ == "DynamicLayer" and hasattr(x, "keys") for x in layers)
+    return bool(layers) and all(
+        type(x).__name__ in ("DynamicLayer", "RowsLayer") and hasattr(x, "keys") for x in layers
+    )
 
 
 class ContextCache:

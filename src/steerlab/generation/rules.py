@@ -73,16 +73,38 @@ def marker_start_ids(tokenizer: object, marker: str) -> list[int]:
     return _MARKER_IDS[key]
 
 
+class _Composed:
+    """Several rules applied in turn; a row's fixed tail is the first one a rule knows."""
+
+    def __init__(self, rules: list[LogitsRule]) -> None:
+        self.rules = rules
+
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
+        for r in self.rules:
+            logits = r(rows, gen, logits)
+        return logits
+
+    def fixed_tail(self, row: int, gen: Sequence[int]) -> list[int] | None:
+        return fixed_tail(self.rules, row, gen)
+
+
+def fixed_tail(rules: Sequence[LogitsRule], row: int, gen: Sequence[int]) -> list[int] | None:
+    """The tokens a row must end with, once a rule knows them all (e.g. the closer after a complete call): decoding
+    appends them without running the model for each (optional method ``fixed_tail(row, gen)`` of a rule)."""
+    for r in rules:
+        f = getattr(r, "fixed_tail", None)
+        tail = f(row, gen) if f is not None else None
+        if tail is not None:
+            return tail
+    return None
+
+
 def compose(rules: Sequence[LogitsRule | None]) -> LogitsRule | None:
     active = [r for r in rules if r is not None]
     if not active:
         return None
     if len(active) == 1:
         return active[0]
-
-    def both(rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor) -> torch.Tensor:
-        for r in active:
-            logits = r(rows, gen, logits)
-        return logits
-
-    return both
+    return _Composed(active)

@@ -52,10 +52,10 @@ class ForwardInfo:
 
     ``valid`` [B, S]: real (unpadded) tokens; ``prompt`` [B, S]: prompt tokens; ``last_prompt`` [B]: the column of
     each row's last prompt token in this forward (-1 when it is not in it); ``absolute`` [B, S]: each position's index
-    in its row's real sequence.
+    in its row's real sequence (a shared prefix kept once in the cache, ``offset`` tokens, counted in).
     """
 
-    __slots__ = ("phase", "bsz", "seq", "past", "prompt_width", "_mask", "_device", "__dict__")
+    __slots__ = ("phase", "bsz", "seq", "past", "prompt_width", "offset", "_mask", "_device", "__dict__")
 
     def __init__(
         self,
@@ -66,9 +66,10 @@ class ForwardInfo:
         mask: torch.Tensor | None,
         device: torch.device,
         prompt_width: int | None = None,
+        offset: int = 0,
     ) -> None:
         self.phase, self.bsz, self.seq, self.past = phase, bsz, seq, past
-        self.prompt_width = prompt_width
+        self.prompt_width, self.offset = prompt_width, offset
         self._mask, self._device = mask, device
 
     @functools.cached_property
@@ -104,8 +105,8 @@ class ForwardInfo:
     def absolute(self) -> torch.Tensor:
         m = self._mask
         if isinstance(m, torch.Tensor) and m.dim() == 2 and m.shape[0] == self.bsz and m.shape[1] >= self.seq:
-            return (m.long().cumsum(dim=1) - 1)[:, -self.seq :]
-        return self.past + self.valid.long().cumsum(dim=1) - 1
+            return (m.long().cumsum(dim=1) - 1)[:, -self.seq :] + self.offset
+        return self.offset + self.past + self.valid.long().cumsum(dim=1) - 1
 
 
 class ModelState:
@@ -149,7 +150,11 @@ class ModelState:
             self.current = None
             return
         bsz, seq = int(ref.shape[0]), int(ref.shape[1])
-        past = cache_length(forward_cache(kwargs))
+        cache = forward_cache(kwargs)
+        past = cache_length(cache)
+        offset = int(
+            getattr(cache, "shared_prefix_length", 0) or 0
+        )  # a prefix kept once, outside the rows' mask
         width = None
         if self.forced:
             phase = self.forced[-1]
@@ -165,7 +170,9 @@ class ModelState:
             phase = DECODE
         else:
             phase = PROMPT
-        self.current = ForwardInfo(phase, bsz, seq, past, kwargs.get("attention_mask"), ref.device, width)
+        self.current = ForwardInfo(
+            phase, bsz, seq, past, kwargs.get("attention_mask"), ref.device, width, offset
+        )
 
     def close(self) -> None:
         self._hook.remove()

@@ -51,3 +51,15 @@ def expand_cache(cache: object, n: int) -> object:
     if n > 1:
         c.batch_repeat_interleave(n)
     return c
+
+
+def cache_for_rows(lm: LoadedModel, cache: object, n: int, keep: bool = True) -> tuple[object, int]:
+    """A cache for ``n`` rows after the shared prefix ``cache``, and how many prefix columns the rows' 2-D attention
+    mask must carry: the prefix kept once (0 columns; ``prefix_attention``) where the model's attention allows it,
+    otherwise copied into every row (all of its columns). ``keep=False``: one forward that needs no cache after it
+    (capture) does not store the rows' keys and values."""
+    from .prefix_attention import install, rows_cache
+
+    if install(lm.model):
+        return rows_cache(cache, keep=keep), 0
+    return expand_cache(cache, n), cache.get_seq_length()

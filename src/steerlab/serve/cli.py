@@ -35,6 +35,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     need("fastapi", "uvicorn", extra="serve")
     import uvicorn
 
+    from .. import threads
     from .app import ServeConfig, create_app
     from .engine import Engine
 
@@ -79,7 +80,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     )
     print(
-        f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready)"
+        f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready; "
+        f"{threads.apply().describe()})"
     )
     server.run()
     return 2 if failed else 0

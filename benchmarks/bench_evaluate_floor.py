@@ -1,0 +1,147 @@
+"""The ASA evaluate stage against the compute floor of the tokens it must process.
+
+The floor: the shared context (system prompt + few-shot turns) once, each TEST row's own prompt suffix once, and
+every generated token that another token follows (the last one of a row needs no forward), all processed at the
+speed of a bare batched forward of the model (``[64, 32]`` random tokens, no cache, no steering, timed in the same
+run before and after the stage; the faster of the two medians, so the floor is never flattered). Times are this
+process's CPU seconds (the machine is shared: wall time would measure the neighbours; torch on the threads the
+command line chose, one on a busy machine; the wall time is in the result too). steerlab's time is the whole stage (generation of every row under every condition, the gate, the schema mask, stop rules, metrics
+with bootstrap intervals, plots), rerun on a copy of a finished run directory so the run itself is untouched.
+Target: <= 1.5x. Run: ``.venv/bin/python benchmarks/bench_evaluate_floor.py --run runs/asa-smollm2-135m``
+(a run of ``steerlab asa run``; ``--preset full`` for a run of ``--full``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _common import write_result
+
+import steerlab.asa.evaluation as evaluation
+from steerlab import threads
+from steerlab.asa.config import AsaConfig
+from steerlab.asa.stages import AsaInputs, runner
+from steerlab.models import render_prompts, tokenize_texts
+from steerlab.models.prefix import common_prefix_len
+
+
+def bare_rate(lm, n: int = 3) -> float:  # noqa: ANN001
+    """Tokens per CPU second of a bare batched forward ([64, 32] tokens, no cache): the model's own arithmetic."""
+    x = torch.randint(100, 1000, (64, 32), generator=torch.Generator().manual_seed(0)).to(lm.device)
+    times = []
+    with torch.inference_mode():
+        lm.model(input_ids=x[:8], logits_to_keep=1)
+        for _ in range(n):
+            t = time.process_time()
+            lm.model(input_ids=x, logits_to_keep=1)
+            times.append(time.process_time() - t)
+    return x.numel() / statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--run", required=True, help="a finished ASA run directory")
+    ap.add_argument("--preset", default="default", choices=["default", "full"])
+    ap.add_argument(
+        "--test-rows", type=int, default=None, help="the first N TEST prompts only (default: all)"
+    )
+    args = ap.parse_args()
+    threads.apply()  # as the command line does: the cores not busy with other work
+    src = Path(args.run)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
+    try:
+        for stage in ("extract", "sweep", "vectors", "fit", "screen", "tune", "actions"):
+            shutil.copytree(src / stage, tmp / stage)
+        cfg = AsaConfig(preset=args.preset, out=str(tmp))
+        r = runner(cfg, tmp, progress=False)
+        for stage in ("extract", "sweep", "vectors", "fit", "screen", "tune", "actions"):
+            if not r.is_done(stage):
+                raise SystemExit(f"{src}/{stage} was not run with --preset {args.preset}'s config")
+        lm = r.model()
+        rate_before = bare_rate(lm)
+        gens: list[dict] = []
+        gen_seconds = [0.0]
+        real = evaluation.generate_conditions
+
+        def timed(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            t = time.process_time()
+            out = real(*a, **kw)
+            gen_seconds[0] += time.process_time() - t
+            gens.append(out)
+            return out
+
+        real_inputs, real_states = evaluation.inputs, evaluation.states
+        if args.test_rows:  # the same code path on fewer TEST prompts
+
+            def fewer(ctx):  # noqa: ANN001, ANN202
+                d = AsaInputs(ctx.config)
+                d.examples["test"] = d.examples["test"][: args.test_rows]
+                return d
+
+            def fewer_states(ctx, split):  # noqa: ANN001, ANN202
+                h = real_states(ctx, split)
+                return h[: args.test_rows] if split == "test" else h
+
+            evaluation.inputs, evaluation.states = fewer, fewer_states
+        evaluation.generate_conditions = timed
+        try:
+            t0, w0 = time.process_time(), time.perf_counter()
+            r.run("evaluate", force=True)
+            stage_seconds, wall = time.process_time() - t0, time.perf_counter() - w0
+        finally:
+            evaluation.generate_conditions = real
+            evaluation.inputs, evaluation.states = real_inputs, real_states
+        rate_after = bare_rate(lm)
+        done = json.loads((tmp / "evaluate" / "_DONE.json").read_text())
+        data = AsaInputs(cfg)
+        msgs = data.messages("test")[: args.test_rows] if args.test_rows else data.messages("test")
+        ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, msgs))
+        prefix = common_prefix_len(ids)
+        suffix = sum(len(x) - prefix for x in ids)
+        generated = sum(max(0, len(g.token_ids) - 1) for out in gens for rows in out.values() for g in rows)
+        conditions = sum(len(out) for out in gens)
+        floor_tokens = prefix + suffix + generated
+        rate = max(rate_before, rate_after)
+        floor_seconds = floor_tokens / rate
+        result = {
+            "what": "ASA evaluate stage (TEST, every condition by generation) vs the compute floor of its tokens",
+            "model": lm.name,
+            "device": str(lm.device),
+            "run": str(src),
+            "preset": args.preset,
+            "conditions": conditions,
+            "rows": len(ids),
+            "tokens": {
+                "shared_context": prefix,
+                "row_suffixes": suffix,
+                "generated_needing_a_forward": generated,
+                "floor_total": floor_tokens,
+            },
+            "bare_forward_tokens_per_cpu_s": {"before": round(rate_before, 1), "after": round(rate_after, 1)},
+            "floor_cpu_seconds": round(floor_seconds, 2),
+            "stage_cpu_seconds": round(stage_seconds, 2),
+            "stage_wall_seconds": round(wall, 2),
+            "generation_cpu_seconds": round(gen_seconds[0], 2),
+            "stage_peak_rss_mb": done.get("peak_rss_mb"),
+            "batch_size": cfg.batch_size,
+            "ratio_stage_over_floor": round(stage_seconds / floor_seconds, 2),
+            "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
+            "target": "<= 1.5x",
+            "threads": torch.get_num_threads(),
+            "command": f"bench_evaluate_floor.py --run {args.run} --preset {args.preset}"
+            + (f" --test-rows {args.test_rows}" if args.test_rows else ""),
+        }
+        write_result("evaluate_floor", result)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""torch.profiler tables of ASA stages (by default actions and evaluate), rerun on a copy of a finished run.
+
+Where a stage's time goes, operator by operator: the model's own arithmetic (``aten::mm``, attention, the
+element-wise ops of the MLP and the norms) against everything else (cache copies, the schema mask, Python between
+forwards: the profile's total minus its operators). ``--test-rows N`` profiles evaluate on the first N TEST prompts
+(the same code path, a shorter profile). Also writes the per-stage table of the run (wall seconds, CPU seconds, peak
+resident memory, from each stage's ``_DONE.json``) that docs/limits.md quotes.
+Run: ``.venv/bin/python benchmarks/profile_asa_stages.py --run runs/asa-smollm2-135m [--test-rows 128]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from _common import write_result
+
+import steerlab.asa.evaluation as evaluation
+from steerlab import threads
+from steerlab.asa.config import AsaConfig
+from steerlab.asa.stages import STAGES, AsaInputs, runner
+
+BEFORE = ("extract", "sweep", "vectors", "fit", "screen", "tune", "actions")
+
+
+def stage_table(run: Path) -> list[dict]:
+    rows = []
+    for s in STAGES:
+        f = run / s.name / "_DONE.json"
+        if f.is_file():
+            d = json.loads(f.read_text())
+            rows.append(
+                {
+                    "stage": s.name,
+                    "seconds": d.get("seconds"),
+                    "cpu_seconds": d.get("cpu_seconds"),
+                    "peak_rss_mb": d.get("peak_rss_mb"),
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--preset", default="default", choices=["default", "full"])
+    ap.add_argument("--stages", default="actions,evaluate")
+    ap.add_argument("--test-rows", type=int, default=128)
+    ap.add_argument("--rows", type=int, default=20, help="operators per table")
+    args = ap.parse_args()
+    from torch.profiler import ProfilerActivity, profile
+
+    threads.apply()
+    src = Path(args.run)
+    tmp = Path(tempfile.mkdtemp(prefix="profile-asa-"))
+    out = Path(__file__).parent / "results"
+    summary: dict = {"run": str(src), "stages": stage_table(src), "profiles": {}}
+    try:
+        for stage in BEFORE:
+            shutil.copytree(src / stage, tmp / stage)
+        cfg = AsaConfig(preset=args.preset, out=str(tmp))
+        r = runner(cfg, tmp, progress=False)
+        r.model()
+        real_inputs = evaluation.inputs
+
+        def fewer(ctx):  # noqa: ANN001, ANN202
+            data = AsaInputs(ctx.config)
+            data.examples["test"] = data.examples["test"][: args.test_rows]
+            return data
+
+        real_states = evaluation.states
+
+        def fewer_states(ctx, split):  # noqa: ANN001, ANN202
+            h = real_states(ctx, split)
+            return h[: args.test_rows] if split == "test" else h
+
+        evaluation.inputs, evaluation.states = fewer, fewer_states
+        try:
+            for stage in args.stages.split(","):
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    t, w = time.process_time(), time.perf_counter()
+                    r.run(stage, force=True)
+                    cpu, wall = time.process_time() - t, time.perf_counter() - w
+                avg = prof.key_averages()
+                table = avg.table(sort_by="self_cpu_time_total", row_limit=args.rows)
+                path = out / f"asa_stage_profile_{stage}.txt"
+                path.write_text(table)
+                total = sum(e.self_cpu_time_total for e in avg) / 1e6
+                top = sorted(avg, key=lambda e: -e.self_cpu_time_total)[: args.rows]
+                # the profiler times operators by the clock (a descheduled operator counts its wait), so shares
+                # are of the profiled wall time, and the part outside operators is the wall time they leave
+                summary["profiles"][stage] = {
+                    "cpu_seconds": round(cpu, 2),
+                    "wall_seconds": round(wall, 2),
+                    "operators_self_seconds": round(total, 2),
+                    "outside_operators_seconds": round(max(0.0, wall - total), 2),
+                    "top": [
+                        {
+                            "op": e.key,
+                            "self_s": round(e.self_cpu_time_total / 1e6, 3),
+                            "share": round(e.self_cpu_time_total / 1e6 / max(wall, total), 3),
+                            "calls": e.count,
+                        }
+                        for e in top
+                    ],
+                    "table": str(path.relative_to(out.parent.parent)),
+                    "test_rows": args.test_rows if stage == "evaluate" else None,
+                }
+        finally:
+            evaluation.inputs, evaluation.states = real_inputs, real_states
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary["command"] = (
+        f"profile_asa_stages.py --run {args.run} --stages {args.stages} --test-rows {args.test_rows}"
+    )
+    write_result("asa_stage_profile", summary)
+
+
+if __name__ == "__main__":
+    main()
