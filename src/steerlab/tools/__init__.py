@@ -1,6 +1,7 @@
 """Tool calls: a registered class per call format (parse, render, stop rules, prefill), schema validation,
 trigger detection."""
 
+from . import builtin_formats  # noqa: F401 - registers the built-in call formats
 from .ast_match import ast_match, values_match
 from .calls import ParseError, ParseResult, ToolCall
 from .formats import (

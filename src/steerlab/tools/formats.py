@@ -5,38 +5,29 @@ tool", the closer that ends a call, the instruction that teaches it in a system 
 and renderer, the stop rules on generated text, and the start of a reply that forces a call (``prefill``). Prompts
 (``steerlab.asa.prompt``), trigger metrics and stop rules (``steerlab.tools.triggers``), decoding under a schema
 (``steerlab.asa.calls``) and the server (``steerlab.serve``) all ask the format by name (``format_spec``); none of
-them names a marker. A new syntax is one subclass of ``ToolCallFormat`` with the decorator, here or in user code
-(docs/extending.md shows one).
+them names a marker. A new syntax is one subclass of ``ToolCallFormat`` (or of ``JsonBodyFormat``, for a JSON call
+after a marker) with the decorator, in steerlab or in user code (docs/extending.md shows one).
 
-Built in (``TOOL_CALL_FORMATS``, in registration order):
-- ``tool_call_json``: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes, Qwen, SmolLM2), one or many
-- ``lfm2_pythonic``: ``<|tool_call_start|>[f(a=1, b="x"), g()]<|tool_call_end|>`` (LFM2), read with ``ast``, literals only
-- ``functioncall``: ``<functioncall>{json}``
-- ``json``: a bare JSON object or list (``arguments``, or Llama-3's ``parameters``)
-- ``markdown_json``: JSON in a fenced ``json`` (or untagged) code block
-- ``calculator``: ``<tool_call>calculator(12 * 7)</tool_call>`` (the transcoder study's finetuned format); only on
-  request, never detected (it shares ``tool_call_json``'s marker)
-
+This module holds the base classes, the registry and the entry points (``parse_tool_calls``, ``render_tool_call``,
+``format_spec``); the built-in formats are in ``steerlab.tools.builtin_formats`` (registered when ``steerlab.tools``
+is imported): ``tool_call_json``, ``lfm2_pythonic``, ``functioncall``, ``json``, ``markdown_json``, ``calculator``.
 Parsing never raises on the model's text and never evaluates it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar, TypeVar
 
 from ..config import UserError
 from .calls import ParseError, ParseResult, ToolCall
-from .json_calls import SNIP, bare_json, call_from_obj, call_head, call_objects, json_at, json_text
-from .pythonic import call_list_text, parse_call_list
+from .json_calls import call_from_obj, call_head, call_objects, json_at, json_text
 
 TRIGGER_MODES = ("prefix", "anywhere")
-_ANSWER = " If no tool is needed, answer directly."
 
 
 def check_mode(mode: str) -> str:
-    """``mode`` itself if it is a trigger mode, else a ValueError listing them."""
+    """``mode`` itself if it is a trigger mode, else a UserError listing them."""
     if mode not in TRIGGER_MODES:
         raise UserError(f"unknown trigger mode {mode!r}; valid: {', '.join(TRIGGER_MODES)}")
     return mode
@@ -242,10 +233,11 @@ def format_spec(fmt: str) -> ToolCallFormat:
     return FORMAT_SPECS[check_format(fmt)]
 
 
-# ------------------------------------------------------------------ the built-in formats
+# ------------------------------------------------------------------ a base for JSON calls
 
 
-def _one_or_list(calls: list[ToolCall]) -> str:
+def one_or_list(calls: list[ToolCall]) -> str:
+    """One call as a JSON object, several as a JSON list."""
     objs = call_objects(calls)
     return json_text(objs[0] if len(objs) == 1 else objs)
 
@@ -268,164 +260,8 @@ class JsonBodyFormat(ToolCallFormat):
 
     def render(self, calls: list[ToolCall]) -> str:
         if self.closer is None:
-            return self.marker + _one_or_list(calls)
+            return self.marker + one_or_list(calls)
         return "".join(f"{self.marker}{json_text(o)}{self.closer}" for o in call_objects(calls))
-
-
-@register_format("tool_call_json")
-class ToolCallJson(JsonBodyFormat):
-    """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, one or many (Hermes, Qwen, SmolLM2)."""
-
-    marker, closer = "<tool_call>", "</tool_call>"
-    example = '<tool_call>{"name": "f", "arguments": {}}</tool_call>'
-    instruction = (
-        'To use a tool, reply with only <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>.'
-        + _ANSWER
-    )
-    schema_constrained = True
-
-
-@register_format("lfm2_pythonic")
-class Lfm2Pythonic(ToolCallFormat):
-    """``<|tool_call_start|>[f(a=1, b="x"), g()]<|tool_call_end|>`` (LFM2): read from the syntax tree, literals only."""
-
-    marker, closer = "<|tool_call_start|>", "<|tool_call_end|>"
-    example = "<|tool_call_start|>[f(a=1)]<|tool_call_end|>"
-    instruction = (
-        "To use a tool, reply with only <|tool_call_start|>[tool_name(arg=value)]<|tool_call_end|>." + _ANSWER
-    )
-
-    def parse(self, text: str) -> ParseResult:
-        res = ParseResult(format=self.name)
-        for off, body, closed in self.bodies(text):
-            parse_call_list(body, off, self.name, res, closed)
-        return res
-
-    def render(self, calls: list[ToolCall]) -> str:
-        return f"{self.marker}[{call_list_text(calls, self.name)}]{self.closer}"
-
-    def prefill(self, name: str | None = None) -> str:
-        return self.marker if name is None else f"{self.marker}[{name}("
-
-
-@register_format("functioncall")
-class FunctionCall(JsonBodyFormat):
-    """``<functioncall>{json}``: a marker and a JSON call (or list), no closer."""
-
-    marker = "<functioncall>"
-    example = '<functioncall>{"name": "f", "arguments": {}}'
-    instruction = (
-        'To use a tool, reply with only <functioncall>{"name": "<tool>", "arguments": {...}}.' + _ANSWER
-    )
-
-
-@register_format("json")
-class BareJson(ToolCallFormat):
-    """A bare JSON call object or list (``arguments``, or Llama-3's ``parameters``). Its marker ``{`` is too common
-    to be evidence, so it is detected last: only when no other format is, from a ``{"name"``-like key."""
-
-    marker = "{"
-    example = '{"name": "f", "arguments": {}}'
-    instruction = 'To use a tool, reply with only {"name": "<tool>", "arguments": {...}}.' + _ANSWER
-
-    def detect(self, text: str) -> tuple[int, int] | None:
-        if re.search(r'\{\s*"', text) and re.search(r'"(name|function)"\s*:', text):
-            return (2, 0)
-        return None
-
-    def parse(self, text: str) -> ParseResult:
-        res = ParseResult(format=self.name)
-        bare_json(text, self.name, res)
-        return res
-
-    def render(self, calls: list[ToolCall]) -> str:
-        return _one_or_list(calls)
-
-    def prefill(self, name: str | None = None) -> str:
-        return self.marker if name is None else call_head(name)
-
-
-_FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", flags=re.S)
-_UNTAGGED_JSON_FENCE = re.compile(r"```[ \t]*\n\s*[\[{]")
-
-
-@register_format("markdown_json")
-class MarkdownJson(ToolCallFormat):
-    """JSON in a fenced ``json`` code block; an untagged fence holding JSON is weaker evidence (tier 1)."""
-
-    marker, closer = "```json", "```"
-    example = '```json\n{"name": "f", "arguments": {}}\n```'
-    instruction = (
-        'To use a tool, reply with only a ```json code block holding {"name": "<tool>", "arguments": {...}}.'
-        + _ANSWER
-    )
-
-    def detect(self, text: str) -> tuple[int, int] | None:
-        found = super().detect(text)
-        if found is None:
-            m = _UNTAGGED_JSON_FENCE.search(text)
-            return None if m is None else (1, m.start())
-        return found
-
-    def parse(self, text: str) -> ParseResult:
-        res = ParseResult(format=self.name)
-        for m in _FENCE.finditer(text):
-            if m.group(1).lower() not in ("", "json") or not m.group(2).strip():
-                continue
-            json_at(text[: m.end(2)], m.start(2), self.name, res, tail_ok=False)
-        return res
-
-    def render(self, calls: list[ToolCall]) -> str:
-        return f"{self.marker}\n{_one_or_list(calls)}\n{self.closer}"
-
-    def prefill(self, name: str | None = None) -> str:
-        return self.marker if name is None else f"{self.marker}\n{call_head(name)}"
-
-
-_CALC = re.compile(r"\s*calculator\((.*)\)\s*", flags=re.S)
-
-
-@register_format("calculator")
-class Calculator(ToolCallFormat):
-    """``<tool_call>calculator(12 * 7)</tool_call>``: the transcoder study's finetuned format. The expression is
-    kept as text (evaluate it with a safe evaluator). Only on request: it shares ``tool_call_json``'s marker."""
-
-    marker, closer = "<tool_call>", "</tool_call>"
-    example = "<tool_call>calculator(12 * 7)</tool_call>"
-    instruction = (
-        "To use the calculator, reply with only <tool_call>calculator(<arithmetic expression>)</tool_call>."
-        + _ANSWER
-    )
-    detectable = False
-
-    def parse(self, text: str) -> ParseResult:
-        res = ParseResult(format=self.name)
-        for off, body, _closed in self.bodies(text):
-            m = _CALC.fullmatch(body)
-            if m is None or not m.group(1).strip():
-                span = (off, off + len(body))
-                res.errors.append(
-                    ParseError(self.name, "expected calculator(<expression>)", body[:SNIP], span)
-                )
-                continue
-            res.calls.append(ToolCall("calculator", {"expression": m.group(1).strip()}))
-        return res
-
-    def render(self, calls: list[ToolCall]) -> str:
-        for c in calls:
-            expr = c.arguments.get("expression")
-            if c.name != "calculator" or set(c.arguments) != {"expression"} or not isinstance(expr, str):
-                raise ValueError(
-                    f"the calculator format holds calculator(expression=<str>) only, got {c!r:.80}"
-                )
-            if ")" in expr and expr.count("(") != expr.count(")"):
-                raise ValueError(f"unbalanced parentheses in calculator expression {expr!r}")
-        return "".join(f"{self.marker}calculator({c.arguments['expression']}){self.closer}" for c in calls)
-
-    def prefill(self, name: str | None = None) -> str:
-        if name not in (None, "calculator"):
-            raise UserError(f"the calculator format calls only 'calculator', not {name!r}")
-        return self.marker if name is None else f"{self.marker}calculator("
 
 
 # ------------------------------------------------------------------ module-level entry points
