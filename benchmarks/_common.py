@@ -156,6 +156,39 @@ def load_bench_model(spec: str):  # noqa: ANN201
     return wrap_model(model, tok, name=spec)
 
 
+def tiny_asa_run(out: Path, until: str = "actions"):  # noqa: ANN201
+    """``--smoke`` input for the scripts that rerun stages of a finished ASA run: a run of the default preset on
+    the ``tiny`` model (few prompts per cell) up to ``until``, built once in ``out/tiny-asa-run`` and reused by the
+    next script. Returns the run directory and a model holder that answers ``tiny`` with that model."""
+    from steerlab.asa.stages import runner
+    from steerlab.stages import ModelHolder
+
+    models = ModelHolder()
+    models.put(TINY, load_bench_model(TINY))
+    root = Path(out) / "tiny-asa-run"
+    runner(tiny_asa_config(root), root, progress=False, models=models).run_all(until=until)
+    return root, models
+
+
+def tiny_asa_config(root: Path, preset: str = "default"):  # noqa: ANN201
+    """The config of ``tiny_asa_run`` (the scripts rebuild it to rerun a stage on a copy)."""
+    from steerlab.asa.config import AsaConfig
+
+    return AsaConfig(
+        preset=preset,
+        model=TINY,
+        out=str(root),
+        limit_per_cell=2,
+        n_top_layers=1,
+        extra_layers=[],
+        string_pattern="^[^<}]{1,4}$",
+        max_new_tokens_call=60,  # a character tokenizer: one token per character of the call
+        action_rows=4,
+        batch_size=8,
+        n_boot=20,
+    )
+
+
 def padded_batches(lm, ids: list[list[int]], batch_size: int) -> list[tuple[list[int], dict]]:  # noqa: ANN001
     """The batches steerlab forms (length-sorted, left-padded, positions that skip the padding), built once, so a
     bare forward over them is the physical limit of any method that reads these tokens."""

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_result
+from _common import parse_args, tiny_asa_config, tiny_asa_run, write_result
 
 import steerlab.asa.evaluation as evaluation
 from steerlab import threads
@@ -34,7 +34,8 @@ from steerlab.models.prefix import common_prefix_len
 
 def bare_rate(lm, n: int = 3) -> float:  # noqa: ANN001
     """Tokens per CPU second of a bare batched forward ([64, 32] tokens, no cache): the model's own arithmetic."""
-    x = torch.randint(100, 1000, (64, 32), generator=torch.Generator().manual_seed(0)).to(lm.device)
+    hi = min(1000, lm.model.config.vocab_size)  # ordinary tokens of any vocabulary
+    x = torch.randint(10, hi, (64, 32), generator=torch.Generator().manual_seed(0)).to(lm.device)
     times = []
     with torch.inference_mode():
         lm.model(input_ids=x[:8], logits_to_keep=1)
@@ -47,20 +48,28 @@ def bare_rate(lm, n: int = 3) -> float:  # noqa: ANN001
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--run", required=True, help="a finished ASA run directory")
+    ap.add_argument(
+        "--run", default=None, help="a finished ASA run directory (--smoke: a tiny one it builds)"
+    )
     ap.add_argument("--preset", default="default", choices=["default", "full"])
     ap.add_argument(
         "--test-rows", type=int, default=None, help="the first N TEST prompts only (default: all)"
     )
-    args = ap.parse_args()
+    args = parse_args(ap, test_rows=4)
     threads.apply()  # as the command line does: the cores not busy with other work
-    src = Path(args.run)
+    models = None
+    if args.run is None:
+        if not args.smoke:
+            ap.error("--run is required: a finished run directory of `steerlab asa run`")
+        src, models = tiny_asa_run(args.out)
+    else:
+        src = Path(args.run)
     tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     try:
         for stage in ("extract", "sweep", "vectors", "fit", "screen", "tune", "actions"):
             shutil.copytree(src / stage, tmp / stage)
-        cfg = AsaConfig(preset=args.preset, out=str(tmp))
-        r = runner(cfg, tmp, progress=False)
+        cfg = tiny_asa_config(tmp) if models else AsaConfig(preset=args.preset, out=str(tmp))
+        r = runner(cfg, tmp, progress=False, models=models)
         for stage in ("extract", "sweep", "vectors", "fit", "screen", "tune", "actions"):
             if not r.is_done(stage):
                 raise SystemExit(f"{src}/{stage} was not run with --preset {args.preset}'s config")
@@ -135,10 +144,10 @@ def main() -> None:
             "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
             "target": "<= 1.5x",
             "threads": torch.get_num_threads(),
-            "command": f"bench_evaluate_floor.py --run {args.run} --preset {args.preset}"
+            "command": f"bench_evaluate_floor.py --run {src} --preset {args.preset}"
             + (f" --test-rows {args.test_rows}" if args.test_rows else ""),
         }
-        write_result("evaluate_floor", result)
+        write_result("evaluate_floor", result, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

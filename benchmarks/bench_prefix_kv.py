@@ -16,7 +16,7 @@ import statistics
 import time
 
 import torch
-from _common import load_bench_model, write_result
+from _common import TINY, load_bench_model, parse_args, write_result
 
 import steerlab.models.prefix as px
 from steerlab import threads
@@ -40,13 +40,18 @@ def main() -> None:
     ap.add_argument("--suffix", type=int, default=30)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, batch=4, prefix=16, suffix=4, steps=2, rounds=1)
     threads.apply()
     lm = load_bench_model(args.model)
     g = torch.Generator().manual_seed(0)
-    pre = torch.randint(100, 1000, (args.prefix,), generator=g).tolist()
-    rows = [pre + torch.randint(100, 1000, (args.suffix,), generator=g).tolist() for _ in range(args.batch)]
-    steps = torch.randint(100, 1000, (args.steps, args.batch, 1), generator=g)
+    lo, hi = 10, min(1000, lm.model.config.vocab_size)  # ordinary tokens of any vocabulary
+
+    def ids(*shape: int) -> torch.Tensor:
+        return torch.randint(lo, hi, shape, generator=g)
+
+    pre = ids(args.prefix).tolist()
+    rows = [pre + ids(args.suffix).tolist() for _ in range(args.batch)]
+    steps = ids(args.steps, args.batch, 1)
     real = px.cache_for_rows
 
     def arm(copied: bool) -> dict:
@@ -100,9 +105,9 @@ def main() -> None:
         "speedup_decode_step": round(med["copied"]["step"] / med["kept_once"]["step"], 2),
         "max_abs_logit_difference": diff,
         "rounds": args.rounds,
-        "command": f"bench_prefix_kv.py --batch {args.batch} --steps {args.steps} --rounds {args.rounds}",
+        "command": f"bench_prefix_kv.py --model {args.model} --batch {args.batch} --steps {args.steps} --rounds {args.rounds}",
     }
-    write_result("prefix_kv", result)
+    write_result("prefix_kv", result, args)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[di
     import openai
 
     client = openai.OpenAI(base_url=base, api_key="x", max_retries=0, timeout=600)
+    model = client.models.list().data[0].id  # the server refuses other model names (404 model_not_found)
 
     def one(p: str) -> tuple[float, int]:
         t = time.perf_counter()
         r = client.chat.completions.create(
-            model="m",
+            model=model,
             messages=[{"role": "user", "content": p}],
             tools=tools,
             max_tokens=max_tokens,

@@ -19,7 +19,7 @@ import os
 import time
 
 import torch
-from _common import interleaved, load_bench_model, write_result
+from _common import TINY, interleaved, load_bench_model, parse_args, write_result
 
 from steerlab import threads
 from steerlab.generation import generate
@@ -38,9 +38,9 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=1, help="busy processes started beside the benchmark")
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_args(ap, model=TINY, tokens=3, rounds=1)
     for var in threads.ENV_VARS:
-        if os.environ.get(var):
+        if os.environ.get(var) and not args.smoke:  # a smoke run only checks the script works
             raise SystemExit(f"unset {var}: the default arm must run with torch's own default thread count")
     default_threads = torch.get_num_threads()
     lm = load_bench_model(args.model)
@@ -86,9 +86,9 @@ def main() -> None:
         "rounds": args.rounds,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "command": "bench_threads.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "command": f"bench_threads.py --model {args.model} --load {args.load} --tokens {args.tokens} --rounds {args.rounds}",
     }
-    write_result("threads_under_load", result)
+    write_result("threads_under_load", result, args)
 
 
 if __name__ == "__main__":

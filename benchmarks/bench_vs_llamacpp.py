@@ -21,7 +21,7 @@ import statistics
 import time
 
 import torch
-from _common import prompts, write_result
+from _common import parse_args, prompts, write_result
 
 from steerlab import threads
 from steerlab.generation import generate
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--n", type=int, default=8, help="prompts")
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_args(ap, tokens=2, n=1, rounds=1)
     if importlib.util.find_spec("llama_cpp") is None:
         print(
             "llama-cpp-python is not installed: skipped (pip install llama-cpp-python to run this comparison)"
@@ -57,18 +57,15 @@ def main() -> None:
                 break
         return out
 
-    eos = lm.tokenizer.eos_token_id
     outs: dict[str, list[list[int]]] = {}
 
     def steer_batched() -> None:
         outs["steerlab_batched"] = [
-            g.token_ids for g in _generate(lm, chats, args.tokens, batch_size=len(chats), eos=eos)
+            g.token_ids for g in _generate(lm, chats, args.tokens, batch_size=len(chats))
         ]
 
     def steer_one() -> None:
-        outs["steerlab_one"] = [
-            _generate(lm, [c], args.tokens, batch_size=1, eos=eos)[0].token_ids for c in chats
-        ]
+        outs["steerlab_one"] = [_generate(lm, [c], args.tokens, batch_size=1)[0].token_ids for c in chats]
 
     def llama() -> None:
         outs["llamacpp"] = [llama_one(x) for x in ids]
@@ -104,20 +101,15 @@ def main() -> None:
         "rounds": args.rounds,
         "command": f"bench_vs_llamacpp.py --tokens {args.tokens} --n {args.n} --rounds {args.rounds}",
     }
-    write_result("vs_llamacpp", result)
+    write_result("vs_llamacpp", result, args)
 
 
-def _generate(lm, chats, tokens: int, batch_size: int, eos: int | None):  # noqa: ANN001, ANN202
+def _generate(lm, chats, tokens: int, batch_size: int):  # noqa: ANN001, ANN202
     """steerlab's generate with exactly ``tokens`` new tokens per row (EOS not a stop, as for llama.cpp here)."""
-    import steerlab.generation.api as api
-
-    real = api.eos_ids
-    api.eos_ids = lambda lm: set()
-    try:
-        with torch.inference_mode():
-            return generate(lm, chats, max_new_tokens=tokens, batch_size=batch_size, progress=False)
-    finally:
-        api.eos_ids = real
+    with torch.inference_mode():
+        return generate(
+            lm, chats, max_new_tokens=tokens, batch_size=batch_size, progress=False, ignore_eos=True
+        )
 
 
 if __name__ == "__main__":

@@ -52,20 +52,21 @@ def main() -> None:
     tools = Engine.default_tools()
     msg = [{"role": "user", "content": "What is 12 times 7?"}]
     mt = args.max_tokens
+    m = lm.name  # the server refuses other model names (404 model_not_found)
     bodies = [
-        {"model": "m", "messages": msg, "max_tokens": mt},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": mt},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": mt, "steerlab": {"asa": False}},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": mt, "stream": True},
+        {"model": m, "messages": msg, "max_tokens": mt},
+        {"model": m, "messages": msg, "tools": tools, "max_tokens": mt},
+        {"model": m, "messages": msg, "tools": tools, "max_tokens": mt, "steerlab": {"asa": False}},
+        {"model": m, "messages": msg, "tools": tools, "max_tokens": mt, "stream": True},
         {
-            "model": "m",
+            "model": m,
             "messages": msg,
             "tools": tools,
             "max_tokens": mt,
             "steerlab": {"alpha": 2.0, "tau": 0.8},
         },
     ]
-    bad = [{"model": "m", "messages": [{"role": "bot", "content": "x"}]}]
+    bad = [{"model": m, "messages": [{"role": "bot", "content": "x"}]}]
     with serve_in_thread(create_app(lambda: Engine(lm, asset), ServeConfig(max_batch=args.clients))) as base:
         run_load(
             base, bodies, args.warmup, args.clients, memory=lambda: rss_mb()

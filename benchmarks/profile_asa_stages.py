@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import write_result
+from _common import parse_args, tiny_asa_config, tiny_asa_run, write_result
 
 import steerlab.asa.evaluation as evaluation
 from steerlab import threads
@@ -44,26 +44,45 @@ def stage_table(run: Path) -> list[dict]:
     return rows
 
 
+def _shown(path: Path) -> str:
+    """The path as the docs quote it: relative to the repository when it is inside."""
+    root = Path(__file__).resolve().parent.parent
+    return str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--run", required=True)
+    ap.add_argument(
+        "--run", default=None, help="a finished ASA run directory (--smoke: a tiny one it builds)"
+    )
     ap.add_argument("--preset", default="default", choices=["default", "full"])
     ap.add_argument("--stages", default="actions,evaluate")
     ap.add_argument("--test-rows", type=int, default=128)
     ap.add_argument("--rows", type=int, default=20, help="operators per table")
-    args = ap.parse_args()
+    args = parse_args(ap, test_rows=4, rows=5, stages="evaluate")
     from torch.profiler import ProfilerActivity, profile
 
     threads.apply()
-    src = Path(args.run)
+    models = None
+    if args.run is None:
+        if not args.smoke:
+            ap.error("--run is required: a finished run directory of `steerlab asa run`")
+        src, models = tiny_asa_run(args.out)
+    else:
+        src = Path(args.run)
     tmp = Path(tempfile.mkdtemp(prefix="profile-asa-"))
-    out = Path(__file__).parent / "results"
-    summary: dict = {"run": str(src), "stages": stage_table(src), "profiles": {}}
+    out = Path(args.out)
+    summary: dict = {
+        "what": f"torch.profiler tables of the ASA stages {args.stages} rerun on a copy of {src}",
+        "run": str(src),
+        "stages": stage_table(src),
+        "profiles": {},
+    }
     try:
         for stage in BEFORE:
             shutil.copytree(src / stage, tmp / stage)
-        cfg = AsaConfig(preset=args.preset, out=str(tmp))
-        r = runner(cfg, tmp, progress=False)
+        cfg = tiny_asa_config(tmp) if models else AsaConfig(preset=args.preset, out=str(tmp))
+        r = runner(cfg, tmp, progress=False, models=models)
         r.model()
         real_inputs = evaluation.inputs
 
@@ -107,7 +126,7 @@ def main() -> None:
                         }
                         for e in top
                     ],
-                    "table": str(path.relative_to(out.parent.parent)),
+                    "table": _shown(path),
                     "test_rows": args.test_rows if stage == "evaluate" else None,
                 }
         finally:
@@ -115,9 +134,9 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary["command"] = (
-        f"profile_asa_stages.py --run {args.run} --stages {args.stages} --test-rows {args.test_rows}"
+        f"profile_asa_stages.py --run {src} --stages {args.stages} --test-rows {args.test_rows}"
     )
-    write_result("asa_stage_profile", summary)
+    write_result("asa_stage_profile", summary, args)
 
 
 if __name__ == "__main__":

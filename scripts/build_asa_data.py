@@ -820,8 +820,9 @@ def norm(s: str) -> str:
     return re.sub(r"\W+", " ", s.lower()).strip()
 
 
-def main() -> None:
-    rng = random.Random(SEED)
+def split_pools(rng: random.Random) -> dict[str, dict[str, list]]:
+    """Every filler pool partitioned between the splits (the first draws of ``rng``; the conversation builder
+    replays them with the same seed so that its fillers keep the same splits)."""
     pools_all = {
         "numeric_snippets": NUMERIC_SNIPPETS,
         "concepts": MATH_CONCEPTS,
@@ -849,6 +850,12 @@ def main() -> None:
         for name in ("concepts", "cconcepts", "langs", "cities"):
             if len(pools_by_split[s][name]) < 2:
                 pools_by_split[s][name] = pools_all[name]
+    return pools_by_split
+
+
+def main() -> None:
+    rng = random.Random(SEED)
+    pools_by_split = split_pools(rng)
     rows, seen = [], set()
     for (domain, label), templates in CELLS.items():
         tparts = partition(templates, rng)

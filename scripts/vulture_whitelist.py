@@ -17,3 +17,5 @@ _.__spec__  # tests/test_assembled.py: a stand-in module must carry one for impo
 overwrite  # tests/test_assembled.py: the stand-in's signature mirrors the real assemble(path, overwrite)
 pytestmark  # tests: read by pytest (module-level marks)
 local_ray  # tests/test_sweep_ray.py: a fixture used for its side effect (a local Ray cluster)
+stop_after_parsing  # tests/test_config_hypothesis.py: a fixture used for its side effect (commands stop after parsing)
+no_model_load  # tests/test_user_edges.py: a fixture used for its side effect (loading a model fails the test)

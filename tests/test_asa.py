@@ -7,7 +7,7 @@ import torch
 
 from steerlab.asa.config import AsaConfig
 from steerlab.asa.controller import AsaController, AsaParams, ternary_gate
-from steerlab.asa.data import DOMAIN_TOOL
+from steerlab.asa.data import DOMAIN_TOOL, load_examples
 from steerlab.asa.prompt import PromptBuilder
 from steerlab.asa.runtime import AsaSteerer
 from steerlab.asa.stages import AsaInputs, run_all, runner
@@ -150,7 +150,19 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         "probe_only",
     }
     assert ev["gate_agreement_online_vs_offline"] == 1.0  # the online controller = the tuned offline gate
-    assert ev["n_test"] == 24
+    assert ev["n_test"] == 48  # 3 single prompts and 3 conversations per domain x label
+    pk = ev["per_kind"]
+    assert pk["single"]["n"] == 24 and pk["conversation"]["n"] == 24
+    assert set(pk["conversation"]) >= {"n", "baseline", "asa", ev["asset_row"], "paper"}
+    # the extra-call rate is the trigger rate of the label-0 conversations, read back from the predictions
+    preds = [json.loads(x) for x in (r.root / "evaluate" / "predictions.jsonl").read_text().splitlines()]
+    convs = {e.id for e in load_examples("builtin", 3)["test"] if e.kind == "conversation"}
+    for name in ("baseline", ev["asset_row"]):
+        due = [
+            p["triggered"] for p in preds if p["condition"] == name and p["id"] in convs and p["label"] == 0
+        ]
+        assert len(due) == 12 == pk["conversation"][name]["n_answer_due"]
+        assert pk["conversation"][name]["extra_call_rate"][0] == pytest.approx(sum(due) / 12)
     for stage in (
         "extract",
         "sweep",
@@ -167,7 +179,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     ):
         assert (r.root / stage / "_DONE.json").is_file()
     states = _states(r, "test")
-    assert states.shape == (24, 4, 32)
+    assert states.shape == (48, 4, 32)
     for png in (
         "sweep/probe_auc.png",
         "tune/strength_tau_f1.png",
@@ -177,11 +189,11 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         assert (r.root / png).stat().st_size > 1000
     report = (r.root / "report.md").read_text()
     assert "Goals on TEST" in report and "shots:per_tool" in report and "the paper's setting" in report
+    assert "### Single prompts and conversations" in report and "| conversation (n=24) | baseline |" in report
     # a prefilled, constrained call parses and its arguments validate, wherever the gate opened (the tiny model's
     # router may name the wrong domain's tool: that is the router, not the grammar)
     from steerlab.tools import parse_tool_calls, validate_call
 
-    preds = [json.loads(x) for x in (r.root / "evaluate" / "predictions.jsonl").read_text().splitlines()]
     cd = [p for p in preds if p["condition"] == "prefill+cd" and p["triggered"]]
     tools = load_asa_tools()
     for p in cd:
@@ -190,7 +202,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert cd
     # the LoRA baseline's targets: tool prompts a valid call of their own domain's tool, others no marker
     targets = [json.loads(x) for x in (r.root / "lora" / "targets.jsonl").read_text().splitlines()]
-    assert len(targets) == 48 and sum(t["label"] for t in targets) == 24
+    assert len(targets) == 96 and sum(t["label"] for t in targets) == 48
     for t in targets:
         calls = parse_tool_calls(t["completion"], "tool_call_json").calls
         if t["label"] == 1:
@@ -199,7 +211,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
         else:
             assert not t["completion"].lstrip().startswith("<"), t
     lora = r.result("lora")["rows"]["lora"]
-    assert lora["n_train"] == 48 and lora["rank"] == 16 and "| lora |" in report
+    assert lora["n_train"] == 96 and lora["rank"] == 16 and "| lora |" in report
     tune = r.result("tune")
     assert tune["best"]["on_close"] == "forbid" and tune["paper"]["on_close"] == "push"
     assert {g["kind"] for g in json.loads((r.root / "tune" / "grid.json").read_text())} >= {
@@ -312,6 +324,7 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
     """A small real run of the whole pipeline on SmolLM2-135M (the full run is `steerlab asa run`)."""
     cfg = AsaConfig(
         limit_per_cell=2,
+        conversations=False,  # single prompts, as this check was set up (the tiny run covers conversations)
         strengths=[0.5],
         taus=[0.9],
         n_top_layers=1,
@@ -513,7 +526,7 @@ def test_served_reply_equals_the_evaluate_row_and_the_steerer(tiny_run):
         client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=300)
 
         def ask(messages: list[dict], stream: bool = False) -> tuple[str, dict]:
-            kw = dict(model="m", messages=messages, tools=st.builder.tools, max_tokens=n_new)
+            kw = dict(model=engine.model_id, messages=messages, tools=st.builder.tools, max_tokens=n_new)
             if not stream:
                 resp = client.chat.completions.create(**kw)
                 return resp.model_extra["steerlab"]["raw"], resp.model_extra["steerlab"]
@@ -603,3 +616,16 @@ def test_the_full_search_says_its_time_before_it_starts(tiny_models):
     assert "lora" not in default and default["evaluate"] < full["evaluate"]  # fewer rows decode calls
     assert estimate(AsaConfig(**TINY_CFG), lm, ["report"]) == []  # stages already done are not estimated
     assert "rough time estimate" in describe(estimate(AsaConfig(**TINY_CFG), lm, stages))
+
+
+def test_reduction_keeps_conversations_and_they_can_be_left_out():
+    from collections import Counter
+
+    full = load_examples("builtin", 2)
+    for v in full.values():
+        assert Counter(e.kind for e in v) == {"single": 16, "conversation": 16}
+    single = load_examples("builtin", 2, conversations=False)
+    for s, v in single.items():
+        assert [e for e in full[s] if e.kind == "single"] == v
+    cfg = AsaConfig(model="tiny", limit_per_cell=2, conversations=False)
+    assert AsaInputs(cfg).examples == single

@@ -16,7 +16,7 @@ def _run(*args, timeout=300):
 
 def test_every_method_registers_its_commands():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert {"info", "asa", "pas", "bfcl", "sae"} <= set(sub.choices)
+    assert {"info", "asa", "pas", "bfcl", "sae", "agent"} <= set(sub.choices)
 
 
 def test_version_and_help(capsys):
@@ -47,6 +47,14 @@ def test_version_and_help(capsys):
         (["info", "--model", "nonexistent-model"], "is not a known alias"),
         (["asa", "demo", "--asset", "/no/such/asset"], "does not exist or is not a directory"),
         (["info", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda, mps"),
+        (["agent", "eval", "--out", "x", "--conditions", "asset"], "condition 'asset' needs --asset"),
+        (["agent", "eval", "--out", "x", "--conditions", "plain,lora"], "unknown condition(s) ['lora']"),
+        (["agent", "eval", "--out", "x", "--limit", "0"], "--limit must be >= 1, got 0"),
+        (["agent", "eval", "--out", "x", "--subset", "tiny"], "task subset 'tiny' is not one of"),
+        (
+            ["agent", "eval", "--out", "x", "--base-url", "http://h/v1", "--conditions", "a,b"],
+            "names the one",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(capsys, args, expected):
@@ -78,13 +86,13 @@ def test_values_keep_their_characters_through_the_command_line():
             "--out=/x/my-out",
             "--model=HuggingFaceTB/SmolLM2-135M-Instruct",
             "--strengths=-0.1,0.2",
-            "--layers=-1",
+            "--layers=21",
             "--steer_target=post_attention_layernorm",
         ]
     )
     cfg = config_from_args(PasConfig, args)
     assert cfg.out == "/x/my-out" and cfg.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert cfg.strengths == [-0.1, 0.2] and cfg.layer_list(30) == [29] and cfg.site == "mlp_in"
+    assert cfg.strengths == [-0.1, 0.2] and cfg.layer_list(30) == [21] and cfg.site == "mlp_in"
 
 
 def test_the_installed_entry_point_reports_without_traceback():

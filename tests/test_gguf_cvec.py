@@ -201,17 +201,22 @@ def test_pipeline_asset_exports_the_vector_asa_adds(tmp_path, tiny_models):
     lm = tiny_models("llama")
     path = tiny_asset(tmp_path, lm)
     st = AsaSteerer(lm, path)
-    info = export_control_vector(path, tmp_path / "t.gguf", push_only=True)
+    per_domain = st.point.direction == "asa"  # unit(v_domain + beta v_global): one vector per routed domain
+    domain = st.params.domains[-1] if per_domain else None
+    info = export_control_vector(path, tmp_path / "t.gguf", push_only=True, domain=domain)
     got = read_control_vector(tmp_path / "t.gguf").directions[st.point.layer]
-    dom = torch.zeros(1, dtype=torch.long)
+    dom = torch.tensor([st.params.domains.index(domain) if per_domain else 0])
     want = (
         st.params.directions(dom, st.point.beta, st.point.direction)[0]
         * st.point.strength
         * st.params.mean_norm
     )
-    if st.point.direction == "asa":
-        pytest.skip("the tiny run chose the per-domain direction")
     assert torch.allclose(got, want, atol=1e-5) and info["asa_direction_kind"] == st.point.direction
+    if per_domain:  # each domain its own vector, and none given is refused rather than guessed
+        other = st.params.directions(torch.tensor([0]), st.point.beta, "asa")[0]
+        assert not torch.allclose(other * st.point.strength * st.params.mean_norm, want)
+        with pytest.raises(ControlVectorError, match="--domain"):
+            export_control_vector(path, tmp_path / "u.gguf", push_only=True)
 
 
 def test_layer_zero_cannot_be_exported(tmp_path):

@@ -50,3 +50,38 @@ def test_vectors():
     assert torch.isclose(r.norm(), torch.tensor(1.0)) and torch.equal(r, random_direction(16, seed=3))
     with pytest.raises(ValueError, match="both groups non-empty"):
         mean_difference(torch.zeros(0, 2), neg)
+
+
+def _surface_trap(n: int = 6) -> tuple[torch.Tensor, np.ndarray]:
+    """Two lists of n 'prompts': the behaviour in dim 0, and a louder surface feature (say, the prompt's last
+    words) shared by the even-numbered positives and the odd-numbered negatives."""
+    g = torch.Generator().manual_seed(0)
+    y = np.array([1] * n + [0] * n)
+    x = 0.5 * torch.randn(2 * n, 16, generator=g)
+    x[:, 0] = torch.tensor(2.0 * y - 1) + 0.3 * torch.randn(2 * n, generator=g)
+    even = torch.tensor([i % 2 == 0 for i in range(n)] * 2)
+    surface = torch.where(even == torch.tensor(y == 1), 1.0, -1.0)
+    x[:, 1:5] = 3 * surface[:, None] + 0.1 * torch.randn(2 * n, 4, generator=g)
+    return x, y
+
+
+def test_cross_val_auc_scores_every_row_held_out():
+    """One split of a few rows (the vector lab's old held-out AUC: fit on the even-numbered prompts, score the
+    odd ones) reads a surface feature as the behaviour and scores 0.0; every row scored out of fold does not."""
+    from steerlab.probes import cross_val_auc
+
+    x, y = _surface_trap()
+    even = np.array([i % 2 == 0 for i in range(6)] * 2)
+    one_split = layer_sweep(x[even][:, None], y[even], x[~even][:, None], y[~even], [0], progress=False)[0]
+    assert one_split == 0.0
+    assert cross_val_auc(x, y) >= 0.75
+    # exact: the pooled AUC of the out-of-fold probe scores, folds = the i-th row of each class in fold i mod k
+    folds = np.array([i % 3 for i in range(6)] * 2)
+    scores = np.empty(12)
+    for f in range(3):
+        scores[folds == f] = fit_probe(x[folds != f], y[folds != f]).prob(x[folds == f]).numpy()
+    assert cross_val_auc(x, y, folds=3) == roc_auc(scores, y)
+    sep = torch.tensor([[1.0, 0.0]] * 4 + [[-1.0, 0.0]] * 4) + 0.01 * torch.randn(8, 2)
+    assert cross_val_auc(sep, [1] * 4 + [0] * 4) == 1.0
+    with pytest.raises(ValueError, match="at least 2 rows of each class"):
+        cross_val_auc(sep[:5], [1, 0, 0, 0, 0])

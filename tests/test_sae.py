@@ -261,8 +261,9 @@ def test_training_is_scale_free_and_returns_a_model_in_the_data_units(act):
         runs[cx] = (t, h)
     (a, ha), (b, hb) = runs[1.0], runs[50.0]
     close = (b(x * 50)[0] - a(x)[0] * 0.01).abs().amax(-1) < 1e-4 * float(y.abs().max())
-    # float rounding may flip a latent at its threshold on a few tokens
-    assert float(close.float().mean()) > 0.98
+    # float rounding may flip a latent at its threshold on a few tokens (how many depends on the thread count:
+    # 2.7% seen with torch's default threads); a scale-dependent training would differ on nearly every token
+    assert float(close.float().mean()) > 0.95
     torch.testing.assert_close(torch.tensor(hb["nmse"]), torch.tensor(ha["nmse"]), rtol=1e-3, atol=1e-5)
     out, _ = a(x)
     nmse = float((out - y).pow(2).sum(-1).mean() / y.var(0).sum())

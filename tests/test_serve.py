@@ -21,6 +21,7 @@ from steerlab.serve.app import ServeConfig, create_app  # noqa: E402
 from steerlab.serve.engine import Engine, RowSpec  # noqa: E402
 
 PROMPT = "What is 3+4?"
+MODEL = "tiny-llama"  # the served model's id: other names get 404 model_not_found
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def client(base: str) -> openai.OpenAI:
 def ask(base: str, content: str = PROMPT, tools: bool = True, **kw):  # noqa: ANN201
     tl = Engine.default_tools() if tools else openai.NOT_GIVEN
     return client(base).chat.completions.create(
-        model="anything",
+        model=MODEL,
         messages=[{"role": "user", "content": content}],
         tools=tl,
         max_tokens=kw.pop("max_tokens", 12),
@@ -147,7 +148,7 @@ def test_stream_reassembles_to_the_whole_reply(server):
 
 
 def test_sse_wire_format(server):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
     with httpx.stream("POST", f"{server}/chat/completions", json=body, timeout=60) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [x for x in r.iter_lines() if x]
@@ -170,7 +171,7 @@ def test_forced_function_is_prefilled_and_the_gate_not_consulted(server):
 def test_required_tool_choice_gives_a_valid_call_to_an_offered_tool(server):
     tools = Engine.default_tools()[1:3]  # not the calculator: the call must name one of these
     r = client(server).chat.completions.create(
-        model="m",
+        model=MODEL,
         messages=[{"role": "user", "content": "What is 3+4?"}],
         tools=tools,
         tool_choice="required",
@@ -234,7 +235,7 @@ BAD = [
 @pytest.mark.parametrize("patch,param", BAD, ids=[p for _, p in BAD])
 def test_bad_requests_get_400_with_openai_error_and_serving_goes_on(server, patch, param):
     body = {
-        "model": "m",
+        "model": MODEL,
         "messages": [{"role": "user", "content": "Hi"}],
         "max_tokens": 2,
         "tools": Engine.default_tools(),
@@ -248,7 +249,7 @@ def test_bad_requests_get_400_with_openai_error_and_serving_goes_on(server, patc
     assert err["param"] == param and "Traceback" not in r.text
     with pytest.raises(openai.BadRequestError) as info:  # the openai client sees the same error
         rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        client(server).chat.completions.create(model="m", messages=body["messages"], extra_body=rest)
+        client(server).chat.completions.create(model=MODEL, messages=body["messages"], extra_body=rest)
     assert info.value.status_code == 400
     assert ask(server, max_tokens=2).choices[0].finish_reason in ("stop", "length")
 
@@ -261,7 +262,7 @@ def test_malformed_json_oversized_body_and_long_prompt(server):
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
-    huge = {"model": "m", "messages": [{"role": "user", "content": "x" * 1_100_000}]}
+    huge = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 1_100_000}]}
     r = httpx.post(f"{server}/chat/completions", json=huge, timeout=30)
     assert r.status_code == 413 and "1000000" in r.json()["error"]["message"]
     with pytest.raises(openai.APIStatusError) as info:
@@ -307,7 +308,7 @@ def test_failed_load_is_reported_not_raised():
 
     with running_server(create_app(bad_load)) as base:
         r = httpx.post(
-            f"{base}/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            f"{base}/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
         )
         assert r.status_code == 503 and "nope" in r.json()["error"]["message"] and "Traceback" not in r.text
 
@@ -329,7 +330,7 @@ def test_multi_turn_tool_result_is_accepted(server):
         {"role": "tool", "tool_call_id": "call_1", "content": "42"},
     ]
     r = client(server).chat.completions.create(
-        model="m", messages=msgs, tools=Engine.default_tools(), max_tokens=3
+        model=MODEL, messages=msgs, tools=Engine.default_tools(), max_tokens=3
     )
     assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
@@ -345,10 +346,10 @@ def _load_bodies() -> list[dict]:
     msg = [{"role": "user", "content": "What is 12 times 7?"}]
     tools = Engine.default_tools()
     return [
-        {"model": "m", "messages": msg, "max_tokens": 3},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3, "steerlab": {"asa": False}},
-        {"model": "m", "messages": msg, "tools": tools, "max_tokens": 3, "stream": True},
+        {"model": MODEL, "messages": msg, "max_tokens": 3},
+        {"model": MODEL, "messages": msg, "tools": tools, "max_tokens": 3},
+        {"model": MODEL, "messages": msg, "tools": tools, "max_tokens": 3, "steerlab": {"asa": False}},
+        {"model": MODEL, "messages": msg, "tools": tools, "max_tokens": 3, "stream": True},
     ]
 
 
@@ -378,7 +379,7 @@ def test_cli_errors_name_the_bad_value(tmp_path, capsys):
     assert "--temperature must be in [0, 2], got 5.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["serve", "--port", "-3"])
-    assert "must be >= 1, got -3" in capsys.readouterr().err
+    assert "must be in 1..65535, got -3" in capsys.readouterr().err
 
 
 def test_serve_exits_2_with_one_line_when_the_asset_cannot_load(tmp_path, lm):
@@ -436,8 +437,10 @@ def test_prefix_cache_across_requests_equals_no_cache(lm, asset, with_asset):
     batch = cached.run([cached.render(s) for s in specs])
     want = [plain.run([plain.render(s)])[0] for s in specs]
     assert [o.text for o in first] == [o.text for o in batch] == [o.text for o in want]
+    # p(tool) from a prefix computed apart: equal up to float summation order (split softmax), the gate the same
+    assert [o.gate.gate for o in first] == [o.gate.gate for o in want]
     assert [o.gate.p_tool for o in first] == pytest.approx(
-        [o.gate.p_tool for o in want], abs=1e-5
+        [o.gate.p_tool for o in want], abs=1e-4
     ) or not with_asset
     st = cached.prefixes.stats()
     assert st["entries"] == 1 and st["misses"] == 1 and st["hits"] >= 3 and first[0].prefix_reused > 50
@@ -466,7 +469,7 @@ def test_a_client_that_disconnects_cancels_its_row(lm):
     engine = Engine(lm)
     with running_server(create_app(lambda: engine)) as base:
         body = {
-            "model": "m",
+            "model": MODEL,
             "messages": [{"role": "user", "content": "Tell me a long story"}],
             "max_tokens": 1000,
             "stream": True,

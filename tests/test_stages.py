@@ -99,7 +99,9 @@ def test_a_failing_stage_leaves_nothing_that_looks_finished(tmp_path):
     with pytest.raises(KeyError):
         r.run("s")
     assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.tmp-*"))
-    assert r.status() == [{"stage": "s", "state": "missing", "seconds": None}]
+    assert r.status() == [
+        {"stage": "s", "state": "missing", "seconds": None, "cpu_seconds": None, "peak_rss_mb": None}
+    ]
 
 
 def test_seconds_are_the_stage_computing(tmp_path):

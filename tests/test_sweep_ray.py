@@ -17,7 +17,10 @@ import sweep_toys  # noqa: E402
 from steerlab.sweeps import LocalExecutor, RayExecutor  # noqa: E402
 from sweep_toys import toy_jobs  # noqa: E402
 
-BOOKKEEPING = {"_DONE.json": ("finished", "seconds"), "run_log.json": ("seconds", "executor")}
+BOOKKEEPING = {
+    "_DONE.json": ("finished", "seconds", "cpu_seconds", "peak_rss_mb"),
+    "run_log.json": ("seconds", "executor"),
+}
 
 
 @pytest.fixture(scope="module")

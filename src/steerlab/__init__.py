@@ -41,6 +41,7 @@ _API = {
     "fit_probe": "steerlab.probes",
     "fit_router": "steerlab.probes",
     "layer_sweep": "steerlab.probes",
+    "cross_val_auc": "steerlab.probes",
     "roc_auc": "steerlab.probes",
     "LogisticProbe": "steerlab.probes",
     "Router": "steerlab.probes",

@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import sys
+from typing import NoReturn
 
 from . import __version__
 
@@ -25,6 +26,7 @@ _COMMAND_MODULES = (
     "steerlab.gguf_cli",
     "steerlab.serve.cli",
     "steerlab.ui.cli",
+    "steerlab.agent.cli",
 )
 DESCRIPTION = """Read what a language model represents, change what it does, and measure the result honestly.
 
@@ -37,6 +39,7 @@ Commands:
   gguf   llama.cpp control vectors: export a steering or ASA asset, import one, show one
   serve  an OpenAI-compatible chat-completions server with per-request ASA
   ui     a local web app: baseline vs steered side by side, build a steering vector
+  agent  agent benchmark: held-out tasks through a real tool loop against steerlab serve
 
 Every method command takes -c config.yaml and --field value; `steerlab <command> --help` lists them.
 Runs work offline on the embedded model (smollm2-135m)."""
@@ -75,8 +78,16 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") ->
     p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake in the arguments themselves (a bad ``--port``, a missing value) is one line and exit 2, like
+    every other user mistake, instead of the whole usage text; subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="steerlab", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"steerlab {__version__}")
@@ -97,7 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_cli(sub)
     _add_threads(parser)
     _mark_options(parser)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every command's ``--help`` shows its options' defaults (the top level keeps its hand-written text)."""
+    from .cli_args import DefaultsHelpFormatter
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if child.formatter_class is argparse.HelpFormatter:
+                    child.formatter_class = DefaultsHelpFormatter
+                _show_defaults(child)
 
 
 THREADS_HELP = (

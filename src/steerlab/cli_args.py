@@ -10,6 +10,24 @@ from typing import Any
 from .config import Config
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default, unless its help already speaks of one or there is none to show
+    (an unset value, an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text.lower()
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_config_args(p: argparse.ArgumentParser, cls: type[Config], skip: tuple[str, ...] = ()) -> None:
     """``-c/--config`` and one option per field of ``cls`` (values stay strings until the config parses them)."""
     p.add_argument(
@@ -32,15 +50,18 @@ def add_config_args(p: argparse.ArgumentParser, cls: type[Config], skip: tuple[s
         )
 
 
-def config_from_args(cls: type[Config], args: argparse.Namespace, **fixed: Any) -> Config:
-    """The YAML file named by ``-c`` (if any), then every flag given, then ``fixed`` values."""
+def config_from_args(
+    cls: type[Config], args: argparse.Namespace, base: dict[str, Any] | None = None, **fixed: Any
+) -> Config:
+    """``base`` values (a run's recorded config), the YAML file named by ``-c`` (if any), then every flag given,
+    then ``fixed`` values."""
     overrides = {
         key[len("cfg__") :]: val
         for key, val in vars(args).items()
         if key.startswith("cfg__") and val is not None
     }
     overrides.update({k: v for k, v in fixed.items() if v is not None})
-    return cls.from_sources(getattr(args, "config", None), overrides)
+    return cls.from_sources(getattr(args, "config", None), overrides, base=base)
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:

@@ -113,7 +113,8 @@ def _split_list(raw: str) -> list[str]:
 def coerce(value: Any, hint: Any, name: str) -> Any:
     """``value`` (from YAML, or a command-line string) as the field's declared type."""
     errors = []
-    for typ in _options(hint):
+    # null first: ``--quantization null`` means None, not the string "null" of the field's str option
+    for typ in sorted(_options(hint), key=lambda t: t is not type(None)):
         try:
             if typ is type(None):
                 if value is None or (
@@ -124,12 +125,19 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
             if typing.get_origin(typ) is list:
                 (item,) = typing.get_args(typ) or (Any,)
                 if isinstance(value, str):
-                    # a list field given one string: a comma list; a plain word belongs to a str option, if any
-                    if str in _options(hint) and "," not in value and not value.strip().startswith("["):
-                        raise UserError(f"{name}: {value!r} is not a list")
+                    # a list field given one string: a comma list, or one item (``--extra-layers 21``); a plain
+                    # word that is no item (``auto``), or any word when the items are strings too, belongs to
+                    # the field's str option, if it has one
+                    one = "," not in value and not value.strip().startswith("[")
+                    if one and str in _options(hint):
+                        if item is str:
+                            raise UserError(f"{name}: {value!r} is not a list")
+                        return [_scalar(value, item, name)]
                     value_list: list = _split_list(value)
                 elif isinstance(value, (list, tuple)):
                     value_list = list(value)
+                elif isinstance(value, (int, float)) and not isinstance(value, bool) and item is not bool:
+                    value_list = [value]  # YAML ``extra_layers: 21``: one item, as on the command line
                 else:
                     raise UserError(f"{name} must be a list, got {value!r}")
                 return [_scalar(v, item, f"{name}[{i}]") for i, v in enumerate(value_list)]
@@ -192,10 +200,19 @@ class Config:
         return cls.from_dict(read_yaml(path), where=str(path))
 
     @classmethod
-    def from_sources(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-        """A YAML file (optional), then ``overrides`` (typed values or command-line strings) on top."""
-        data = dict(read_yaml(path)) if path else {}
-        data = {cls.canonical(str(k)): v for k, v in data.items()}
+    def from_sources(
+        cls,
+        path: str | Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        base: dict[str, Any] | None = None,
+    ) -> Config:
+        """``base`` (e.g. the values a run recorded; keys that are no field are ignored), then a YAML file
+        (optional), then ``overrides`` (typed values or command-line strings) on top."""
+        names = set(cls.field_names())
+        data = {cls.canonical(str(k)): v for k, v in (base or {}).items()}
+        data = {k: v for k, v in data.items() if k in names}
+        for k, v in (read_yaml(path) if path else {}).items():
+            data[cls.canonical(str(k))] = v
         for k, v in (overrides or {}).items():
             data[cls.canonical(k)] = v
         return cls.from_dict(data, where=str(path) if path else "")
@@ -222,6 +239,20 @@ class Config:
         return rows
 
 
+def read_user_text(path: str | Path, what: str = "a text file") -> str:
+    """The text of a file the user named, or a UserError naming the file when it is not UTF-8 text (a binary
+    file, say) instead of a bare codec error."""
+    p = Path(path)
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(
+            f"{p} is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}): expected {what}"
+        ) from None
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping, or a UserError saying what is wrong with the file (missing, malformed, not a mapping)."""
     import yaml
@@ -230,7 +261,7 @@ def read_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise UserError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_user_text(p, "a YAML config"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -267,3 +298,14 @@ def check_choice(name: str, value: Any, choices: Any) -> None:
     if value not in choices:
         hint = did_you_mean(value, [str(c) for c in choices]) if isinstance(value, str) else ""
         raise UserError(f"{name}={value!r} is not allowed{hint}; valid: {', '.join(map(str, choices))}")
+
+
+def check_layer_numbers(name: str, layers: Any) -> None:
+    """Layer numbers count decoder blocks from 0; a negative one is refused rather than read from the end (every
+    command reads layers the same way, and ``-1`` is more often a slip than a wish for the last block)."""
+    bad = [x for x in layers if x < 0]
+    if bad:
+        raise UserError(
+            f"{name} {bad}: layer numbers count decoder blocks from 0 (negative numbers are not allowed; "
+            "`steerlab info` lists a model's layers)"
+        )

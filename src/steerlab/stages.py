@@ -318,6 +318,35 @@ class Runner:
             self._lock = None
 
 
+def recorded_fields(root: str | Path) -> dict:
+    """The config values a run directory's finished stages were computed with, from their ``_DONE.json`` (a
+    field read by several stages takes the most recently finished one's value): what ``status`` compares with,
+    so a run's flags need not be repeated to see which of its stages are done."""
+    markers = []
+    for done in Path(root).glob(f"*/{DONE}"):
+        try:
+            markers.append((done.stat().st_mtime, json.loads(done.read_text())))
+        except (OSError, json.JSONDecodeError):
+            continue
+    out: dict = {}
+    for _, m in sorted(markers, key=lambda x: x[0]):
+        fields = (m.get("params") or {}).get("fields") if isinstance(m, dict) else None
+        if isinstance(fields, dict):
+            out.update(fields)
+    return out
+
+
+def status_root(root: str | Path, command: str) -> Path:
+    """The run directory ``status`` reports on, or a UserError when there is none (not "every stage missing")."""
+    path = Path(root)
+    if not path.is_dir():
+        raise UserError(
+            f"no run directory {path}: nothing has run there (give the run's --out, or start it with "
+            f"`{command} --out {path}`)"
+        )
+    return path
+
+
 def reset_peak_rss() -> bool:
     """Start a new peak-memory window for this process (Linux: ``/proc/self/clear_refs``); False where not possible
     (then ``peak_rss_mb`` is the process's peak so far)."""

@@ -59,7 +59,14 @@ def _say_the_time(r: object) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    r = _runner(args)
+    """The run's stages judged against the config the run recorded (flags given here on top), without loading
+    its data or model."""
+    from ..stages import recorded_fields, status_root
+    from .config import AsaConfig
+    from .stages import runner
+
+    root = status_root(config_from_args(AsaConfig, args).run_dir(), "steerlab asa run")
+    r = runner(config_from_args(AsaConfig, args, base=recorded_fields(root)), root, progress=False)
     for row in r.status():
         secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
         cpu = f"cpu {row['cpu_seconds']:.1f} s" if row.get("cpu_seconds") is not None else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_range, opt
+from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..models.registry import SITES
 from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES, schema_constrained_formats
 from ..vectors import ESTIMATORS
@@ -44,7 +44,12 @@ class AsaConfig(Config):
     dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     out: str | None = opt(None, "run directory; default runs/asa-<model>")
     data: str = opt("builtin", "'builtin' or a JSONL with prompt, domain, label, split")
-    limit_per_cell: int | None = opt(None, "reduced run: at most N prompts per split x domain x label")
+    limit_per_cell: int | None = opt(
+        None, "reduced run: at most N prompts per split x domain x label (and N conversations)"
+    )
+    conversations: bool = opt(
+        True, "include the conversations that end in a tool result (false: single prompts only)"
+    )
     tools: str = opt("builtin", "'builtin' (four tools) or a JSON list of tools, each naming its 'domain'")
     call_format: str = opt(
         "tool_call_json", "tool-call syntax taught in the prompt (steerlab.tools registry)"
@@ -160,6 +165,8 @@ class AsaConfig(Config):
             raise UserError(
                 f"extra_layers must be 'auto' or a list of layer numbers, got {self.extra_layers!r}"
             )
+        if isinstance(self.extra_layers, list):
+            check_layer_numbers("extra_layers", self.extra_layers)
         if self.constrain != "none" and self.call_format not in schema_constrained_formats():
             raise UserError(
                 f"constrain={self.constrain!r} needs a call_format with a JSON body "

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from ..config import UserError
+from ..config import UserError, read_user_text
 from ..data.asa_data import ASA_SPLITS as SPLITS
 from ..data.asa_data import AsaExample as Example
 from ..data.asa_data import load_asa_split, load_asa_tools, load_jsonl_examples
@@ -25,23 +25,27 @@ __all__ = ["DOMAIN_TOOL", "SPLITS", "Example", "load_examples", "load_tools"]
 
 
 def _reduce(examples: list[Example], limit: int | None) -> list[Example]:
-    """Keep the first ``limit`` per (domain, label) cell, in file order (deterministic, balanced)."""
+    """Keep the first ``limit`` per (domain, label, kind) cell, in file order (deterministic, balanced; single
+    prompts and conversations both survive)."""
     if limit is None:
         return examples
-    seen: dict[tuple[str, int], int] = defaultdict(int)
+    seen: dict[tuple[str, int, str], int] = defaultdict(int)
     out = []
     for e in examples:
-        if seen[(e.domain, e.label)] < limit:
-            seen[(e.domain, e.label)] += 1
+        if seen[(e.domain, e.label, e.kind)] < limit:
+            seen[(e.domain, e.label, e.kind)] += 1
             out.append(e)
     return out
 
 
-def load_examples(source: str = "builtin", limit_per_cell: int | None = None) -> dict[str, list[Example]]:
-    """Examples per split from the shipped dataset, or from a JSONL with prompt, domain, label, split; every
-    split needs both labels, and CAL and TRAIN need both labels in every domain."""
+def load_examples(
+    source: str = "builtin", limit_per_cell: int | None = None, conversations: bool = True
+) -> dict[str, list[Example]]:
+    """Examples per split from the shipped dataset, or from a JSONL with prompt (or messages), domain, label,
+    split; ``conversations=False`` leaves conversations out (single prompts only). Every split needs both labels,
+    and CAL and TRAIN need both labels in every domain."""
     if source == "builtin":
-        raw = {s: load_asa_split(s) for s in SPLITS}
+        raw = {s: load_asa_split(s, conversations) for s in SPLITS}
     else:
         if not Path(source).is_file():
             raise UserError(f"ASA data {source!r} is neither 'builtin' nor an existing JSONL file")
@@ -51,7 +55,7 @@ def load_examples(source: str = "builtin", limit_per_cell: int | None = None) ->
             raise UserError(
                 f"{source}: every line needs a split ({', '.join(SPLITS)}); missing for {missing[:3]}"
             )
-        raw = {s: [e for e in rows if e.split == s] for s in SPLITS}
+        raw = {s: [e for e in rows if e.split == s and (conversations or e.kind == "single")] for s in SPLITS}
     out = {s: _reduce(v, limit_per_cell) for s, v in raw.items()}
     for s, v in out.items():
         labels = {e.label for e in v}
@@ -82,7 +86,7 @@ def load_tools(source: str = "builtin") -> tuple[list[dict], dict[str, str]]:
     if not p.is_file():
         raise UserError(f"tools {source!r} is neither 'builtin' nor an existing JSON file")
     try:
-        tools = json.loads(p.read_text(encoding="utf-8"))
+        tools = json.loads(read_user_text(p, "a JSON list of tools"))
     except json.JSONDecodeError as err:
         raise UserError(f"{p} is not valid JSON: {err.msg} at line {err.lineno}") from None
     if not isinstance(tools, list) or not tools:

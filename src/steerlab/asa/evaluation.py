@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from ..eval.stats import metrics_with_ci, paired_bootstrap_diff
+from ..eval.stats import bootstrap_mean, metrics_with_ci, paired_bootstrap_diff
 from ..generation import generate_conditions
 from ..probes import roc_auc
 from ..runs import save_json
@@ -169,6 +169,7 @@ def stage_evaluate(ctx: StageContext) -> dict:
         }
         for d in sorted(set(doms))
     }
+    chosen_row = asset_row(ctx.result("actions")["chosen"], c.constrain)
     router_acc = float((dom.numpy() == np.array([params.domains.index(e.domain) for e in ex])).mean())
     result = {
         "operating_point": best,
@@ -184,7 +185,8 @@ def stage_evaluate(ctx: StageContext) -> dict:
         "gate_counts_test": {str(int(g)): int((offline_gate == g).sum()) for g in (-1, 0, 1)},
         "n_test": int(len(y)),
         # the row whose operating point the asset carries (what AsaSteerer, serve and BFCL run)
-        "asset_row": asset_row(ctx.result("actions")["chosen"], c.constrain),
+        "asset_row": chosen_row,
+        "per_kind": per_kind(preds, y, data.kinds("test"), ("baseline", "asa", chosen_row, "paper"), c),
     }
     save_json(ctx.out / "metrics.json", result)
     with open(ctx.out / "predictions.jsonl", "w") as f:
@@ -192,6 +194,28 @@ def stage_evaluate(ctx: StageContext) -> dict:
             f.write(json.dumps(row) + "\n")
     _plot(result, ctx.out)
     return result
+
+
+def per_kind(preds: dict, y: np.ndarray, kinds: np.ndarray, names: tuple, c: object) -> dict:
+    """Trigger metrics of the key rows per example kind (``single`` prompts, ``conversation``s ending in a tool
+    result); for conversations also the extra-call rate: label-0 conversations (the answer was due) whose reply
+    opened a call."""
+    out: dict = {}
+    for kind in sorted(set(kinds)):
+        mask = kinds == kind
+        out[kind] = {"n": int(mask.sum())}
+        for name in dict.fromkeys(names):
+            if name not in preds:
+                continue
+            m = metrics_with_ci(y[mask], preds[name][mask], n_boot=c.n_boot, seed=c.seed)
+            due = mask & (y == 0)
+            if kind == "conversation" and due.any():
+                m["extra_call_rate"] = bootstrap_mean(
+                    preds[name][due].astype(float), n_boot=c.n_boot, seed=c.seed
+                )
+                m["n_answer_due"] = int(due.sum())
+            out[kind][name] = m
+    return out
 
 
 def _paper(ctx: StageContext, lm: object, params: object, point: dict) -> object:

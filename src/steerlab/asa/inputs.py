@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import UserError
+from ..config import UserError, read_user_text
 from ..runs import load_json, load_tensors
 from ..stages import StageContext
 from .config import AsaConfig
@@ -17,7 +17,7 @@ from .controller import AsaParams
 from .data import check_domains_have_tools, load_examples, load_tools
 from .prompt import FEW_SHOT_SETS, PromptBuilder
 
-DATA = ("data", "limit_per_cell", "tools")
+DATA = ("data", "limit_per_cell", "conversations", "tools")
 PROMPT = ("call_format", "few_shot", "use_template_tools")
 LAYER_CONVENTION = "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]"
 
@@ -32,7 +32,7 @@ def few_shot_turns(spec: str) -> list[dict]:
             f"few_shot {spec!r} is neither one of {', '.join(FEW_SHOT_SETS)} nor a JSON file of turns"
         )
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_user_text(path, "a JSON file of few-shot turns"))
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}") from None
 
@@ -41,7 +41,7 @@ class AsaInputs:
     """The examples, tools and prompts of a config (its data fields, read through a stage's view of them)."""
 
     def __init__(self, cfg: AsaConfig | object) -> None:
-        self.examples = load_examples(cfg.data, cfg.limit_per_cell)
+        self.examples = load_examples(cfg.data, cfg.limit_per_cell, cfg.conversations)
         self.tools, self.domain_tool = load_tools(cfg.tools)
         check_domains_have_tools(self.examples, self.domain_tool, cfg.tools)
         self.cfg = cfg

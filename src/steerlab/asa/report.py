@@ -70,6 +70,26 @@ def domain_table(ev: dict) -> str:
     return head + "\n".join(lines)
 
 
+def kind_table(ev: dict) -> str:
+    """The key rows on single prompts and on conversations that end in a tool result, with the extra-call rate."""
+    head = (
+        "| examples | condition | F1 | precision | recall | FPR | extra call where the answer was due |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for kind, rows in ev.get("per_kind", {}).items():
+        for name, m in rows.items():
+            if name == "n":
+                continue
+            extra = m.get("extra_call_rate")
+            extra = f"{_ci(extra)} (n={m['n_answer_due']})" if extra is not None else "–"
+            lines.append(
+                f"| {kind} (n={rows['n']}) | {name} | {_ci(m['f1'])} | {_precision(m)} | {_ci(m['recall'])} "
+                f"| {_ci(m['fpr'])} | {extra} |"
+            )
+    return head + "\n".join(lines)
+
+
 def goals(ev: dict, max_fpr: float = 0.05) -> list[str]:
     """The issue's goals on absolute TEST figures (not only deltas), each met or missed."""
     out = []
@@ -95,6 +115,14 @@ def goals(ev: dict, max_fpr: float = 0.05) -> list[str]:
         out.append(
             f"- best gated row `{name}`: F1 {m['f1'][0]:.3f}, FPR {m['fpr'][0]:.3f}, success precision {sp:.3f}; goal "
             f"F1 ≥ 0.80, FPR ≤ {max_fpr}, success precision ≥ 0.50: **{'met' if ok else 'missed'}**."
+        )
+    conv = ev.get("per_kind", {}).get("conversation", {}).get(ev.get("asset_row"), {})
+    if "extra_call_rate" in conv:
+        x = conv["extra_call_rate"][0]
+        out.append(
+            f"- the asset's row `{ev['asset_row']}` on conversations ending in a tool result: extra calls where the "
+            f"answer was due {x:.3f}, F1 {conv['f1'][0]:.3f}; goal extra calls ≤ 0.05: "
+            f"**{'met' if x <= 0.05 else 'missed'}**."
         )
     return out
 
@@ -127,7 +155,8 @@ def write_report(ctx: StageContext) -> Path:
         f"# ASA run on `{ctx.runner.config.model}`",
         "",
         f"steerlab {__version__}; data `{c.data}`"
-        + (f" (reduced: {c.limit_per_cell} per split×domain×label)" if c.limit_per_cell else "")
+        + (f" (reduced: {c.limit_per_cell} per split×domain×label×kind)" if c.limit_per_cell else "")
+        + ("" if c.conversations else "; single prompts only (conversations left out)")
         + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min of stage computation.",
         "",
         _preset_line(c),
@@ -166,6 +195,14 @@ def write_report(ctx: StageContext) -> Path:
         f"gate counts (−1/0/+1) {ev['gate_counts_test']}; online gate = offline gate on "
         f"{100 * ev['gate_agreement_online_vs_offline']:.1f}% of TEST prompts. Success precision: the triggered calls "
         "that parse, name the domain's tool and whose arguments validate against its schema.",
+        "",
+        "### Single prompts and conversations",
+        "",
+        "Conversations end in a tool result: label 0, the answer is due (one tool's result, or a two-step task's "
+        "second); label 1, a two-step task's second call is due. The extra-call rate is the share of label-0 "
+        "conversations whose reply opened a call.",
+        "",
+        kind_table(ev),
         "",
         "### By domain",
         "",

@@ -171,6 +171,7 @@ STAGES = (
         reads=(
             "data",
             "limit_per_cell",
+            "conversations",
             "max_fpr",
             "min_domain_f1",
             "preset",

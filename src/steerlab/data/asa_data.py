@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..config import DataError
+from ..config import DataError, read_user_text
 
 ASA_SPLITS = ("cal", "train", "valid", "test")
 ASA_DOMAINS = ("code", "math", "search", "translation")
@@ -44,10 +44,15 @@ def _files() -> Path:
     return Path(str(resources.files("steerlab.data") / "asa"))
 
 
-def load_asa_split(split: str) -> list[AsaExample]:
+def load_asa_split(split: str, conversations: bool = True) -> list[AsaExample]:
+    """A split's single-turn prompts, then (``conversations``) its conversations that end in a tool result
+    (``conversations.jsonl``; see the data README)."""
     if split not in ASA_SPLITS:
         raise DataError(f"unknown ASA split {split!r}; valid: {', '.join(ASA_SPLITS)}")
-    return load_jsonl_examples(_files() / f"{split}.jsonl")
+    out = load_jsonl_examples(_files() / f"{split}.jsonl")
+    if conversations:
+        out += [e for e in load_jsonl_examples(_files() / "conversations.jsonl") if e.split == split]
+    return out
 
 
 def load_asa_tools() -> list[dict]:
@@ -92,7 +97,7 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_user_text(path, "a JSONL file of prompts").splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -57,7 +57,9 @@ def load_mcq_jsonl(path: str | Path) -> list[MCQItem]:
     if not path.is_file():
         raise DataError(f"MCQ file {path} does not exist")
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    from ..config import read_user_text
+
+    for n, line in enumerate(read_user_text(path, "a JSONL file of MCQ items").splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)

@@ -290,7 +290,11 @@ def model_shape(spec: str) -> tuple[int, int] | None:
 
 
 def check_layers(spec: str, layers: list[int], what: str) -> None:
-    """Layer numbers in range for the model ``spec`` names (checked from its config, before it is loaded)."""
+    """Layer numbers in range for the model ``spec`` names (checked from its config, before it is loaded): every
+    command checks its layers here, so they are read the same way everywhere (from 0, never negative)."""
+    from ..config import check_layer_numbers
+
+    check_layer_numbers(what, layers)
     shape = model_shape(spec)
     if shape is None:
         return
@@ -443,8 +447,15 @@ def load_model(
                 "or a hub id of the form 'org/name'"
             )
         try:
+            # adapter_kwargs: transformers looks for a PEFT adapter on the hub even with local_files_only (a
+            # misspelled id offline retried for ~30 s with a warning per try)
             model = AutoModelForCausalLM.from_pretrained(
-                spec, dtype=dt, local_files_only=True, trust_remote_code=trust_remote_code, **extra
+                spec,
+                dtype=dt,
+                local_files_only=True,
+                adapter_kwargs={"local_files_only": True},
+                trust_remote_code=trust_remote_code,
+                **extra,
             )
             tok = AutoTokenizer.from_pretrained(
                 spec, local_files_only=True, trust_remote_code=trust_remote_code

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_range, opt
+from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..models.registry import SITES
 
 METHODS = ("PASf", "iPASa", "iPASwo")
@@ -85,28 +85,50 @@ class PasConfig(Config):
             raise UserError("benchmarks must not be empty")
         if isinstance(self.layers, str) and self.layers != "all":
             self._parse_slice(self.layers)
+        elif isinstance(self.layers, list):
+            if not self.layers:
+                raise UserError("layers must not be empty ('all', 'start:stop:step' or a list of layers)")
+            check_layer_numbers("layers", self.layers)
 
     @staticmethod
-    def _parse_slice(spec: str) -> slice:
+    def _parse_slice(spec: str) -> tuple[int, int | None, int]:
+        """``start:stop:step`` (start defaults to 0, stop to the last layer + 1, step to 1), from 0, step >= 1."""
+        parts = spec.split(":")
         try:
-            parts = (spec.split(":") + ["", ""])[:3]
-            return slice(*(int(x) if x.strip() else None for x in parts))
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop, step = (int(x) if x.strip() else None for x in (parts + [""])[:3])
         except ValueError:
             raise UserError(
                 f"layers must be 'all', 'start:stop:step' or a list of ints, got {spec!r}"
             ) from None
+        check_layer_numbers("layers", [x for x in (start, stop) if x is not None])
+        if step is not None and step < 1:
+            raise UserError(f"layers {spec!r}: the step must be >= 1, got {step}")
+        if start is not None and stop is not None and stop <= start:
+            raise UserError(f"layers {spec!r} selects no layer (stop {stop} <= start {start})")
+        return start or 0, stop, step or 1
 
     def layer_list(self, n_layers: int) -> list[int]:
-        """The layers to try on a model with ``n_layers`` layers (negative numbers count from the end)."""
+        """The layers to try on a model with ``n_layers`` layers; a layer or a slice end past the model's last
+        layer is an error, not silently clipped."""
         spec = self.layers
         if spec == "all":
             return list(range(n_layers))
-        out = list(range(n_layers))[self._parse_slice(spec)] if isinstance(spec, str) else list(spec)
-        out = [x + n_layers if x < 0 else x for x in out]
-        bad = [x for x in out if not 0 <= x < n_layers]
-        if bad or not out:
-            raise UserError(f"layers {bad or spec} out of range: this model has layers 0..{n_layers - 1}")
-        return out
+        if isinstance(spec, str):
+            start, stop, step = self._parse_slice(spec)
+            if stop is None:
+                stop = n_layers
+            if start >= n_layers or stop > n_layers:
+                raise UserError(
+                    f"layers {spec!r} out of range: this model has layers 0..{n_layers - 1} "
+                    f"(a slice's stop is at most {n_layers})"
+                )
+            return list(range(start, stop, step))
+        bad = [x for x in spec if not 0 <= x < n_layers]
+        if bad:
+            raise UserError(f"layers {bad} out of range: this model has layers 0..{n_layers - 1}")
+        return list(spec)
 
 
 def steer_target_to_site(target: str) -> str:

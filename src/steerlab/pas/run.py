@@ -36,7 +36,13 @@ def run_root(cfg: PasConfig, model_name: str) -> Path:
 
 
 def preflight(cfg: PasConfig) -> None:
-    """What can be checked before the model loads: every benchmark and the forgetting target can be read."""
+    """What can be checked before the model loads: the layers against the model's config, every benchmark and
+    the forgetting target can be read."""
+    from ..models import check_layers, model_shape
+
+    shape = model_shape(cfg.model)
+    if shape is not None:
+        check_layers(cfg.model, cfg.layer_list(shape[0]), "layers")
     for name in [*cfg.benchmarks, *([cfg.target_benchmark] if cfg.catastrophic_test else [])]:
         load_benchmark(name)
 

@@ -45,7 +45,7 @@ def _tool(rng: random.Random, templates: list[str], lo: int, hi: int, decimals: 
     a = round(rng.uniform(lo, hi), 2) if decimals else rng.randint(lo, hi)
     b = round(rng.uniform(2, 99), 2) if decimals else rng.randint(2, 999)
     expr = f"{a} {OPS[opw]} {b}"
-    from .safe_eval import safe_arith_eval
+    from ..tools.safe_eval import safe_arith_eval
 
     return {
         "prompt": rng.choice(templates).format(a=a, b=b, opw=opw),

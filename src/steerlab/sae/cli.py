@@ -21,28 +21,32 @@ STAGE_HELP = {
 }
 
 
-def _study(args: argparse.Namespace):  # noqa: ANN202
+def _study(args: argparse.Namespace, base: dict | None = None):  # noqa: ANN202
     from .config import QUICK, ToolUseConfig
     from .stages import preflight, runner
 
     preset = dict(QUICK) if args.quick else {}
     flags = {k[len("cfg__") :] for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
     if "layer" in flags and "lora_layers" not in flags:  # the finetune follows the splice layer unless told
-        preset["lora_layers"] = [int(args.cfg__layer)]
+        preset["lora_layers"] = [args.cfg__layer]  # parsed (and a bad value named) with the layer field
     cfg = ToolUseConfig.from_sources(
-        args.config, {**preset, **{k: getattr(args, f"cfg__{k}") for k in flags}}
+        args.config, {**preset, **{k: getattr(args, f"cfg__{k}") for k in flags}}, base=base
     )
-    preflight(cfg)
+    if base is None:
+        preflight(cfg)
     return runner(cfg, progress=not args.quiet)
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    r = _study(args)
-    if args.stage == "status":
-        for row in r.status():
+    if args.stage == "status":  # judged against the config the run recorded, flags given here on top
+        from ..stages import recorded_fields, status_root
+
+        root = status_root(_study(args, base={}).root, "steerlab sae run")
+        for row in _study(args, base=recorded_fields(root)).status():
             secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
             print(f"{row['stage']:<10} {row['state']:<8} {secs}")
         return 0
+    r = _study(args)
     r.run_all(until=args.stage)
     if args.stage == "report":
         print((r.path("report") / "report.md").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_range, opt
+from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
 from .finetune import LORA_TARGETS
 from .transcoder import ACTIVATIONS
 
@@ -108,6 +108,8 @@ class ToolUseConfig(Config):
                     f"lora_layers must be a list of layers, all or null, got {self.lora_layers!r}"
                 )
             self.lora_layers = None
+        for name in ("splice_layers", "lora_layers"):
+            check_layer_numbers(name, getattr(self, name) or [])
         if self.splice_layers is not None:
             if not self.splice_layers or len(set(self.splice_layers)) != len(self.splice_layers):
                 raise UserError(f"splice_layers must list distinct layers, got {self.splice_layers}")
@@ -209,6 +211,7 @@ class SpliceCostConfig(Config):
         check_choice("activation", self.activation, ACTIVATIONS)
         if not self.layers:
             raise UserError("layers must not be empty")
+        check_layer_numbers("layers", self.layers)
         for name in ("d_sae", "k", "steps", "batch_size", "n_train", "n_eval"):
             check_range(name, getattr(self, name), 1)
         check_range("lr", self.lr, 0.0, strict_lo=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..eval.stats import wilson_interval
 from ..tools import has_trigger, parse_tool_calls
-from .safe_eval import safe_arith_eval
+from ..tools.safe_eval import safe_arith_eval
 
 
 def call_metrics(texts: list[str], answers: list[float | None]) -> dict:

@@ -21,8 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batcher import Batcher
 from .engine import Engine, RowOutput
-from .errors import ApiError, bad_request
-from .protocol import parse_request
+from .errors import ApiError
+from .openapi import chat_operation
+from .protocol import parse_json_body, parse_request
 from .reply import StreamSplitter, completion, finish_reason, new_id, split_reply, steerlab_field, usage
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,17 @@ def create_app(
             st.batcher.close()
 
     app = FastAPI(title="steerlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    def openapi() -> dict:
+        """FastAPI's description plus the chat route's request and responses, with the loaded model's id."""
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        ids = [st.engine.model_id] if st.engine is not None else None
+        schema["paths"]["/v1/chat/completions"]["post"].update(chat_operation(ids, cfg.max_tokens_limit))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def ready_engine() -> tuple[Engine, Batcher]:
         if st.error is not None:
@@ -160,10 +172,7 @@ def create_app(
                     None,
                     "request_too_large",
                 )
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise bad_request(f"the request body is not valid JSON: {err}", None, "invalid_json") from None
+        return parse_json_body(bytes(raw), request.headers.get("content-type"))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):  # noqa: ANN202
@@ -174,6 +183,7 @@ def create_app(
             has_asset=eng.steerer is not None,
             max_tokens_limit=cfg.max_tokens_limit,
             default_temperature=cfg.default_temperature,
+            model_ids=[eng.model_id],
         )
         ticket = batcher.submit(req.spec)
         parse = bool(req.spec.tools) and req.spec.tool_choice != "none"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import math
+import socket
 import sys
 
 from ..config import UserError
@@ -18,17 +21,56 @@ def need(*modules: str, extra: str) -> None:
         )
 
 
-def _positive(kind: type, lo: float = 1) -> object:
+def _positive(kind: type, lo: float = 1, hi: float | None = None) -> object:
+    """An argparse type: a number of ``kind`` in [lo, hi]; a bad one is a one-line error naming it."""
+    noun = {int: "an integer", float: "a number"}[kind]
+
     def conv(text: str) -> object:
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(
+                f"must be >= {lo}, got {v}" if hi is None else f"must be in {lo}..{hi}, got {v}"
+            )
         return v
 
     return conv
+
+
+PORT = _positive(int, 1, 65535)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says the server is up: a busy port, a privileged one or an
+    address this machine does not have is one line naming it (exit 2), not tracebacks after the URL."""
+    from ..config import UserError
+
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise UserError(
+            f"cannot listen on --host {host!r}: {getattr(err, 'strerror', None) or err}"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as err:
+        sock.close()
+        why = {
+            errno.EADDRINUSE: f"port {port} is already in use on {host} (another server?); choose another --port",
+            errno.EACCES: f"port {port} on {host} needs privileges this user lacks; choose a --port above 1023",
+            errno.EADDRNOTAVAIL: f"--host {host} is not an address of this machine (try 127.0.0.1 or 0.0.0.0)",
+        }.get(err.errno, f"cannot listen on {where}: {err.strerror or err}")
+        raise UserError(why) from None
+    return sock
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -65,6 +107,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_prompt_tokens=args.max_prompt_tokens,
         )
 
+    sock = listen_socket(args.host, args.port)
     failed: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -81,9 +124,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     print(
         f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready; "
-        f"{threads.apply().describe()})"
+        f"{threads.apply().describe()})",
+        flush=True,
     )
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 2 if failed else 0
 
 
@@ -122,7 +169,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     )
     add_serve_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=_positive(int), default=8000, help="TCP port")
+    p.add_argument("--port", type=PORT, default=8000, help="TCP port (1-65535)")
     p.add_argument(
         "--window-ms",
         dest="window_ms",
@@ -158,7 +205,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         "--temperature",
         type=float,
         default=0.0,
-        help="temperature for requests that do not set one (default greedy, as ASA was evaluated)",
+        help="temperature for requests that do not set one (default: 0.0, greedy, as ASA was evaluated)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     p.set_defaults(func=_cmd_serve)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .engine import RowSpec
@@ -51,6 +52,24 @@ NEUTRAL = {
 }
 STEERLAB_KEYS = ("asa", "alpha", "strength", "tau")  # alpha and strength: the same push size
 MAX_ALPHA = 10.0
+MAX_JSON_DEPTH = 64  # deeper bodies are refused before anything walks them (deep tool schemas are ~10)
+JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
+# JSON-schema keywords whose values are schemas: one, a list of them, or a map of names to them
+_ONE_SCHEMA = (
+    "items",
+    "additionalProperties",
+    "additionalItems",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "not",
+    "contains",
+    "if",
+    "then",
+    "else",
+    "propertyNames",
+)
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
 @dataclass
@@ -58,6 +77,59 @@ class ChatRequest:
     spec: RowSpec
     stream: bool
     include_usage: bool
+
+
+def json_depth(x: object) -> int:
+    """How deeply arrays and objects nest in ``x`` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(x, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break  # deep enough to refuse; no need to walk the rest
+        stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json_body(raw: bytes, content_type: str | None) -> object:
+    """The request body as JSON: 415 for a body declared as something else (``text/plain``), 400 for invalid
+    JSON (NaN and Infinity included) or for nesting deeper than ``MAX_JSON_DEPTH``, never a RecursionError."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            f"the request body must be JSON with Content-Type: application/json, got Content-Type {media!r}",
+            None,
+            "unsupported_media_type",
+        )
+    try:
+        body = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        body, depth = None, MAX_JSON_DEPTH + 1
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, bad UTF-8, a NaN, a huge integer
+        raise bad_request(f"the request body is not valid JSON: {err}", None, "invalid_json") from None
+    else:
+        depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise bad_request(
+            f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+            None,
+            "invalid_json",
+        )
+    return body
+
+
+def _integral(v: object) -> object:
+    """``5.0`` as 5: JSON (and its schema) do not tell an integral number from an integer."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _num(body: dict, key: str, lo: float, hi: float, default: float, lo_open: bool = False) -> float:
@@ -79,7 +151,12 @@ def _content(m: dict, i: int) -> str | None:
     if isinstance(c, list):
         parts = []
         for j, p in enumerate(c):
-            if not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str):
+            if isinstance(p, dict) and p.get("type") == "text" and not isinstance(p.get("text"), str):
+                raise bad_request(
+                    f"messages[{i}].content[{j}].text must be a string, got {p.get('text')!r:.60}",
+                    f"messages[{i}].content[{j}]",
+                )
+            if not isinstance(p, dict) or p.get("type") != "text":
                 kind = p.get("type") if isinstance(p, dict) else type(p).__name__
                 raise bad_request(
                     f"messages[{i}].content[{j}] is a {kind!r} part; this model takes only "
@@ -127,11 +204,44 @@ def _tool_calls(m: dict, i: int) -> list[dict]:
     return out
 
 
+def _tool_call_id(m: dict, i: int, calls: list[str | None]) -> str | None:
+    """A tool message answers one call of the assistant message just before it (only tool messages between them):
+    the call its ``tool_call_id`` names, or, without an id, the next call not yet answered. The answered call is
+    removed from ``calls``; a tool message that answers no call is refused."""
+    tid = m.get("tool_call_id")
+    where = f"messages[{i}].tool_call_id"
+    if tid is not None and (not isinstance(tid, str) or not tid):
+        raise bad_request(f"messages[{i}].tool_call_id must be a non-empty string, got {tid!r:.60}", where)
+    if tid is None and calls:
+        calls.pop(0)
+        return None
+    if tid is not None and tid in calls:
+        calls.remove(tid)
+        return tid
+    named = [c for c in calls if c is not None]
+    have = (
+        f"its unanswered calls are {', '.join(map(repr, named))}"
+        if named
+        else "it has no unanswered call"
+        if not calls
+        else "its unanswered calls have no ids"
+    )
+    what = f"tool_call_id {tid!r:.60}" if tid is not None else "no call"
+    raise bad_request(
+        f"messages[{i}] (tool) answers {what}, which is no call of the assistant message before it ({have}); "
+        "a tool message must follow the assistant message whose tool_calls it answers",
+        where,
+    )
+
+
 def parse_messages(raw: object) -> list[dict]:
     if not isinstance(raw, list) or not raw:
         got = "an empty list" if raw == [] else type(raw).__name__
         raise bad_request(f"'messages' must be a non-empty list of messages, got {got}", "messages")
     out = []
+    calls: list[
+        str | None
+    ] = []  # the unanswered calls (ids) of the assistant message before these tool messages
     for i, m in enumerate(raw):
         if not isinstance(m, dict):
             raise bad_request(
@@ -149,7 +259,11 @@ def parse_messages(raw: object) -> list[dict]:
         elif msg["content"] is None:
             raise bad_request(f"messages[{i}] ({role}) has no content", f"messages[{i}].content")
         if role == "tool":
-            msg["tool_call_id"] = m.get("tool_call_id")
+            msg["tool_call_id"] = _tool_call_id(m, i, calls)
+        elif role == "assistant" and "tool_calls" in msg:
+            calls = [c["id"] if isinstance(c["id"], str) and c["id"] else None for c in msg["tool_calls"]]
+        else:
+            calls = []
         out.append(msg)
     if out[-1]["role"] == "assistant":
         raise bad_request(
@@ -181,7 +295,7 @@ def parse_tools(raw: object) -> list[dict]:
             not isinstance(name, str)
             or not name
             or len(name) > 64
-            or not all(c.isalnum() or c in "_-." for c in name)
+            or not all(c.isascii() and (c.isalnum() or c in "_-.") for c in name)
         ):
             raise bad_request(
                 f"{where}.function.name must be 1-64 letters, digits, '_', '-' or '.', got {name!r}",
@@ -220,10 +334,56 @@ def parse_tools(raw: object) -> list[dict]:
                 f"properties ({sorted(props)})",
                 f"{where}.function.parameters",
             )
+        check_schema(params, f"{where}.function.parameters")
         out.append(
             {"type": "function", "function": {"name": name, "description": desc, "parameters": params}}
         )
     return out
+
+
+def check_schema(schema: object, where: str) -> None:
+    """A tool's parameter schema as JSON schema: every subschema an object (or true/false), every ``type`` one of
+    JSON's seven types (or a list of them), ``required`` and ``enum`` lists. A typo such as ``"strng"`` would
+    otherwise reach the model as a type no argument can have."""
+    from ..config import did_you_mean
+
+    stack: list[tuple[object, str]] = [(schema, "")]
+    while stack:
+        node, path = stack.pop()
+        here = f"{where}{path}"
+        if isinstance(node, bool):
+            continue
+        if not isinstance(node, dict):
+            raise bad_request(f"{here} must be a JSON schema (an object), got {node!r:.60}", where)
+        typ = node.get("type")
+        if typ is not None:
+            types = typ if isinstance(typ, list) else [typ]
+            bad = [t for t in types if t not in JSON_TYPES]
+            if bad or not types:
+                first = bad[0] if bad else typ
+                hint = did_you_mean(first, list(JSON_TYPES)) if isinstance(first, str) else ""
+                raise bad_request(
+                    f"{here}.type is {first!r:.60}{hint}; JSON schema types are {', '.join(JSON_TYPES)}",
+                    where,
+                )
+        for key in ("required", "enum"):
+            if key in node and not isinstance(node[key], list):
+                raise bad_request(f"{here}.{key} must be a list, got {node[key]!r:.60}", where)
+        for key in _ONE_SCHEMA:
+            if key in node and not isinstance(node[key], list):
+                stack.append((node[key], f"{path}.{key}"))
+            elif key in node:  # items as a list: the old tuple form
+                stack.extend((s, f"{path}.{key}[{k}]") for k, s in enumerate(node[key]))
+        for key in _SCHEMA_LISTS:
+            if key in node:
+                if not isinstance(node[key], list):
+                    raise bad_request(f"{here}.{key} must be a list of schemas", where)
+                stack.extend((s, f"{path}.{key}[{k}]") for k, s in enumerate(node[key]))
+        for key in _SCHEMA_MAPS:
+            if key in node:
+                if not isinstance(node[key], dict):
+                    raise bad_request(f"{here}.{key} must map names to schemas", where)
+                stack.extend((s, f"{path}.{key}.{name}") for name, s in node[key].items())
 
 
 def _jsonable(x: object) -> bool:
@@ -312,9 +472,15 @@ def parse_steerlab(raw: object, has_asset: bool) -> tuple[bool | None, float | N
 
 
 def parse_request(
-    body: object, *, has_asset: bool, max_tokens_limit: int, default_temperature: float
+    body: object,
+    *,
+    has_asset: bool,
+    max_tokens_limit: int,
+    default_temperature: float,
+    model_ids: Sequence[str] | None = None,
 ) -> ChatRequest:
-    """The whole body; raises ``ApiError`` (400) on the first problem found."""
+    """The whole body; raises ``ApiError`` (400, or 404 for a model this server does not serve, as OpenAI's
+    ``model_not_found``) on the first problem found. ``model_ids``: the served models (None: any name)."""
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
     for key in body:
@@ -332,6 +498,14 @@ def parse_request(
         raise bad_request(f"Unrecognized request argument supplied: {key}", key, "unrecognized_argument")
     if not isinstance(body.get("model"), str):
         raise bad_request(f"'model' must be a string, got {body.get('model')!r:.60}", "model")
+    if model_ids is not None and body["model"] not in model_ids:
+        raise ApiError(
+            404,
+            f"The model {body['model']!r:.80} does not exist on this server; it serves "
+            f"{', '.join(map(repr, model_ids))} (GET /v1/models lists them)",
+            "model",
+            "model_not_found",
+        )
     n = body.get("n", 1)
     if n not in (1, None):
         raise bad_request(f"'n' = {n!r}: steerlab serve returns one choice per request (n must be 1)", "n")
@@ -339,14 +513,14 @@ def parse_request(
     tools = parse_tools(body.get("tools"))
     choice, forced = parse_tool_choice(body.get("tool_choice"), tools)
     asa, alpha, tau = parse_steerlab(body.get("steerlab"), has_asset)
-    mt = body.get("max_completion_tokens", body.get("max_tokens"))
+    mt = _integral(body.get("max_completion_tokens", body.get("max_tokens")))
     if mt is None:
         mt = min(256, max_tokens_limit)
     if isinstance(mt, bool) or not isinstance(mt, int) or not 1 <= mt <= max_tokens_limit:
         raise bad_request(
             f"'max_tokens' must be an integer in [1, {max_tokens_limit}], got {mt!r}", "max_tokens"
         )
-    seed = body.get("seed")
+    seed = _integral(body.get("seed"))
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
         raise bad_request(f"'seed' must be a non-negative integer, got {seed!r}", "seed")
     stop = body.get("stop")

@@ -20,6 +20,10 @@ from .lab import lab_auc, lab_compare, lab_states, lab_vector  # noqa: E402
 from .logic import LabData, compare, lines, parse_tools_text  # noqa: E402
 
 EXAMPLE = "What is 48,213 divided by 37?"
+NO_ASSET_SLIDERS = (
+    "Strength and τ (gate threshold) steer through an ASA asset's gate; none is loaded "
+    "(`steerlab ui --asset DIR`). To steer without one, build a vector in **Build a steering vector**."
+)
 CSS = ".reply textarea {font-family: ui-monospace, monospace; font-size: 13px}"
 
 
@@ -30,13 +34,22 @@ def theme() -> gr.themes.Base:
     )
 
 
-def _example_lists(n: int = 6) -> tuple[str, str]:
+def _example_lists(per_domain: int = 2) -> tuple[str, str]:
+    """Tool and non-tool prompts, the same number from each domain in both lists: lists that differ in topic as
+    well would give a vector (and probe AUCs) partly about the topic."""
     from ..data.asa_data import load_asa_split
 
     ex = load_asa_split("train")
-    pos = [e.prompt for e in ex if e.label == 1][:n]
-    neg = [e.prompt for e in ex if e.label == 0][:n]
-    return "\n".join(pos), "\n".join(neg)
+    lists = []
+    for label in (1, 0):
+        lists.append(
+            [
+                e.prompt
+                for d in sorted({e.domain for e in ex})
+                for e in [x for x in ex if x.domain == d and x.label == label][:per_domain]
+            ]
+        )
+    return "\n".join(lists[0]), "\n".join(lists[1])
 
 
 def build_ui(engine: Engine) -> gr.Blocks:
@@ -77,13 +90,15 @@ def build_ui(engine: Engine) -> gr.Blocks:
                 prompt = gr.Textbox(EXAMPLE, label="Prompt", lines=2, elem_id="prompt", scale=4)
                 run = gr.Button("Run", variant="primary", elem_id="run", scale=1)
             with gr.Row():
+                # strength and τ act on an asset's gate: without one they are hidden, and the page says where
+                # to steer
                 strength = gr.Slider(
                     -3,
                     3,
                     value=asset["strength"] if asset else 1.0,
                     step=0.05,
                     label="strength (× mean hidden norm)",
-                    interactive=bool(asset),
+                    visible=bool(asset),
                     elem_id="strength",
                 )
                 tau = gr.Slider(
@@ -92,8 +107,13 @@ def build_ui(engine: Engine) -> gr.Blocks:
                     value=asset["tau"] if asset else 0.6,
                     step=0.01,
                     label="τ (gate)",
-                    interactive=bool(asset),
+                    visible=bool(asset),
                     elem_id="tau",
+                )
+                gr.Markdown(
+                    NO_ASSET_SLIDERS,
+                    visible=not asset,
+                    elem_id="no-asset-note",
                 )
                 max_tokens = gr.Slider(8, 256, value=64, step=8, label="max tokens")
             with gr.Accordion("Tools offered to the model (OpenAI JSON)", open=False):
@@ -120,7 +140,8 @@ def build_ui(engine: Engine) -> gr.Blocks:
             pos_default, neg_default = _example_lists()
             gr.Markdown(
                 "Two lists of chat prompts (one per line). The vector is mean(A) − mean(B) of the last "
-                "prompt token's state; the probe AUC per layer is held-out (fit on every other prompt)."
+                "prompt token's state; the probe AUC per layer is cross-validated (each prompt scored by a "
+                "probe fitted without it)."
             )
             with gr.Row():
                 pos = gr.Textbox(

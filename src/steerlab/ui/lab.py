@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..config import LayerError
 from ..serve.engine import Engine
 
 
@@ -31,23 +32,16 @@ def lab_states(engine: Engine, positive: list[str], negative: list[str]) -> torc
 
 
 def lab_auc(states: torch.Tensor, n_pos: int, layer: int) -> float:
-    """Held-out AUC of a probe at ``layer``: fitted on the even-numbered prompts of each list, scored on the odd
-    ones (so both halves hold both classes)."""
-    from ..probes import layer_sweep
+    """Held-out AUC of a probe at ``layer``, cross-validated so that every prompt is scored once while held out
+    (``probes.cross_val_auc``: one split of a few prompts read AUC 0.0 at layers 2-7)."""
+    from ..probes import cross_val_auc
 
-    labels = torch.tensor([1] * n_pos + [0] * (states.shape[0] - n_pos))
-    idx = torch.arange(states.shape[0])
-    rank = torch.cat([torch.arange(n_pos), torch.arange(states.shape[0] - n_pos)])
-    train, held = idx[rank % 2 == 0], idx[rank % 2 == 1]
-    auc = layer_sweep(
-        states[train],
-        labels[train].tolist(),
-        states[held],
-        labels[held].tolist(),
-        [layer],
-        progress=False,
-    )
-    return float(auc[layer])
+    n_layers = states.shape[1]
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+        raise LayerError(
+            f"layer {layer!r} is out of range: the states hold {n_layers} layers (valid 0..{n_layers - 1})"
+        )
+    return cross_val_auc(states[:, layer], [1] * n_pos + [0] * (states.shape[0] - n_pos))
 
 
 def lab_vector(engine: Engine, states: torch.Tensor, n_pos: int, layer: int) -> tuple[torch.Tensor, float]:
