@@ -60,7 +60,13 @@ class RowSampler:
             t = self.temps[i]
             if t == 0:
                 continue
-            probs = torch.softmax(logits[j].float().cpu() / t, dim=-1)
+            row = logits[j].float().cpu()
+            probs = torch.softmax(row / t, dim=-1)
+            if not torch.isfinite(probs).all():
+                # a temperature so small (1e-300, say) that logits / t overflow float32: in float64 and shifted
+                # so the largest logit is 0, the limit is greedy over the largest logits (a served request
+                # fuzzed this to a 500)
+                probs = torch.softmax((row - row.max()).double() / t, dim=-1).float()
             p = self.top_ps[i]
             if p < 1:
                 sorted_p, order = probs.sort(descending=True)
