@@ -145,6 +145,15 @@ def run_task(
     return Transcript(task.id, replies, messages, final, error, time.perf_counter() - t0)
 
 
+def served_model(base_url: str, timeout: float = 60.0) -> str:
+    """The first model a server lists (``GET /models``): ``steerlab serve`` answers only the model it serves by
+    its own name (404 ``model_not_found`` for any other)."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=timeout)
+    return client.models.list().data[0].id
+
+
 def run_tasks(
     base_url: str,
     model: str,
