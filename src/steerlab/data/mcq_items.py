@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from ..config import DataError, UserError
+from ..config import DataError, UserError, read_user_text
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -57,8 +57,6 @@ def load_mcq_jsonl(path: str | Path) -> list[MCQItem]:
     if not path.is_file():
         raise DataError(f"MCQ file {path} does not exist")
     items = []
-    from ..config import read_user_text
-
     for n, line in enumerate(read_user_text(path, "a JSONL file of MCQ items").splitlines(), 1):
         if line.strip():
             try:
