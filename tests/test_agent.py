@@ -188,7 +188,7 @@ def test_loop_mechanics_against_the_served_tiny_model(tiny_server):
     si = StandIns.shipped()
     trs = run_tasks(
         tiny_server,
-        "tiny",
+        None,  # the served model, as the server lists it
         tasks,
         tools,
         si,

@@ -50,7 +50,10 @@ def test_version_and_help(capsys):
         (["agent", "eval", "--out", "x", "--conditions", "plain,lora"], "unknown condition(s) ['lora']"),
         (["agent", "eval", "--out", "x", "--limit", "0"], "--limit must be >= 1, got 0"),
         (["agent", "eval", "--out", "x", "--subset", "tiny"], "task subset 'tiny' is not one of"),
-        (["agent", "eval", "--out", "x", "--base-url", "http://h/v1", "--conditions", "a,b"], "names the one"),
+        (
+            ["agent", "eval", "--out", "x", "--base-url", "http://h/v1", "--conditions", "a,b"],
+            "names the one",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(capsys, args, expected):

@@ -22,10 +22,11 @@ client = OpenAI(base_url=base_url, api_key="unused")
 # calculator, python_interpreter, web_search, translator: the tools the shipped assets were fitted with
 tools = load_asa_tools()
 run_tool = StandIns.shipped().run  # run_tool(name, arguments_json) -> the tool's reply as text
+model = client.models.list().data[0].id  # the model the server serves
 
 messages = [{"role": "user", "content": question}]
 for _ in range(3):  # at most three replies
-    r = client.chat.completions.create(model="smollm2-135m", tools=tools, messages=messages, max_tokens=200)
+    r = client.chat.completions.create(model=model, tools=tools, messages=messages, max_tokens=200)
     msg = r.choices[0].message
     print("gate:", (r.model_extra or {}).get("steerlab"))  # what ASA decided for this reply
     if not msg.tool_calls:
