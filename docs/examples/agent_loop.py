@@ -21,8 +21,8 @@ question = sys.argv[2] if len(sys.argv) > 2 else "What is 1,284 times 37?"
 client = OpenAI(base_url=base_url, api_key="unused")
 # calculator, python_interpreter, web_search, translator: the tools the shipped assets were fitted with
 tools = load_asa_tools()
-model = client.models.list().data[0].id  # the server answers only the model it serves, by its name
 run_tool = StandIns.shipped().run  # run_tool(name, arguments_json) -> the tool's reply as text
+model = client.models.list().data[0].id  # the model the server serves
 
 messages = [{"role": "user", "content": question}]
 for _ in range(3):  # at most three replies

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import UserError
 from ..runs import atomic_dir, load_json, save_json
-from .loop import Transcript, run_tasks, served_model
+from .loop import Transcript, run_tasks
 from .metrics import condition_metrics
 from .report import report
 from .stand_ins import StandIns
@@ -68,9 +68,8 @@ def run_condition(
         timeout=timeout,
     )
     if isinstance(source, str):
-        model = model or served_model(source, timeout)
         trs = run_tasks(source, model, tasks, tools, stand_ins, **kw)
-        info = {"server": source, "model": model}
+        info = {"server": source, "model": model or "(the server's first listed model)"}
     else:
         from ..serve.app import ServeConfig, create_app
         from ..serve.background import serve_in_thread

@@ -145,18 +145,9 @@ def run_task(
     return Transcript(task.id, replies, messages, final, error, time.perf_counter() - t0)
 
 
-def served_model(base_url: str, timeout: float = 60.0) -> str:
-    """The first model a server lists (``GET /models``): ``steerlab serve`` answers only the model it serves by
-    its own name (404 ``model_not_found`` for any other)."""
-    import openai
-
-    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=timeout)
-    return client.models.list().data[0].id
-
-
 def run_tasks(
     base_url: str,
-    model: str,
+    model: str | None,
     tasks: Sequence[AgentTask],
     tools: Sequence[dict],
     stand_ins: StandIns,
@@ -167,10 +158,13 @@ def run_tasks(
     request_options: dict | None = None,
 ) -> list[Transcript]:
     """Every task through the loop against ``base_url``, ``concurrency`` at a time (a server that batches
-    concurrent requests, as ``steerlab serve`` does, answers each as if it came alone)."""
+    concurrent requests, as ``steerlab serve`` does, answers each as if it came alone). ``model`` None: the first
+    model the server lists (``GET /models``), as an agent pointed at a one-model server would."""
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=timeout)
+    if model is None:
+        model = client.models.list().data[0].id
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         return list(
             pool.map(

@@ -61,16 +61,15 @@ class RowSampler:
             if t == 0:
                 continue
             row = logits[j].float().cpu()
-            probs = torch.softmax(row / t, dim=-1)
-            if not torch.isfinite(probs).all():
-                # a temperature so small (1e-300, say) that logits / t overflow float32: in float64 and shifted
-                # so the largest logit is 0, the limit is greedy over the largest logits (a served request
-                # fuzzed this to a 500)
-                probs = torch.softmax((row - row.max()).double() / t, dim=-1).float()
+            # shifted so the best logit is 0: a tiny temperature gives -inf elsewhere (greedy), never inf/inf = NaN
+            probs = torch.softmax((row - row.max()) / t, dim=-1)
+            if not torch.isfinite(probs).all() or float(probs.sum()) <= 0:
+                continue  # nothing left to sample from: the argmax stands
             p = self.top_ps[i]
             if p < 1:
                 sorted_p, order = probs.sort(descending=True)
                 keep = sorted_p.cumsum(0) - sorted_p < p  # the smallest set whose mass reaches p
+                keep[0] = True  # the likeliest token always (a top_p below float32's range compares as 0)
                 probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
             nxt[j] = int(torch.multinomial(probs, 1, generator=self._gens[i]).item())
         return nxt
