@@ -9,6 +9,15 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # property tests: random exploration by default; the test command (scripts/test.sh) derandomizes them so CI
+    # judges a change by the same examples every run (HYPOTHESIS_PROFILE=default explores afresh)
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:
+    pass
+
 
 @pytest.fixture(scope="session")
 def tiny_models():

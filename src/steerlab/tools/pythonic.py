@@ -111,9 +111,13 @@ def parse_call_list(text: str, offset: int, fmt: str, res: ParseResult, closed: 
             res.errors.append(ParseError(fmt, str(err), snippet[:SNIP], span))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _py_literal(v: object) -> str:
     if isinstance(v, str):  # a JSON string is a valid Python literal (non-ASCII kept literal)
-        return json.dumps(v, ensure_ascii=False)
+        # a lone surrogate cannot be encoded as source text (ast.parse fails): written as its escape
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(v, ensure_ascii=False))
     if isinstance(v, bool) or v is None:
         return repr(v)
     if isinstance(v, int):
