@@ -9,11 +9,14 @@ over the committed results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -187,6 +190,64 @@ def tiny_asa_config(root: Path, preset: str = "default"):  # noqa: ANN201
         batch_size=8,
         n_boot=20,
     )
+
+
+BEFORE_EVALUATE = ("extract", "sweep", "vectors", "fit", "screen", "tune", "gate", "actions")
+
+
+@contextlib.contextmanager
+def asa_run_copy(ap: argparse.ArgumentParser, args: argparse.Namespace, prefix: str) -> Iterator[tuple]:
+    """A runner on a temporary copy of a finished ASA run's stages before evaluate (``--run``; with ``--smoke`` and
+    no ``--run``, the tiny run), so a script reruns stages without touching the run; removed afterwards. Yields the
+    source run directory and the runner."""
+    from steerlab.asa.config import AsaConfig
+    from steerlab.asa.stages import runner
+
+    models = None
+    if args.run is None:
+        if not args.smoke:
+            ap.error("--run is required: a finished run directory of `steerlab asa run`")
+        src, models = tiny_asa_run(args.out)
+    else:
+        src = Path(args.run)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        for stage in BEFORE_EVALUATE:
+            shutil.copytree(src / stage, tmp / stage)
+        cfg = tiny_asa_config(tmp) if models else AsaConfig(preset=args.preset, out=str(tmp))
+        r = runner(cfg, tmp, progress=False, models=models)
+        for stage in BEFORE_EVALUATE:
+            if not r.is_done(stage):
+                raise SystemExit(f"{src}/{stage} was not run with --preset {args.preset}'s config")
+        yield src, r
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def first_test_rows(n: int | None) -> Iterator[None]:
+    """Within it, the evaluate stage sees only the first ``n`` TEST prompts (the same code path, a shorter run);
+    ``None`` or 0: all of them."""
+    import steerlab.asa.evaluation as evaluation
+    from steerlab.asa.stages import AsaInputs
+
+    real_inputs, real_states = evaluation.inputs, evaluation.states
+    if n:
+
+        def fewer(ctx):  # noqa: ANN001, ANN202
+            data = AsaInputs(ctx.config)
+            data.examples["test"] = data.examples["test"][:n]
+            return data
+
+        def fewer_states(ctx, split):  # noqa: ANN001, ANN202
+            h = real_states(ctx, split)
+            return h[:n] if split == "test" else h
+
+        evaluation.inputs, evaluation.states = fewer, fewer_states
+    try:
+        yield
+    finally:
+        evaluation.inputs, evaluation.states = real_inputs, real_states
 
 
 def padded_batches(lm, ids: list[list[int]], batch_size: int) -> list[tuple[list[int], dict]]:  # noqa: ANN001

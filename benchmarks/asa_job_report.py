@@ -112,7 +112,9 @@ def main() -> None:
             "",
             f"**steerlab vs llama.cpp** (`.venv/bin/python benchmarks/{ll['command']}`, "
             f"`benchmarks/results/vs_llamacpp_cpu.json`, llama-cpp-python {ll['llama_cpp_version']}): {ll['what']}; "
-            f"tokens per CPU second {ll['tokens_per_cpu_s']}; steerlab / llama.cpp: batched "
+            "tokens per CPU second: "
+            + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in ll["tokens_per_cpu_s"].items())
+            + f"; steerlab / llama.cpp: batched "
             f"**{ll['ratio_steerlab_batched_over_llamacpp']:.2f}x**, one at a time "
             f"**{ll['ratio_steerlab_one_over_llamacpp']:.2f}x** (CPU time; > 1: llama.cpp faster); greedy tokens agree "
             f"on {100 * ll['token_agreement_steerlab_vs_llamacpp']:.0f}%.",

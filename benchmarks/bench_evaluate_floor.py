@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
-from _common import parse_args, tiny_asa_config, tiny_asa_run, write_result
+from _common import asa_run_copy, first_test_rows, parse_args, write_result
 
 import steerlab.asa.evaluation as evaluation
 from steerlab import threads
-from steerlab.asa.config import AsaConfig
-from steerlab.asa.stages import AsaInputs, runner
+from steerlab.asa.stages import AsaInputs
 from steerlab.models import render_prompts, tokenize_texts
 from steerlab.models.prefix import common_prefix_len
 
@@ -57,22 +53,7 @@ def main() -> None:
     )
     args = parse_args(ap, test_rows=4)
     threads.apply()  # as the command line does: the cores not busy with other work
-    models = None
-    if args.run is None:
-        if not args.smoke:
-            ap.error("--run is required: a finished run directory of `steerlab asa run`")
-        src, models = tiny_asa_run(args.out)
-    else:
-        src = Path(args.run)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
-    try:
-        for stage in ("extract", "sweep", "vectors", "fit", "screen", "tune", "gate", "actions"):
-            shutil.copytree(src / stage, tmp / stage)
-        cfg = tiny_asa_config(tmp) if models else AsaConfig(preset=args.preset, out=str(tmp))
-        r = runner(cfg, tmp, progress=False, models=models)
-        for stage in ("extract", "sweep", "vectors", "fit", "screen", "tune", "gate", "actions"):
-            if not r.is_done(stage):
-                raise SystemExit(f"{src}/{stage} was not run with --preset {args.preset}'s config")
+    with asa_run_copy(ap, args, "bench-evaluate-") as (src, r):
         lm = r.model()
         rate_before = bare_rate(lm)
         gens: list[dict] = []
@@ -86,29 +67,17 @@ def main() -> None:
             gens.append(out)
             return out
 
-        real_inputs, real_states = evaluation.inputs, evaluation.states
-        if args.test_rows:  # the same code path on fewer TEST prompts
-
-            def fewer(ctx):  # noqa: ANN001, ANN202
-                d = AsaInputs(ctx.config)
-                d.examples["test"] = d.examples["test"][: args.test_rows]
-                return d
-
-            def fewer_states(ctx, split):  # noqa: ANN001, ANN202
-                h = real_states(ctx, split)
-                return h[: args.test_rows] if split == "test" else h
-
-            evaluation.inputs, evaluation.states = fewer, fewer_states
         evaluation.generate_conditions = timed
         try:
-            t0, w0 = time.process_time(), time.perf_counter()
-            r.run("evaluate", force=True)
-            stage_seconds, wall = time.process_time() - t0, time.perf_counter() - w0
+            with first_test_rows(args.test_rows):
+                t0, w0 = time.process_time(), time.perf_counter()
+                r.run("evaluate", force=True)
+                stage_seconds, wall = time.process_time() - t0, time.perf_counter() - w0
         finally:
             evaluation.generate_conditions = real
-            evaluation.inputs, evaluation.states = real_inputs, real_states
         rate_after = bare_rate(lm)
-        done = json.loads((tmp / "evaluate" / "_DONE.json").read_text())
+        done = json.loads((r.path("evaluate") / "_DONE.json").read_text())
+        cfg = r.config
         data = AsaInputs(cfg)
         msgs = data.messages("test")[: args.test_rows] if args.test_rows else data.messages("test")
         ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, msgs))
@@ -148,8 +117,6 @@ def main() -> None:
             + (f" --test-rows {args.test_rows}" if args.test_rows else ""),
         }
         write_result("evaluate_floor", result, args)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from _common import parse_args, tiny_asa_config, tiny_asa_run, write_result
+from _common import asa_run_copy, first_test_rows, parse_args, write_result
 
-import steerlab.asa.evaluation as evaluation
 from steerlab import threads
-from steerlab.asa.config import AsaConfig
-from steerlab.asa.stages import STAGES, AsaInputs, runner
-
-BEFORE = ("extract", "sweep", "vectors", "fit", "screen", "tune", "gate", "actions")
+from steerlab.asa.stages import STAGES
 
 
 def stage_table(run: Path) -> list[dict]:
@@ -63,42 +57,16 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     threads.apply()
-    models = None
-    if args.run is None:
-        if not args.smoke:
-            ap.error("--run is required: a finished run directory of `steerlab asa run`")
-        src, models = tiny_asa_run(args.out)
-    else:
-        src = Path(args.run)
-    tmp = Path(tempfile.mkdtemp(prefix="profile-asa-"))
     out = Path(args.out)
-    summary: dict = {
-        "what": f"torch.profiler tables of the ASA stages {args.stages} rerun on a copy of {src}",
-        "run": str(src),
-        "stages": stage_table(src),
-        "profiles": {},
-    }
-    try:
-        for stage in BEFORE:
-            shutil.copytree(src / stage, tmp / stage)
-        cfg = tiny_asa_config(tmp) if models else AsaConfig(preset=args.preset, out=str(tmp))
-        r = runner(cfg, tmp, progress=False, models=models)
+    with asa_run_copy(ap, args, "profile-asa-") as (src, r):
+        summary: dict = {
+            "what": f"torch.profiler tables of the ASA stages {args.stages} rerun on a copy of {src}",
+            "run": str(src),
+            "stages": stage_table(src),
+            "profiles": {},
+        }
         r.model()
-        real_inputs = evaluation.inputs
-
-        def fewer(ctx):  # noqa: ANN001, ANN202
-            data = AsaInputs(ctx.config)
-            data.examples["test"] = data.examples["test"][: args.test_rows]
-            return data
-
-        real_states = evaluation.states
-
-        def fewer_states(ctx, split):  # noqa: ANN001, ANN202
-            h = real_states(ctx, split)
-            return h[: args.test_rows] if split == "test" else h
-
-        evaluation.inputs, evaluation.states = fewer, fewer_states
-        try:
+        with first_test_rows(args.test_rows):
             for stage in args.stages.split(","):
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     t, w = time.process_time(), time.perf_counter()
@@ -129,10 +97,6 @@ def main() -> None:
                     "table": _shown(path),
                     "test_rows": args.test_rows if stage == "evaluate" else None,
                 }
-        finally:
-            evaluation.inputs, evaluation.states = real_inputs, real_states
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     summary["command"] = (
         f"profile_asa_stages.py --run {src} --stages {args.stages} --test-rows {args.test_rows}"
     )

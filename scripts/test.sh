@@ -9,7 +9,11 @@ bash scripts/setup.sh
 bash scripts/peers_env.sh
 bash scripts/setup_browser.sh || echo "[setup] browser install failed: the browser tests will skip"
 export TOKENIZERS_PARALLELISM=false
+# the same property-test examples every run (tests/conftest.py); HYPOTHESIS_PROFILE=default explores afresh
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 .venv/bin/ruff check src tests benchmarks scripts
+# unused code (settings in pyproject.toml's [tool.vulture]; false positives in scripts/vulture_whitelist.py)
+.venv/bin/vulture
 # the API reference is generated from the docstrings; --strict fails on a broken reference
 .venv/bin/mkdocs build --strict -q
 .venv/bin/python -m pytest -q "$@"

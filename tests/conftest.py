@@ -9,10 +9,19 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # property tests: random exploration by default; the test command (scripts/test.sh) derandomizes them so CI
+    # judges a change by the same examples every run (HYPOTHESIS_PROFILE=default explores afresh)
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:
+    pass
+
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    from steerlab.models import FAMILIES, tiny_model
+    from steerlab.models import tiny_model
 
     cache: dict = {}
 
@@ -21,7 +30,6 @@ def tiny_models():
             cache[family] = tiny_model(family, device=os.environ.get("STEERLAB_TEST_DEVICE", "cpu"))
         return cache[family]
 
-    get.families = FAMILIES
     return get
 
 

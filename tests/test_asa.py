@@ -18,7 +18,7 @@ from steerlab.data.asa_data import load_asa_tools
 from steerlab.probes import LogisticProbe, Router, Standardizer
 from steerlab.runs import load_json, load_tensors
 from steerlab.stages import ModelHolder
-from steerlab.tools import call_stop, call_success, decision_stop, is_triggered
+from steerlab.tools import call_stop
 
 
 def test_ternary_gate_is_strict():
@@ -64,25 +64,6 @@ def test_controller_exact_values_and_modes():
         AsaController(params, 0.5, 0.8, mode="oracle")
     per_row = AsaController(params, 0.5, 0.8, beta=1.0, row_strength=torch.tensor([1.0, 0.0, 2.0]))(h)[0]
     assert per_row.tolist() == [10.0, 0.0, 0.0]  # per-row strengths; row 2's gate is 0 anyway
-
-
-def test_triggers_and_call_success():
-    fmt = "tool_call_json"
-    assert is_triggered(' <tool_call>{"name"', fmt) and not is_triggered("Sure <tool_call>", fmt)
-    assert is_triggered("Sure <tool_call>", fmt, mode="anywhere")
-    stop = decision_stop(fmt)
-    assert stop("The") and stop("<tool_call>") and not stop("<tool")
-    cstop = call_stop(fmt)
-    assert (
-        not cstop('<tool_call>{"name": "x"') and cstop('<tool_call>{"name": "x"}</tool_call>') and cstop("No")
-    )
-    tools = load_asa_tools()
-    ok = '<tool_call>{"name": "calculator", "arguments": {"expression": "2*3"}}</tool_call>'
-    assert call_success(ok, fmt, tools, "calculator") == (True, "ok")
-    assert call_success(ok, fmt, tools, "web_search")[1] == "called calculator, expected web_search"
-    assert not call_success(
-        '<tool_call>{"name": "calculator", "arguments": {}}</tool_call>', fmt, tools, None
-    )[0]
 
 
 def test_prompt_builder_renders_few_shot_calls():

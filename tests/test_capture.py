@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from steerlab.capture import capture, mean_norm
+from steerlab.capture import capture, live_states, mean_norm
 
 PROMPTS = [
     "hello there, how are you today?",
@@ -109,3 +109,28 @@ def test_shared_prefix_equals_full_prompts(tiny_models, family):
     )
     for key in fast.keys():
         torch.testing.assert_close(fast[key], slow[key], atol=1e-5, rtol=1e-4)
+
+
+def test_live_states_are_the_forwards_states_and_carry_gradients(tiny_models):
+    """live_states holds what the forward computed at each layer (= HF hidden_states[k + 1]), differentiable: the
+    gradient of a function of the last layer read through it equals the one autograd gives through HF's own states;
+    its hooks are gone after the block."""
+    lm = tiny_models("llama")
+    ids = lm.tokenizer(PROMPTS[0], return_tensors="pt").to(lm.device)
+    with live_states(lm, [0, 2]) as states, torch.enable_grad():
+        out = lm.model(**ids, output_hidden_states=True)
+        assert sorted(states) == [0, 2]
+        for k in (0, 2):
+            assert torch.equal(states[k], out.hidden_states[k + 1])
+        loss = out.logits[0, -1].logsumexp(-1)
+        (ours,) = torch.autograd.grad(loss, [states[2]], retain_graph=True)
+        (theirs,) = torch.autograd.grad(loss, [out.hidden_states[3]])
+    torch.testing.assert_close(ours, theirs)
+    assert ours.abs().sum() > 0
+    states.clear()
+    with torch.no_grad():
+        lm.model(**ids)
+    assert states == {}  # no hook left behind
+    with pytest.raises(ValueError, match="out of range"):
+        with live_states(lm, [99]):
+            pass

@@ -46,6 +46,7 @@ def test_version_and_help(capsys):
         (["bfcl", "eval", "--categories", "irrelevance,nope"], "unknown BFCL category 'nope'"),
         (["info", "--model", "nonexistent-model"], "is not a known alias"),
         (["asa", "demo", "--asset", "/no/such/asset"], "does not exist or is not a directory"),
+        (["info", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda, mps"),
         (["agent", "eval", "--out", "x", "--conditions", "asset"], "condition 'asset' needs --asset"),
         (["agent", "eval", "--out", "x", "--conditions", "plain,lora"], "unknown condition(s) ['lora']"),
         (["agent", "eval", "--out", "x", "--limit", "0"], "--limit must be >= 1, got 0"),
@@ -110,3 +111,58 @@ def test_top_level_help_speaks_to_users():
         for action in parser._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+def _failing_info(exc):
+    """``steerlab info`` whose work raises ``exc``: the entry point's reply to each kind of failure."""
+
+    def boom(_args):
+        raise exc
+
+    return boom
+
+
+def test_only_user_errors_are_the_users_mistake(monkeypatch, capsys):
+    import steerlab.cli as cli
+    from steerlab.config import UserError
+
+    def run(exc, *extra):
+        parser = cli.build_parser()
+        info = next(a for a in parser._actions if a.dest == "command").choices["info"]
+        info.set_defaults(func=_failing_info(exc))
+        monkeypatch.setattr(cli, "build_parser", lambda: parser)
+        return cli.main([*extra, "info"]), capsys.readouterr().err.strip()
+
+    code, err = run(UserError("layer 40 is out of range"))
+    assert code == 2 and err == "steerlab: error: layer 40 is out of range"
+    code, err = run(KeyError("W_enc"))  # a bug in steerlab, not the user's doing
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("steerlab: internal error: KeyError: 'W_enc'") and "please report" in err
+    assert "--traceback" in err
+    code, err = run(ValueError("a plain ValueError is a bug too"))
+    assert code == 1 and "internal error: ValueError" in err
+    code, err = run(PermissionError(13, "Permission denied", "/root/out"))  # the system refused
+    assert code == 1 and err == "steerlab: error: [Errno 13] Permission denied: '/root/out'"
+    from steerlab.sweeps import SweepError
+    from steerlab.sweeps.jobs import JobResult
+
+    failed = JobResult("n2", {"n": 2}, ok=False, error="DataError: MCQ file x.jsonl does not exist")
+    code, err = run(SweepError([failed], "PAS sweep"))  # each job's own reason, all of them
+    assert code == 1 and err.startswith("steerlab: error: 1 job(s) of the PAS sweep failed")
+    assert err.endswith("- n2 (n=2): DataError: MCQ file x.jsonl does not exist") and "bug" not in err
+    with pytest.raises(KeyError):
+        run(KeyError("W_enc"), "--traceback")
+
+
+def test_library_errors_users_see_are_user_errors():
+    """The errors a user's input causes (a layer, a file, an asset, a model, a format) are UserErrors, so the CLI
+    prints them as one line with exit code 2."""
+    from steerlab.assets import AssetError
+    from steerlab.assets.gguf_cvec import ControlVectorError
+    from steerlab.config import DataError, LayerError, UserError
+    from steerlab.models import ArchitectureError, ModelLoadError
+    from steerlab.sae.saelens_format import SaeLensFormatError
+
+    for cls in (AssetError, ControlVectorError, DataError, LayerError, ArchitectureError, ModelLoadError):
+        assert issubclass(cls, UserError), cls
+    assert issubclass(SaeLensFormatError, UserError)

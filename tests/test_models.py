@@ -26,6 +26,18 @@ def test_registry_finds_layers_and_sites(tiny_models, family):
         assert set(lm.arch.layer_kinds) == {"attention"}
 
 
+def test_info_says_whether_the_family_was_found_by_discovery(tiny_models):
+    """``steerlab info`` (``ArchInfo.describe``) says when a model was mapped by discovery, not by the registry."""
+    lm = tiny_models("llama")
+    assert lm.arch.describe()["discovered"] is False
+    lm.model.config.model_type = "llama_variant"  # a family the registry does not know, laid out like llama
+    try:
+        found = detect_architecture(lm.model)
+    finally:
+        lm.model.config.model_type = "llama"
+    assert found.describe()["discovered"] is True and found.layers_path == "model.layers"
+
+
 def test_bad_layer_and_site_errors(tiny_models):
     lm = tiny_models("llama")
     with pytest.raises(ValueError, match=r"layer 40 is out of range.*0\.\.3"):

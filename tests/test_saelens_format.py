@@ -154,7 +154,7 @@ def test_old_steerlab_layout_still_loads(tmp_path):
         "b_enc": tc.b_enc,
         "W_dec": tc.W_dec,
         "b_dec": tc.b_dec,
-        "threshold": tc.threshold,
+        "threshold": torch.full((8,), 0.01),  # what they held for TopK: the unused default threshold
     }
     cfg = {"kind": "transcoder", **tc.config(), "layer": 3}
     back = load_transcoder(_write(tmp_path / "old", cfg, {k: v.detach() for k, v in w.items()}))

@@ -82,7 +82,8 @@ def test_steerlab_files_load_into_saelens(tmp_path, activation):
         g = torch.Generator().manual_seed(4)
         tc.b_enc.copy_(torch.randn(D_SAE, generator=g) * 0.2)
         tc.b_dec.copy_(torch.randn(D, generator=g) * 0.2)
-        tc.log_threshold.copy_((torch.rand(D_SAE, generator=g) * 0.3 + 0.01).log())
+        if activation == "jumprelu":  # the only activation with thresholds
+            tc.log_threshold.copy_((torch.rand(D_SAE, generator=g) * 0.3 + 0.01).log())
     save_transcoder(tc, tmp_path / "tc", extra={"layer": 15, "model": "smollm2-135m"})
     sae = sae_lens.SAE.load_from_disk(tmp_path / "tc").eval()
     x = _x(1)

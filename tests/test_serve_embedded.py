@@ -38,15 +38,69 @@ def asset(smollm, tmp_path_factory):
     )
     models = ModelHolder()
     models.put("smollm2-135m", smollm)
-    return runner(cfg, tmp_path_factory.mktemp("serve-embedded") / "run", progress=False, models=models).run(
-        "asset"
-    )["path"]
+    r = runner(cfg, tmp_path_factory.mktemp("serve-embedded") / "run", progress=False, models=models)
+    r.run("evaluate")  # the rows the parity test compares with
+    return r.run("asset")["path"]
 
 
 @pytest.fixture(scope="module")
 def server(smollm, asset):
     with running_server(create_app(lambda: Engine(smollm, asset))) as base:
         yield base
+
+
+def test_served_reply_equals_the_evaluate_row_and_the_steerer_on_the_embedded_model(server, smollm, asset):
+    """What an agent receives is what was measured, on the real model: for TEST prompts of both labels, the reply
+    through the openai client (alone, and four at once) starts with the evaluate stage's output of the asset's row
+    token for token, AsaSteerer gives that output exactly, and the gate and p_tool agree."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from steerlab.asa.runtime import AsaSteerer
+    from steerlab.runs import load_json
+
+    run = Path(asset).parent
+    row = load_json(run / "evaluate" / "result.json")["asset_row"]
+    preds = [json.loads(x) for x in (run / "evaluate" / "predictions.jsonl").read_text().splitlines()]
+    mine = [p for p in preds if p["condition"] == row]
+    chosen = [p for p in mine if p["label"] == 1][:2] + [p for p in mine if p["label"] == 0][:2]
+    chosen += [p for p in mine if "conv" in p["id"]][:2]  # conversations ending in a tool result
+    meta = {e["id"]: e for e in load_json(run / "extract" / "meta.json")["splits"]["test"]}
+    st = AsaSteerer(smollm, asset)
+    convs = [
+        meta[p["id"]].get("messages") or [{"role": "user", "content": meta[p["id"]]["prompt"]}]
+        for p in chosen
+    ]
+    n_new = 16  # the reduced run's max_new_tokens_call
+    res = st.run(convs, max_new_tokens=n_new, full_answers=False)
+    assert [x.steered.text for x in res] == [p["output"] for p in chosen]
+    c = openai.OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=300)
+
+    def ask(messages: list[dict]) -> tuple[str, dict]:
+        r = c.chat.completions.create(
+            model="smollm2-135m", messages=messages, tools=st.builder.tools, max_tokens=n_new
+        )
+        return r.model_extra["steerlab"]["raw"], r.model_extra["steerlab"]
+
+    def as_sent(messages: list[dict]) -> list[dict]:  # an agent sends call arguments as a JSON string
+        out = []
+        for m in messages:
+            calls = [
+                {**tc, "function": {**tc["function"], "arguments": json.dumps(tc["function"]["arguments"])}}
+                if not isinstance(tc["function"]["arguments"], str)
+                else tc
+                for tc in m.get("tool_calls") or []
+            ]
+            out.append({**m, "tool_calls": calls} if calls else m)
+        return out
+
+    sent = [as_sent(m) for m in convs]
+    alone = [ask(m) for m in sent]
+    with ThreadPoolExecutor(len(sent)) as pool:
+        together = list(pool.map(ask, sent))
+    for p, x, a, t in zip(chosen, res, alone, together):
+        assert a[0].startswith(p["output"]) and a[0] == t[0], (p["id"], a[0], p["output"])
+        assert a[1]["gate"] == x.gate and a[1]["p_tool"] == pytest.approx(x.p_tool, abs=1e-4)
 
 
 def chat(base: str, prompt: str, **kw):  # noqa: ANN201

@@ -142,13 +142,27 @@ def test_second_process_gets_a_clear_error_and_orphans_are_cleaned(tmp_path):
     assert os.path.exists(tmp_path / "first" / "_DONE.json")
 
 
+@dataclass
+class Sliced(Config):
+    """A config with what PAS's has: a method that calls a static method (layers as a Python slice)."""
+
+    layers: str = opt("10:25:7", "a slice of the model's layers")
+
+    @staticmethod
+    def _parse_slice(text: str) -> slice:
+        return slice(*(int(p) if p else None for p in text.split(":")))
+
+    def layer_list(self, n_layers: int) -> list[int]:
+        return list(range(n_layers))[self._parse_slice(self.layers)]
+
+
 def test_a_config_method_that_calls_a_static_method_works_through_the_stage_view():
     """A stage's view binds config methods to itself; static methods must stay unbound (a PAS run with
     ``layers: '10:25:7'`` failed with 'takes 1 positional argument but 2 were given')."""
-    from steerlab.pas.config import load_config
     from steerlab.stages import ConfigView
 
-    cfg = load_config(None, {"layers": "10:25:7"})
-    view = ConfigView(cfg, {"layers"}, "vectors")
+    view = ConfigView(Sliced(), {"layers"}, "vectors")
     assert view.layer_list(30) == [10, 17, 24]
-    assert view._parse_slice("1:3") == (1, 3, 1)
+    assert view._parse_slice("1:3") == slice(1, 3, None)
+    with pytest.raises(RuntimeError, match="without declaring it"):
+        ConfigView(Sliced(), set(), "vectors").layer_list(30)  # the method's read is checked like any other

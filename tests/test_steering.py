@@ -52,6 +52,20 @@ def test_coef_zero_and_remove_are_identical(tiny_models, family, site):
     assert torch.equal(_logits(lm), plain)
 
 
+def test_set_coef_changes_a_live_handle(tiny_models):
+    """A handle's coefficient can change between forwards: 0 is the plain model, back to 1 is the first push."""
+    lm = tiny_models("llama")
+    plain = _logits(lm)
+    with steer(lm, _vec(lm), layer=1, coef=1.0, policy="all") as h:
+        pushed = _logits(lm)
+        h.set_coef(0.0)
+        assert torch.equal(_logits(lm), plain)
+        h.set_coef(1.0)
+        assert torch.equal(_logits(lm), pushed) and not torch.allclose(pushed, plain)
+        with pytest.raises(ValueError, match="NaN"):
+            h.set_coef(float("nan"))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("policy", ["prompt_last", "prompt_all", "generated", "all"])
 def test_kv_cache_on_equals_off(tiny_models, family, policy):

@@ -74,7 +74,7 @@ def test_pas_sweep_failure_names_the_job_and_keeps_the_others(tiny_models, tmp_p
     )
     gone.unlink()  # readable when the sweep was planned, gone when its job runs
     with pytest.raises(
-        SweepError, match=r"benchmark=.*gone\.jsonl, seed=42\): ValueError: MCQ file .* does not exist"
+        SweepError, match=r"benchmark=.*gone\.jsonl, seed=42\): DataError: MCQ file .* does not exist"
     ) as err:
         run_pas(cfg, lm=tiny_models("llama"), progress=False)
     assert len(err.value.failures) == 1

@@ -15,6 +15,7 @@ import torch
 pytest.importorskip("gradio")
 from serve_helpers import tiny_asset  # noqa: E402
 from steerlab.serve.engine import Engine  # noqa: E402
+from steerlab.ui.lab import lab_auc, lab_compare, lab_states, lab_vector  # noqa: E402
 from steerlab.ui.logic import compare, lines  # noqa: E402
 
 PROMPT = "What is 3+4?"
@@ -46,20 +47,20 @@ def test_compare_runs_baseline_unsteered_and_steered_with_the_sliders(engine):
 def test_lab_vector_auc_and_try(engine):
     pos = ["Compute 12*7 please", "What is 45+17?", "Divide 81 by 9", "Square root of 144?"]
     neg = ["Tell me a story", "Why is the sky blue?", "Write a haiku", "Who was Ada Lovelace?"]
-    states = engine.lab_states(pos, neg)
+    states = lab_states(engine, pos, neg)
     assert states.shape == (8, engine.lm.n_layers, engine.lm.hidden_size)
     for k in range(engine.lm.n_layers):
-        assert 0.0 <= engine.lab_auc(states, 4, k) <= 1.0
-    vec, norm = engine.lab_vector(states, 4, 2)
+        assert 0.0 <= lab_auc(states, 4, k) <= 1.0
+    vec, norm = lab_vector(engine, states, 4, 2)
     assert vec.norm().item() == pytest.approx(1.0, abs=1e-5) and norm > 0
     want = states[:4, 2].mean(0) - states[4:, 2].mean(0)
     assert torch.nn.functional.cosine_similarity(vec, want, dim=0).item() == pytest.approx(1.0, abs=1e-5)
-    base, steered = engine.lab_compare("Hi there", vec, 2, 0.0)
+    base, steered = lab_compare(engine, "Hi there", vec, 2, 0.0)
     assert base == steered  # strength 0 changes nothing
-    base, steered = engine.lab_compare("Hi there", vec, 2, 20 * norm)
+    base, steered = lab_compare(engine, "Hi there", vec, 2, 20 * norm)
     assert base != steered
     with pytest.raises(ValueError, match="at least 2 prompts"):
-        engine.lab_states(["one"], neg)
+        lab_states(engine, ["one"], neg)
     assert lines(" a \n\n b\n") == ["a", "b"]
 
 
@@ -162,8 +163,8 @@ def test_browser_lab_tab_plots_auc_per_layer(browser, page, engine):
     WebDriverWait(d, 120).until(
         lambda d: "best held-out AUC" in d.find_element(By.CSS_SELECTOR, "#lab-auc").text
     )
-    states = engine.lab_states(pos, neg)
-    aucs = [engine.lab_auc(states, len(pos), k) for k in range(engine.lm.n_layers)]
+    states = lab_states(engine, pos, neg)
+    aucs = [lab_auc(states, len(pos), k) for k in range(engine.lm.n_layers)]
     best = max(range(len(aucs)), key=lambda k: aucs[k])
     assert (
         d.find_element(By.CSS_SELECTOR, "#lab-auc").text
@@ -207,6 +208,6 @@ def test_lab_auc_on_the_embedded_model_with_the_default_lists(smollm):
 
     eng = Engine(smollm)
     a, b = (lines(x) for x in _example_lists())
-    states = eng.lab_states(a, b)
-    aucs = [eng.lab_auc(states, len(a), k) for k in range(smollm.n_layers)]
+    states = lab_states(eng, a, b)
+    aucs = [lab_auc(states, len(a), k) for k in range(smollm.n_layers)]
     assert min(aucs) >= 0.4 and max(aucs) >= 0.9, aucs

@@ -23,6 +23,7 @@ model = client.models.list().data[0].id  # the model the server serves (another 
 # calculator, python_interpreter, web_search, translator: the tools the shipped assets were fitted with
 tools = load_asa_tools()
 run_tool = StandIns.shipped().run  # run_tool(name, arguments_json) -> the tool's reply as text
+model = client.models.list().data[0].id  # the model the server serves
 
 messages = [{"role": "user", "content": question}]
 for _ in range(3):  # at most three replies

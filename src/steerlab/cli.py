@@ -1,7 +1,9 @@
 """The one ``steerlab`` command: representation engineering of LLM behaviour, tool calling first.
 
-Each method registers its subcommands through ``add_cli(subparsers)``. A user's mistake (a bad value, a missing
-file, an unknown model or option) prints one line and exits 2; Ctrl-C exits 130; ``--traceback`` shows the
+Each method registers its subcommands through ``add_cli(subparsers)``. A user's mistake
+(``steerlab.config.UserError``: a bad value, a missing file, an unknown model or option) prints one line and exits
+2; an ``OSError`` (the system refused to read or write something) and a sweep whose jobs failed (each listed with
+its reason) exit 1; any other exception is a bug and says so (exit 1); Ctrl-C exits 130; ``--traceback`` shows the
 Python traceback instead.
 """
 
@@ -176,18 +178,11 @@ def _quiet_libraries() -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """What counts as a user's mistake: bad values (ValueError and its kin), missing files, models that cannot
-    be loaded."""
-    from .models import ModelLoadError
+    """What counts as a user's mistake: ``UserError`` and its subclasses (a bad value or name, a missing or
+    damaged file, a model that cannot be loaded, an asset that does not fit). Anything else is a bug."""
+    from .config import UserError
 
-    return (
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
-        ModelLoadError,
-    )
+    return (UserError,)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .config import UserError
+
     try:
         if args.threads is not None and args.threads < 1:
-            raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+            raise UserError(f"--threads must be an integer >= 1, got {args.threads}")
         from .threads import apply
 
         choice = apply(args.threads)
@@ -219,12 +216,36 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except _user_errors() as err:
+    except Exception as err:  # noqa: BLE001 - every failure gets one honest line (or the traceback)
         if args.traceback:
             raise
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"steerlab: error: {msg}", file=sys.stderr)
+        return _report(err)
+
+
+def _report(err: Exception) -> int:
+    """Print what went wrong and return the exit code: 2 for the user's mistake, 1 otherwise, naming a bug a bug."""
+    from .sweeps.jobs import SweepError
+
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    if isinstance(err, _user_errors()):
+        print(f"steerlab: error: {first}", file=sys.stderr)
         return 2
+    if isinstance(err, SweepError):  # some jobs failed, each with its own reason: list them all
+        print(f"steerlab: error: {text}", file=sys.stderr)
+        return 1
+    if isinstance(
+        err, OSError
+    ):  # the system refused (a file unreadable or unwritable, a disk full, a port taken)
+        print(f"steerlab: error: {text}", file=sys.stderr)
+        return 1
+    detail = f": {first}" if text else ""
+    print(
+        f"steerlab: internal error: {type(err).__name__}{detail}; this is a bug in steerlab, please report it; "
+        "rerun with --traceback to see where it happened",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ types. Every method command is built the same way."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from .config import Config
@@ -67,7 +66,3 @@ def config_from_args(
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (and quieter libraries)")
-
-
-def out_dir(args: argparse.Namespace, default: str | Path) -> Path:
-    return Path(getattr(args, "out", None) or default)

@@ -19,7 +19,17 @@ from typing import Any, ClassVar
 
 
 class UserError(ValueError):
-    """A mistake in what the user asked for (a value, a file, a name): one line, exit code 2."""
+    """A mistake in what the user asked for (a value, a file, a name): one line, exit code 2.
+
+    The CLI treats this class (and its subclasses) as the user's mistake and any other exception as a bug."""
+
+
+class DataError(UserError):
+    """A data file or dataset the user named is missing, malformed, or cannot be loaded here."""
+
+
+class LayerError(UserError):
+    """A layer or site the model does not have."""
 
 
 def opt(default: Any, help: str = "", **kw: Any) -> Any:  # noqa: A002
@@ -32,15 +42,6 @@ def opt(default: Any, help: str = "", **kw: Any) -> Any:  # noqa: A002
 def did_you_mean(name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def check_known_keys(keys: Any, valid: list[str], what: str) -> None:
-    """An unknown key fails with a did-you-mean suggestion and the list of valid keys."""
-    for key in keys:
-        if key not in valid:
-            raise UserError(
-                f"unknown {what} key {key!r}{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
-            )
 
 
 def _type_name(hint: Any) -> str:

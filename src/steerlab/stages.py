@@ -11,7 +11,6 @@ a run directory (a lock names the other one), and temporary folders left by a ki
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import inspect
@@ -389,8 +388,3 @@ def peak_rss_mb() -> float | None:
         return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
     except (ImportError, OSError):
         return None
-
-
-def config_snapshot(runner: Runner) -> None:
-    """Write the run's whole config as ``config.json`` (for people; stage keys are what decide reruns)."""
-    save_json(runner.root / "config.json", dataclasses.asdict(runner.config))

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import UserError
+
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -124,7 +126,7 @@ def choose(requested: int | None = None, window: float = 0.25) -> ThreadChoice:
     usable, physical = usable_cores(), physical_cores()
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise ValueError(f"--threads must be an integer >= 1, got {requested!r}")
+            raise UserError(f"--threads must be an integer >= 1, got {requested!r}")
         return ThreadChoice(requested, "option", usable, physical, None)
     env = next((os.environ[k] for k in ENV_VARS if os.environ.get(k)), None)
     if env is not None:

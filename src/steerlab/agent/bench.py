@@ -68,8 +68,8 @@ def run_condition(
         timeout=timeout,
     )
     if isinstance(source, str):
-        trs = run_tasks(source, model or "default", tasks, tools, stand_ins, **kw)
-        info = {"server": source, "model": model or "default"}
+        trs = run_tasks(source, model, tasks, tools, stand_ins, **kw)
+        info = {"server": source, "model": model or "(the server's first listed model)"}
     else:
         from ..serve.app import ServeConfig, create_app
         from ..serve.background import serve_in_thread

@@ -147,7 +147,7 @@ def run_task(
 
 def run_tasks(
     base_url: str,
-    model: str,
+    model: str | None,
     tasks: Sequence[AgentTask],
     tools: Sequence[dict],
     stand_ins: StandIns,
@@ -158,10 +158,13 @@ def run_tasks(
     request_options: dict | None = None,
 ) -> list[Transcript]:
     """Every task through the loop against ``base_url``, ``concurrency`` at a time (a server that batches
-    concurrent requests, as ``steerlab serve`` does, answers each as if it came alone)."""
+    concurrent requests, as ``steerlab serve`` does, answers each as if it came alone). ``model`` None: the first
+    model the server lists (``GET /models``), as an agent pointed at a one-model server would."""
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=timeout)
+    if model is None:
+        model = client.models.list().data[0].id
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         return list(
             pool.map(

@@ -239,7 +239,7 @@ class GatedAction(GatedSteering):
             names = self.offered(i)
             return routed if names is None or routed in names else None
 
-        grammar = point.call_format == "tool_call_json" and (
+        grammar = format_spec(point.call_format).schema_constrained and (
             point.constrain != "none"
             or forced is not None
             or any(rp is not None and rp.constrain != "none" for rp in self.row_points or ())

@@ -16,6 +16,7 @@ import torch
 
 from ..models import render_prompts, tokenize_texts
 from ..models.prefix import common_prefix_len
+from ..tools import render_tool_call
 from .config import AsaConfig
 from .inputs import AsaInputs
 
@@ -59,9 +60,8 @@ def estimate(cfg: AsaConfig, lm: object, stages: list[str]) -> list[tuple[str, f
     """(stage, seconds, what was counted) for the generating stages among ``stages``."""
     data = AsaInputs(cfg)
     prompt_rate, decode_rate = measure_speed(lm)
-    call = len(
-        lm.tokenizer(data.builder().render_call(_example_call(data)), add_special_tokens=False)["input_ids"]
-    )
+    example_call = render_tool_call(_example_call(data), cfg.call_format)
+    call = len(lm.tokenizer(example_call, add_special_tokens=False)["input_ids"])
     n = {s: len(v) for s, v in data.examples.items()}
     _, suffix = _suffix_tokens(lm, data.messages("valid"))
     layers = cfg.n_top_layers + len(cfg.candidate_extra_layers(lm.n_layers))

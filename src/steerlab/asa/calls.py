@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..generation.rules import force_tokens
-from ..tools import format_spec, tool_spec
+from ..tools import format_spec, schema_constrained_formats, tool_spec
 
 DEFAULT_STRING_PATTERN = "^[^<}]{1,100}$"
 
@@ -93,8 +93,8 @@ class CallGrammar:
     ``tools`` is the tool list, or ``tools(prompt_index)`` a list per row (BFCL items each offer their own);
     ``tool_of(prompt_index)`` names the row's tool (None: any of its tools); ``applies(prompt_index)`` (default:
     every row) says whether the row is constrained at all. A schema the grammar compiler cannot
-    take leaves that row unconstrained (``unconstrained``). Only the ``tool_call_json`` syntax (a JSON body between
-    marker and closer) is supported.
+    take leaves that row unconstrained (``unconstrained``). Only formats whose body is one JSON call between marker
+    and closer (``ToolCallFormat.schema_constrained``: ``tool_call_json``) are supported.
     """
 
     def __init__(
@@ -107,15 +107,18 @@ class CallGrammar:
         string_pattern: str | None = DEFAULT_STRING_PATTERN,
         applies: Callable[[int], bool] | None = None,
     ) -> None:
-        if fmt != "tool_call_json":
-            raise ValueError(f"constrained decoding supports the tool_call_json format only, got {fmt!r}")
+        spec = format_spec(fmt)
+        if not spec.schema_constrained:
+            raise ValueError(
+                f"constrained decoding needs a format with one JSON call between marker and closer "
+                f"({', '.join(schema_constrained_formats())}), got {fmt!r}"
+            )
         xgr = require()
         self.xgr, self.tokenizer, self.vocab = xgr, tokenizer, vocab_size
         self.tools_of = tools if callable(tools) else (lambda i, t=list(tools): t)
         self.tool_of, self.pattern = tool_of, string_pattern
         self.applies = applies or (lambda i: True)
         self.unconstrained: set[int] = set()
-        spec = format_spec(fmt)
         self.marker, self.closer = spec.marker, spec.closer
         self.closer_ids = tokenizer(self.closer, add_special_tokens=False)["input_ids"]
         self._compiler = xgr.GrammarCompiler(

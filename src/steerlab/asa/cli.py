@@ -8,6 +8,7 @@ import json
 import textwrap
 
 from ..cli_args import add_common_args, add_config_args, config_from_args
+from ..config import UserError
 
 DEMO_PROMPTS = [
     "What is 48,213 divided by 37?",
@@ -95,7 +96,7 @@ def _steerer(args: argparse.Namespace):  # noqa: ANN202
     from .runtime import AsaSteerer
 
     if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+        raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     _, manifest = load_asset(args.asset)
     lm = load_model(args.model or manifest["model"], device=args.device, dtype=args.dtype)
     return AsaSteerer(lm, args.asset)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..models.registry import SITES
-from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
+from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES, schema_constrained_formats
 from ..vectors import ESTIMATORS
 from .apply import ACTIONS, CONSTRAIN
 from .contexts import GATE_DATA
@@ -15,7 +15,6 @@ from .directions import KINDS
 from .gates import GATES
 from .prompt import FEW_SHOT_SETS
 
-SPLITS = ("cal", "train", "valid", "test")
 PRESETS = ("default", "full")
 ROWS = ("main", "all")
 # The whole search (``steerlab asa run --full``): every value here replaces the default of a field the user left at
@@ -187,9 +186,10 @@ class AsaConfig(Config):
             )
         if isinstance(self.extra_layers, list):
             check_layer_numbers("extra_layers", self.extra_layers)
-        if self.constrain != "none" and self.call_format != "tool_call_json":
+        if self.constrain != "none" and self.call_format not in schema_constrained_formats():
             raise UserError(
-                f"constrain={self.constrain!r} needs call_format 'tool_call_json' (a JSON body); "
+                f"constrain={self.constrain!r} needs a call_format with a JSON body "
+                f"({', '.join(schema_constrained_formats())}); "
                 f"got {self.call_format!r} (use --constrain none)"
             )
 

@@ -8,6 +8,9 @@ here are read off the model's own behaviour:
   respect to the state at layer L of the last prompt token: the direction in which a small push raises that
   probability fastest. One forward of the context and a one-token backward per batch give it at every layer.
 - ``behav``: within tool prompts, mean(state | the plain model called) - mean(state | it did not).
+
+The gradient is taken with respect to states read through ``steerlab.capture.live_states``: like every method
+package, this one registers no hooks of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..models import LoadedModel, hook_site, left_pad, render_prompts, tokenize_texts
+from ..capture import live_states
+from ..models import LoadedModel, left_pad, render_prompts, tokenize_texts
 from ..models.phase import PROMPT, forward_phase
 from ..models.text import PromptLike, length_sorted_batches
 from ..vectors import unit
@@ -60,7 +64,6 @@ def grad_directions(
     share = shared_len(lm, ids, "auto", 16, max(len(x) for x in ids), keep=2) if context_safe(lm) else 0
     with torch.no_grad():
         pcache = prefix_cache(lm, ids[0][:share]) if share else None
-    store: dict[int, torch.Tensor] = {}
     total = {k: torch.zeros(lm.hidden_size) for k in layers}
     for batch in tqdm(
         length_sorted_batches([len(x) for x in ids], batch_size),
@@ -73,33 +76,20 @@ def grad_directions(
             ctx_out, ctx_mask, ctx_pos = prefill(lm, [r[:-1] for r in rows], share, pcache, CONTEXT)
         last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
         mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
-        store.clear()
-        hooks = [hook_site(lm.model, lm.arch, k, site, _keep(store, k)) for k in layers]
-        try:
-            with torch.enable_grad(), forward_phase(lm, PROMPT):
-                logits = lm.model(
-                    input_ids=last,
-                    attention_mask=mask,
-                    position_ids=ctx_pos + 1,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **cache_kwargs(lm.model, output_cache(ctx_out)),
-                ).logits
-                lp = marker_logprob(logits[:, -1], marker_ids)
-                grads = torch.autograd.grad(lp.sum(), [store[k] for k in layers])
-        finally:
-            for h in hooks:
-                h.remove()
+        with live_states(lm, layers, site) as store, torch.enable_grad(), forward_phase(lm, PROMPT):
+            logits = lm.model(
+                input_ids=last,
+                attention_mask=mask,
+                position_ids=ctx_pos + 1,
+                use_cache=True,
+                logits_to_keep=1,
+                **cache_kwargs(lm.model, output_cache(ctx_out)),
+            ).logits
+            lp = marker_logprob(logits[:, -1], marker_ids)
+            grads = torch.autograd.grad(lp.sum(), [store[k] for k in layers])
         for k, g in zip(layers, grads):
             _add_unit(total[k], g[:, -1])
     return {k: unit(v) for k, v in total.items()}
-
-
-def _keep(store: dict, layer: int):  # noqa: ANN202
-    def grab(hidden: torch.Tensor) -> None:
-        store[layer] = hidden
-
-    return grab
 
 
 def _add_unit(total: torch.Tensor, g_last: torch.Tensor) -> None:
@@ -117,10 +107,8 @@ def _grad_directions_whole(
     progress: bool,
 ) -> dict[int, torch.Tensor]:
     """The same gradient through whole prompts (one-token prompts; LFM2's conv state has no split context)."""
-    store: dict[int, torch.Tensor] = {}
     total = {k: torch.zeros(lm.hidden_size) for k in layers}
-    hooks = [hook_site(lm.model, lm.arch, k, site, _keep(store, k)) for k in layers]
-    try:
+    with live_states(lm, layers, site) as store:
         for batch in tqdm(
             length_sorted_batches([len(x) for x in ids], batch_size),
             desc="grad direction",
@@ -138,9 +126,6 @@ def _grad_directions_whole(
                 _add_unit(
                     total[k], g[:, -1]
                 )  # left padding: every row's last prompt token is the last column
-    finally:
-        for h in hooks:
-            h.remove()
     return {k: unit(v) for k, v in total.items()}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import read_user_text
+from ..config import UserError, read_user_text
 from ..runs import load_json, load_tensors
 from ..stages import StageContext
 from .config import AsaConfig
@@ -28,13 +28,13 @@ def few_shot_turns(spec: str) -> list[dict]:
         return list(FEW_SHOT_SETS[spec])
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"few_shot {spec!r} is neither one of {', '.join(FEW_SHOT_SETS)} nor a JSON file of turns"
         )
     try:
         return json.loads(read_user_text(path, "a JSON file of few-shot turns"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}") from None
+        raise UserError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}") from None
 
 
 class AsaInputs:

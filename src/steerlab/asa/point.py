@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..config import UserError
 from ..models.registry import SITES
-from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES
+from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES, schema_constrained_formats
 from .gate import check_tau
 from .gates import GATES
 
@@ -88,9 +88,10 @@ class OperatingPoint:
         check_tau(self.tau)
         if not math.isfinite(self.beta):
             raise UserError(f"beta must be finite, got {self.beta!r}")
-        if self.constrain != "none" and self.call_format != "tool_call_json":
+        if self.constrain != "none" and self.call_format not in schema_constrained_formats():
             raise UserError(
-                f"constrain={self.constrain!r} needs call_format 'tool_call_json' (a JSON body), got {self.call_format!r}"
+                f"constrain={self.constrain!r} needs a call_format with a JSON body "
+                f"({', '.join(schema_constrained_formats())}), got {self.call_format!r}"
             )
         object.__setattr__(self, "domain_tools", dict(self.domain_tools))
 

@@ -1,7 +1,7 @@
 """ASA prompts: a system prompt that lists the tools and the call format, few-shot turns, then the conversation.
 
-The embedded SmolLM2 has no tool template, so the tools and the ``<tool_call>{json}</tool_call>`` format are
-described in the system prompt. A model whose chat template takes ``tools=`` (Qwen, LFM2, Llama 3) gets them
+The embedded SmolLM2 has no tool template, so the tools and the call format (``tool_call_json`` by default; its
+instruction comes from the format, ``steerlab.tools.formats``) are described in the system prompt. A model whose chat template takes ``tools=`` (Qwen, LFM2, Llama 3) gets them
 through its own template instead (``use_template_tools=True``).
 
 One renderer for the pipeline and the server: a conversation (OpenAI messages: user, assistant with
@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..config import UserError
 from ..tools import format_spec, render_tool_call, tool_spec
 
 # Two turns: one call (with its result and the answer that uses it) and one plain answer (DESIGN.md: the embedded
@@ -129,7 +130,7 @@ def check_shot(i: int, shot: object) -> None:
         keys = {k for k in ("call", "result", "answer") if k in shot}
         ok = keys in ({"call"}, {"answer"}, {"call", "result", "answer"})
     if not ok:
-        raise ValueError(
+        raise UserError(
             f"few-shot turn {i} must have 'user' and one of: 'answer'; 'call'; or 'call', 'result' and 'answer' "
             f"(a call, its result, and the answer using it): {shot}"
         )
@@ -146,9 +147,7 @@ class PromptBuilder:
     system_intro: str = "You are a helpful assistant. You can use these tools:"
 
     def __post_init__(self) -> None:
-        self.instruction = format_spec(
-            self.call_format
-        ).instruction  # unknown formats fail here, listing the valid
+        self.instruction = format_spec(self.call_format).instruction  # an unknown format fails here
         for i, shot in enumerate(self.few_shot):
             check_shot(i, shot)
 
@@ -156,9 +155,6 @@ class PromptBuilder:
         if self.use_template_tools:
             return self.instruction
         return "\n".join([self.system_intro, *(_tool_line(t) for t in self.tools), self.instruction])
-
-    def render_call(self, call: dict) -> str:
-        return render_tool_call(call, self.call_format)
 
     def shots(self) -> list[dict]:
         """The few-shot turns shown with these tools: a turn calling a tool that is not offered is left out."""

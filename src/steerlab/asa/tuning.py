@@ -1,10 +1,13 @@
 """ASA's choices, on VALID only: screen every push by its first token, choose the steering operating point (and the
 paper's, as a reference row), then choose the gated action by decoding whole calls.
 
-Why a first-token screen: with the marker as the reply's start (prefix mode), the greedy first token already says
-whether the reply calls (it agreed with full decoding on every VALID row in the exploration), so each (layer,
-direction, strength) costs one token after a context computed once. The gate is a function of the unsteered state,
-so every tau is then scored offline from the same screen.
+Why a first-token screen: with the marker as the reply's start (prefix mode), the greedy first token usually says
+whether the reply calls, so each (layer, direction, strength) costs one token after a context computed once. The
+gate is a function of the unsteered state, so every tau is then scored offline from the same screen. Its limit:
+a reply whose first tokens are the marker's but that goes on to something else counts as a call. Seen on the
+embedded model once the few-shot turns showed tool results as ``<tool_response>`` turns: pushed, it writes
+``<tool_response``, rated a call here and not one by generation. The action is therefore chosen by decoding whole
+calls (``stage_actions``), which catches it.
 """
 
 from __future__ import annotations

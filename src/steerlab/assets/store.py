@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..config import UserError
 from ..runs import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ FORMAT_VERSION = 2
 TENSORS, MANIFEST = "tensors.safetensors", "manifest.json"
 
 
-class AssetError(ValueError):
+class AssetError(UserError):
     """An asset is missing, damaged, or does not fit the model."""
 
 
@@ -68,7 +69,17 @@ def write_asset_files(folder: Path, tensors: dict[str, torch.Tensor], manifest: 
 
 
 def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dict) -> Path:
-    """An asset directory at ``path``, written under a temporary name and renamed when complete."""
+    """An asset directory at ``path`` (safetensors + a JSON manifest), written under a temporary name and renamed
+    when complete.
+
+    Args:
+        path: the asset's directory (replaced if it exists).
+        tensors: the tensors to store; NaN or inf is refused.
+        manifest: JSON-serialisable facts (layer, site, norm, model...); format, version and checksums are added.
+
+    Returns:
+        ``path``.
+    """
     for name, t in tensors.items():
         if not torch.isfinite(t).all():
             raise AssetError(f"tensor {name!r} contains NaN/inf; refusing to save it")
@@ -78,6 +89,18 @@ def save_asset(path: str | Path, tensors: dict[str, torch.Tensor], manifest: dic
 
 
 def load_asset(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read an asset, checking that it is complete and unmodified (loading never runs code: no pickle).
+
+    Args:
+        path: the asset's directory.
+
+    Returns:
+        ``(tensors, manifest)``.
+
+    Raises:
+        AssetError: the directory is missing, incomplete, not a steerlab asset, of another format version, or
+            changed after it was written.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)

@@ -1,5 +1,6 @@
-"""Batched activation capture with early exit and an on-disk cache."""
+"""Batched activation capture with early exit and an on-disk cache; live (differentiable) states."""
 
 from .capture import Activations, capture, mean_norm
+from .live import live_states
 
-__all__ = ["Activations", "capture", "mean_norm"]
+__all__ = ["Activations", "capture", "live_states", "mean_norm"]

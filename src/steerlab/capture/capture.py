@@ -106,6 +106,27 @@ def capture(
     forward. With ``cache_dir`` the result is stored as safetensors keyed by the model's fingerprint + rendered
     inputs + layers/sites/positions; the cache is neither read nor written while an intervention is active (what
     it does is not part of the key).
+
+    Args:
+        lm: the loaded model.
+        prompts: strings or chat conversations (lists of ``{"role", "content"}``).
+        layers: layer numbers (``layer k`` is the output of decoder block k, HF ``hidden_states[k+1]``).
+        sites: named sites: ``block``, ``block_in``, ``attn``, ``mlp``, ``mlp_in``.
+        positions: ``last`` (each prompt's last token), ``all``, a position or a list of positions (negative
+            ones count from the end).
+        batch_size: prompts per forward.
+        chat: render through the chat template (None: conversations yes, strings no).
+        tools: tool definitions the chat template lists.
+        system: a system message put before each conversation that has none.
+        cache_dir: where to keep results on disk (None: no cache).
+        progress: show a progress bar.
+        out_dtype: the dtype of the returned states.
+        shared_prefix: compute a prefix common to all prompts once.
+        min_shared: the shortest common prefix (in tokens) worth computing once.
+
+    Returns:
+        The states per ``(layer, site)``: ``[n, d]`` for one position, ``[n, k, d]`` for k positions, a list of
+        ``[len_i, d]`` for ``all``. ``acts[layer]`` is ``acts[(layer, "block")]``.
     """
     layer_list = [layers] if isinstance(layers, int) else list(layers)
     site_list = [sites] if isinstance(sites, str) else list(sites)
@@ -227,5 +248,12 @@ def _usable_prefix(lm: LoadedModel, ids: list[list[int]], positions: Positions, 
 
 
 def mean_norm(states: torch.Tensor) -> float:
-    """Mean L2 norm of rows: the unit in which steering strengths are stated."""
+    """Mean L2 norm of rows: the unit in which steering strengths are stated.
+
+    Args:
+        states: ``[n, d]`` hidden states (or any tensor whose last dimension is the hidden size).
+
+    Returns:
+        The mean norm of its rows.
+    """
     return float(states.float().norm(dim=-1).mean())

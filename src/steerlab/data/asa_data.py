@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..config import DataError, read_user_text
+
 ASA_SPLITS = ("cal", "train", "valid", "test")
 ASA_DOMAINS = ("code", "math", "search", "translation")
 
@@ -46,7 +48,7 @@ def load_asa_split(split: str, conversations: bool = True) -> list[AsaExample]:
     """A split's single-turn prompts, then (``conversations``) its conversations that end in a tool result
     (``conversations.jsonl``; see the data README)."""
     if split not in ASA_SPLITS:
-        raise ValueError(f"unknown ASA split {split!r}; valid: {', '.join(ASA_SPLITS)}")
+        raise DataError(f"unknown ASA split {split!r}; valid: {', '.join(ASA_SPLITS)}")
     out = load_jsonl_examples(_files() / f"{split}.jsonl")
     if conversations:
         out += [e for e in load_jsonl_examples(_files() / "conversations.jsonl") if e.split == split]
@@ -63,28 +65,28 @@ ROLES = ("system", "user", "assistant", "tool")
 def _check_messages(where: str, messages: object) -> str:
     """A conversation's first user prompt; a bad conversation fails naming the message and what is wrong."""
     if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
+        raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
     first_user = None
     for k, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise ValueError(f"{where}: messages[{k}] needs a role among {', '.join(ROLES)}, got {m!r:.80}")
+            raise DataError(f"{where}: messages[{k}] needs a role among {', '.join(ROLES)}, got {m!r:.80}")
         if m["role"] == "assistant" and m.get("tool_calls"):
             for c in m["tool_calls"]:
                 fn = c.get("function") if isinstance(c, dict) else None
                 if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                    raise ValueError(
+                    raise DataError(
                         f"{where}: messages[{k}].tool_calls needs {{function: {{name, arguments}}}}"
                     )
         elif not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}: messages[{k}].content must be a string")
+            raise DataError(f"{where}: messages[{k}].content must be a string")
         if m["role"] == "user" and first_user is None:
             first_user = m["content"]
     if messages[-1]["role"] not in ("user", "tool"):
-        raise ValueError(
+        raise DataError(
             f"{where}: a conversation must end with a user or tool message (the reply is labelled)"
         )
     if first_user is None:
-        raise ValueError(f"{where}: messages hold no user message")
+        raise DataError(f"{where}: messages hold no user message")
     return first_user
 
 
@@ -93,38 +95,36 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
     wrong."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path} does not exist")
+        raise DataError(f"{path} does not exist")
     out = []
-    from ..config import read_user_text
-
     for n, line in enumerate(read_user_text(path, "a JSONL file of prompts").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+            raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: each line must be a JSON object")
+            raise DataError(f"{path}:{n}: each line must be a JSON object")
         missing = [k for k in ("domain", "label") if k not in row]
         if "prompt" not in row and "messages" not in row:
             missing.insert(0, "prompt")
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{path}:{n}: missing field(s) {missing}; each line needs prompt (or messages), domain, label"
             )
         if row["label"] not in (0, 1):
-            raise ValueError(f"{path}:{n}: label must be 0 or 1, got {row['label']!r}")
+            raise DataError(f"{path}:{n}: label must be 0 or 1, got {row['label']!r}")
         messages: tuple = ()
         if "messages" in row:
             first = _check_messages(f"{path}:{n}", row["messages"])
             row.setdefault("prompt", first)
             messages = tuple(row["messages"])
         if not isinstance(row["prompt"], str) or not row["prompt"].strip():
-            raise ValueError(f"{path}:{n}: prompt must be a non-empty string")
+            raise DataError(f"{path}:{n}: prompt must be a non-empty string")
         split = str(row.get("split", ""))
         if split and split not in ASA_SPLITS:
-            raise ValueError(f"{path}:{n}: split {split!r} is not one of {', '.join(ASA_SPLITS)}")
+            raise DataError(f"{path}:{n}: split {split!r} is not one of {', '.join(ASA_SPLITS)}")
         out.append(
             AsaExample(
                 str(row.get("id", f"{path.stem}-{n}")),
@@ -136,7 +136,7 @@ def load_jsonl_examples(path: str | Path) -> list[AsaExample]:
             )
         )
     if not out:
-        raise ValueError(f"{path} holds no examples")
+        raise DataError(f"{path} holds no examples")
     return out
 
 
@@ -147,13 +147,13 @@ def load_alpaca_examples(
     try:
         import datasets
     except ImportError:
-        raise ValueError(
+        raise DataError(
             "loading Alpaca-style data needs the `datasets` package: pip install 'steerlab[data]'"
         ) from None
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as err:  # offline, unknown name, ...
-        raise ValueError(
+        raise DataError(
             f"could not load {name!r} from the hub ({type(err).__name__}: {err}); "
             "offline users can pass their own JSONL"
         ) from None

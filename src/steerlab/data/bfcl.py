@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import DataError, UserError
 from ..tools.validate import normalize_schema
 
 CALL_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")
@@ -36,6 +37,8 @@ TRANSFER_EVAL_CATEGORIES = (
     "live_simple",
     "live_multiple",
 )
+if set(FIT_CATEGORIES) & set(TRANSFER_EVAL_CATEGORIES):  # a definition error, caught on import
+    raise RuntimeError("a BFCL category is both fit-only and evaluated by the transfer report")
 LOADABLE = tuple(dict.fromkeys(CATEGORIES + FIT_CATEGORIES))
 
 
@@ -55,10 +58,10 @@ def bfcl_data_dir() -> Path:
     """The ``data`` folder of the installed bfcl-eval package, found without importing the package."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("BFCL data needs the bfcl-eval package: pip install --no-deps bfcl-eval")
+        raise DataError("BFCL data needs the bfcl-eval package: pip install --no-deps bfcl-eval")
     path = Path(list(spec.submodule_search_locations)[0]) / "data"
     if not path.is_dir():
-        raise ValueError(f"bfcl-eval is installed but has no data directory at {path}")
+        raise DataError(f"bfcl-eval is installed but has no data directory at {path}")
     return path
 
 
@@ -81,18 +84,18 @@ def _read_jsonl(path: Path) -> list[dict]:
 def bfcl_size(category: str) -> int:
     """How many items a BFCL category holds."""
     if category not in LOADABLE:
-        raise ValueError(f"unknown BFCL category {category!r}; valid: {', '.join(LOADABLE)}")
+        raise UserError(f"unknown BFCL category {category!r}; valid: {', '.join(LOADABLE)}")
     return len(_read_jsonl(bfcl_data_dir() / f"BFCL_v4_{category}.json"))
 
 
 def load_bfcl(category: str, limit: int | None = None, seed: int = 0) -> list[BFCLItem]:
     """Items of one BFCL v4 category (evaluated or fit-only, ``LOADABLE``); ``limit`` draws a fixed-seed sample."""
     if category not in LOADABLE:
-        raise ValueError(f"unknown BFCL category {category!r}; valid: {', '.join(LOADABLE)}")
+        raise UserError(f"unknown BFCL category {category!r}; valid: {', '.join(LOADABLE)}")
     root = bfcl_data_dir()
     path = root / f"BFCL_v4_{category}.json"
     if not path.is_file():
-        raise ValueError(
+        raise DataError(
             f"BFCL category {category!r} has no data file {path}; is bfcl-eval older than BFCL v4?"
         )
     rows = _read_jsonl(path)
@@ -102,7 +105,7 @@ def load_bfcl(category: str, limit: int | None = None, seed: int = 0) -> list[BF
         answers = {a["id"]: a["ground_truth"] for a in _read_jsonl(ans_path)}
     if limit is not None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+            raise UserError(f"limit must be a positive integer or None, got {limit!r}")
         if limit < len(rows):
             keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
             rows = [rows[i] for i in keep]

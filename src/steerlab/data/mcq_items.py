@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from ..config import DataError, UserError, read_user_text
+
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -30,15 +32,15 @@ class MCQItem:
 def _validate(row: dict, where: str) -> MCQItem:
     for key in ("question", "choices", "answer"):
         if key not in row:
-            raise ValueError(f"{where}: missing field {key!r}; each item needs question, choices, answer")
+            raise DataError(f"{where}: missing field {key!r}; each item needs question, choices, answer")
     choices = row["choices"]
     if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
-        raise ValueError(f"{where}: choices must be a list of 2..{len(LETTERS)} strings, got {choices!r:.80}")
+        raise DataError(f"{where}: choices must be a list of 2..{len(LETTERS)} strings, got {choices!r:.80}")
     ans = row["answer"]
     if isinstance(ans, str) and len(ans) == 1 and ans.upper() in LETTERS:
         ans = LETTERS.index(ans.upper())
     if not isinstance(ans, int) or not 0 <= ans < len(choices):
-        raise ValueError(
+        raise DataError(
             f"{where}: answer must be an index 0..{len(choices) - 1} (or a letter), got {row['answer']!r}"
         )
     return MCQItem(
@@ -53,19 +55,17 @@ def _validate(row: dict, where: str) -> MCQItem:
 def load_mcq_jsonl(path: str | Path) -> list[MCQItem]:
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"MCQ file {path} does not exist")
+        raise DataError(f"MCQ file {path} does not exist")
     items = []
-    from ..config import read_user_text
-
     for n, line in enumerate(read_user_text(path, "a JSONL file of MCQ items").splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+                raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
             items.append(_validate(row, f"{path.name}:{n}"))
     if not items:
-        raise ValueError(f"{path} holds no items")
+        raise DataError(f"{path} holds no items")
     return items
 
 
@@ -91,7 +91,7 @@ def load_benchmark(name: str, limit: int | None = None) -> list[MCQItem]:
     elif name in HF_BENCHMARKS:
         items = _load_hf(name)
     else:
-        raise ValueError(
+        raise DataError(
             f"unknown benchmark {name!r}; valid: steerlab_mcq, a .jsonl path, {', '.join(HF_BENCHMARKS)}"
         )
     return items[:limit] if limit else items
@@ -101,14 +101,14 @@ def _load_hf(name: str) -> list[MCQItem]:
     try:
         import datasets
     except ImportError:
-        raise ValueError(
+        raise DataError(
             f"benchmark {name!r} needs the `datasets` package: pip install 'steerlab[data]'"
         ) from None
     repo, cfg, split = HF_BENCHMARKS[name]
     try:
         ds = datasets.load_dataset(repo, cfg, split=split)
     except Exception as err:
-        raise ValueError(
+        raise DataError(
             f"could not load {name!r} from the hub ({type(err).__name__}); offline users can pass a "
             "JSONL of question, choices, answer"
         ) from None
@@ -173,7 +173,7 @@ def split_items(
     items: list[MCQItem], proportions: tuple[float, float, float], seed: int
 ) -> tuple[list[MCQItem], list[MCQItem], list[MCQItem]]:
     if abs(sum(proportions) - 1) > 1e-6 or min(proportions) < 0:
-        raise ValueError(f"split proportions must be >= 0 and sum to 1, got {proportions}")
+        raise UserError(f"split proportions must be >= 0 and sum to 1, got {proportions}")
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     n_tr = round(proportions[0] * len(items))

@@ -60,11 +60,16 @@ class RowSampler:
             t = self.temps[i]
             if t == 0:
                 continue
-            probs = torch.softmax(logits[j].float().cpu() / t, dim=-1)
+            row = logits[j].float().cpu()
+            # shifted so the best logit is 0: a tiny temperature gives -inf elsewhere (greedy), never inf/inf = NaN
+            probs = torch.softmax((row - row.max()) / t, dim=-1)
+            if not torch.isfinite(probs).all() or float(probs.sum()) <= 0:
+                continue  # nothing left to sample from: the argmax stands
             p = self.top_ps[i]
             if p < 1:
                 sorted_p, order = probs.sort(descending=True)
                 keep = sorted_p.cumsum(0) - sorted_p < p  # the smallest set whose mass reaches p
+                keep[0] = True  # the likeliest token always (a top_p below float32's range compares as 0)
                 probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
             nxt[j] = int(torch.multinomial(probs, 1, generator=self._gens[i]).item())
         return nxt

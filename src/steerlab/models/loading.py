@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import LayerError, UserError
 from .assembled import ASSEMBLED, CHAT_TEMPLATES, assembled_gguf
 from .registry import ArchInfo, detect_architecture
 
@@ -37,7 +38,7 @@ DTYPES = {
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError):
     """A model could not be loaded; the message says why and what to do."""
 
 
@@ -144,7 +145,7 @@ def _remember_fingerprint(key: str, fp: str) -> None:
 def resolve_device(device: str | None) -> torch.device:
     device = device or "auto"
     if device not in DEVICES and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)} or cuda:N")
+        raise UserError(f"unknown device {device!r}; valid: {', '.join(DEVICES)} or cuda:N")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -152,7 +153,7 @@ def resolve_device(device: str | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
+        raise UserError(
             f"device {device!r} asked for but CUDA is not available on this machine; use 'cpu' or 'auto'"
         )
     return torch.device(device)
@@ -167,7 +168,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -263,8 +264,15 @@ def _shape_from_gguf(path: Path) -> tuple[int, int] | None:
 
 
 def model_shape(spec: str) -> tuple[int, int] | None:
-    """(n_layers, hidden_size) of a model without loading its weights (config or GGUF header), or None when it
-    cannot be told cheaply; lets a run check layer numbers before minutes of work."""
+    """The shape of a model without loading its weights (its config or GGUF header): lets a run check layer
+    numbers before minutes of work.
+
+    Args:
+        spec: what ``load_model`` takes.
+
+    Returns:
+        ``(n_layers, hidden_size)``, or None when it cannot be told cheaply.
+    """
     try:
         if spec in _EMBEDDED:
             return _shape_from_gguf(_embedded_path(spec))
@@ -284,7 +292,7 @@ def model_shape(spec: str) -> tuple[int, int] | None:
 def check_layers(spec: str, layers: list[int], what: str) -> None:
     """Layer numbers in range for the model ``spec`` names (checked from its config, before it is loaded): every
     command checks its layers here, so they are read the same way everywhere (from 0, never negative)."""
-    from ..config import UserError, check_layer_numbers
+    from ..config import check_layer_numbers
 
     check_layer_numbers(what, layers)
     shape = model_shape(spec)
@@ -293,7 +301,7 @@ def check_layers(spec: str, layers: list[int], what: str) -> None:
     n = shape[0]
     bad = [x for x in layers if not 0 <= x < n]
     if bad:
-        raise UserError(f"{what} {bad} out of range: {spec} has {n} layers (valid 0..{n - 1})")
+        raise LayerError(f"{what} {bad} out of range: {spec} has {n} layers (valid 0..{n - 1})")
 
 
 def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, object, dict]:
@@ -347,17 +355,17 @@ def _quantization_kwargs(quantization: str | None, dev: torch.device, spec: str)
     if quantization is None:
         return {}
     if quantization not in ("4bit", "8bit"):
-        raise ValueError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
+        raise UserError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
     if dev.type != "cuda":
-        raise ValueError(
+        raise UserError(
             f"quantization {quantization!r} needs a CUDA device (got {dev}); use dtype instead on CPU"
         )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError(
+        raise UserError(
             f"quantization {quantization!r} needs the bitsandbytes package: pip install bitsandbytes"
         )
     if spec in _EMBEDDED or spec in ASSEMBLED or spec.endswith(".gguf"):
-        raise ValueError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
+        raise UserError(f"{spec!r} is a GGUF model; 4/8-bit loading applies to Hugging Face checkpoints")
     from transformers import BitsAndBytesConfig
 
     cfg = (
@@ -381,11 +389,27 @@ def load_model(
     """Load ``spec``: the embedded alias ``smollm2-135m``, a ``.gguf`` file, a local directory, or a hub id.
 
     A hub id that is neither cached nor reachable fails at once with a clear error instead of hanging.
+
+    Args:
+        spec: an alias (``smollm2-135m``, ``gemma3-270m``), a ``.gguf`` file, a model directory or a hub id.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        dtype: ``auto`` (bfloat16 on CUDA, float32 elsewhere), a name such as ``float32`` / ``bf16``, or a
+            ``torch.dtype``.
+        gguf_file: the file's name inside ``spec`` when ``spec`` is a directory holding a GGUF.
+        cache: keep a de-quantised safetensors copy of a GGUF in steerlab's cache (loads in about 1 s next time).
+        trust_remote_code: passed to transformers for hub models that ship their own code.
+        quantization: ``4bit`` or ``8bit`` (bitsandbytes, CUDA only), or None.
+
+    Returns:
+        The model with its tokenizer (left padding, a pad token) and its architecture (layers, sites).
+
+    Raises:
+        ModelLoadError: the model cannot be found or loaded (the message says what to do).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"model spec must be a non-empty string (alias, path or hub id), got {spec!r}")
+        raise UserError(f"model spec must be a non-empty string (alias, path or hub id), got {spec!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     extra = _quantization_kwargs(quantization, dev, spec)
@@ -464,7 +488,16 @@ def prepare_tokenizer(tok: object) -> None:
 
 
 def wrap_model(model: nn.Module, tokenizer: object, name: str | None = None) -> LoadedModel:
-    """Use a model a caller already built (e.g. a tiny random model in tests) with the rest of steerlab."""
+    """Use a model a caller already built (e.g. a tiny random model in tests) with the rest of steerlab.
+
+    Args:
+        model: a Hugging Face causal LM (or one shaped like it).
+        tokenizer: its tokenizer; it is set to pad on the left, with a pad token.
+        name: the name steerlab reports (default: the model's class name).
+
+    Returns:
+        The ``LoadedModel`` the rest of steerlab takes.
+    """
     model.eval()
     prepare_tokenizer(tokenizer)
     return LoadedModel(

@@ -224,7 +224,16 @@ def context_safe(lm: object) -> bool:
 
 @contextlib.contextmanager
 def forward_phase(lm: object, phase: str) -> Iterator[None]:
-    """Declare what every forward of ``lm`` inside is: ``prompt``, ``context`` or ``decode``."""
+    """Declare what every forward of ``lm`` inside is, for the interventions that act by position.
+
+    Args:
+        lm: the loaded model.
+        phase: ``prompt`` (prompt tokens up to each row's last), ``context`` (prompt tokens before it: a shared
+            prefix) or ``decode`` (generated tokens).
+
+    Returns:
+        A context manager; forwards inside it are taken to be of that phase.
+    """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
     state = _STATES.get(_key(lm))

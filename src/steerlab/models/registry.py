@@ -7,10 +7,12 @@ steerlab's ``block`` site is the state before it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..config import LayerError, UserError
 
 SITES: tuple[str, ...] = ("block", "block_in", "attn", "mlp", "mlp_in")
 SITE_DOC = {
@@ -50,7 +52,7 @@ KNOWN_FAMILIES = {
 }
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(UserError):
     """The model's structure could not be mapped onto steerlab's layers and sites."""
 
 
@@ -76,13 +78,12 @@ class ArchInfo:
     mlp_name: str
     discovered: bool = False  # True when found by discovery rather than the registry
     sliding_window: int | None = None  # attention window of sliding-window layers (Mistral, Gemma2/3), if any
-    notes: list[str] = field(default_factory=list)
 
     def check_layer(self, layer: int) -> int:
         if isinstance(layer, bool) or not isinstance(layer, int):
-            raise ValueError(f"layer must be an int in 0..{self.n_layers - 1}, got {layer!r}")
+            raise LayerError(f"layer must be an int in 0..{self.n_layers - 1}, got {layer!r}")
         if not 0 <= layer < self.n_layers:
-            raise ValueError(
+            raise LayerError(
                 f"layer {layer} is out of range: this {self.family} model has {self.n_layers} layers "
                 f"(valid layers 0..{self.n_layers - 1})"
             )
@@ -91,7 +92,7 @@ class ArchInfo:
     @staticmethod
     def check_site(site: str) -> str:
         if site not in SITES:
-            raise ValueError(f"unknown site {site!r}; valid sites are {', '.join(SITES)}")
+            raise LayerError(f"unknown site {site!r}; valid sites are {', '.join(SITES)}")
         return site
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
@@ -119,6 +120,7 @@ class ArchInfo:
             "hidden_size": self.hidden_size,
             "layer_kinds": self.layer_kinds,
             "sliding_window": self.sliding_window,
+            "discovered": self.discovered,
             "layer_convention": "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]",
         }
 

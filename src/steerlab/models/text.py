@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..config import UserError
+
 Message = dict
 PromptLike = str | Sequence[Message]
 
@@ -35,7 +37,7 @@ def render_prompt(
     if system is not None and (not messages or messages[0].get("role") != "system"):
         messages = [{"role": "system", "content": system}, *messages]
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("this tokenizer has no chat template; pass plain strings with chat=False")
+        raise UserError("this tokenizer has no chat template; pass plain strings with chat=False")
     kwargs = {"tools": tools} if tools else {}
     return tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs

@@ -6,6 +6,7 @@ import string
 
 import torch
 
+from ..config import UserError
 from .loading import LoadedModel, wrap_model
 
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "gpt2", "lfm2")
@@ -81,7 +82,7 @@ def tiny_config(
     if family == "lfm2":
         kinds = ["conv" if i % 2 == 0 else "full_attention" for i in range(n_layers)]
         return T.Lfm2Config(**common, layer_types=kinds)
-    raise ValueError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
+    raise UserError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
 
 
 def tiny_model(
@@ -93,9 +94,20 @@ def tiny_model(
     device: str = "cpu",
     sliding_window: int | None = None,
 ) -> LoadedModel:
-    """A randomly initialised model of ``family`` with a character tokenizer, in fp32 (on CPU by default).
+    """A randomly initialised model of ``family`` with a character tokenizer, in fp32 (on CPU by default): the
+    fixture for tests and demos that need no download.
 
-    ``sliding_window`` sets the attention window of mistral, gemma2 and gemma3 (a small one exercises it)."""
+    Args:
+        family: one of ``steerlab.models.FAMILIES`` (llama, qwen2, qwen3, mistral, gemma2, gemma3, gpt2, lfm2).
+        n_layers: decoder layers.
+        hidden: hidden size.
+        seed: the weights' seed.
+        device: where to put it.
+        sliding_window: the attention window of mistral, gemma2 and gemma3 (a small one exercises it).
+
+    Returns:
+        The model as a ``LoadedModel``.
+    """
     from transformers import AutoModelForCausalLM
 
     tok = char_tokenizer()

@@ -14,7 +14,6 @@ from ..models.registry import SITES
 
 METHODS = ("PASf", "iPASa", "iPASwo")
 SITE_ALIASES = {"residual": "block", "mlp": "mlp", "self_attn": "attn", "post_attention_layernorm": "mlp_in"}
-TARGETS = SITE_ALIASES  # the PAS paper's names for steerlab's sites
 
 
 @dataclass

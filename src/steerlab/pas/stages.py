@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..capture import capture, mean_norm
+from ..config import DataError
 from ..eval.stats import bootstrap_mean, mcnemar_exact
 from ..generation import next_token_scores
 from ..models import LoadedModel
@@ -156,7 +157,7 @@ def stage_vectors(ctx: StageContext) -> dict:
     right = [i for i, it in enumerate(train) if pred[i] == it.answer]
     wrong = [i for i, it in enumerate(train) if pred[i] != it.answer]
     if not right or not wrong:
-        raise ValueError(
+        raise DataError(
             f"PAS needs both right and wrong train items; got {len(right)} right, {len(wrong)} wrong"
         )
     estimate = get_estimator("mean_difference")

@@ -103,7 +103,17 @@ class Router:
 def fit_probe(
     x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | list, c: float = 1.0, seed: int = 0
 ) -> LogisticProbe:
-    """L2 logistic regression on standardised states; both classes must be present."""
+    """L2 logistic regression on standardised states; both classes must be present.
+
+    Args:
+        x: ``[n, d]`` states.
+        y: ``n`` labels in {0, 1}.
+        c: inverse regularisation strength (scikit-learn's ``C``).
+        seed: the solver's seed.
+
+    Returns:
+        The probe (its standardiser, weights and bias): ``probe.prob(states)`` is p(label 1).
+    """
     from sklearn.linear_model import LogisticRegression
 
     arr, lab = _np(x), np.asarray(y).astype(int)
@@ -128,6 +138,18 @@ def fit_router(
     c: float = 1.0,
     seed: int = 0,
 ) -> Router:
+    """A multiclass logistic router on standardised states (ASA's domain router).
+
+    Args:
+        x: ``[n, d]`` states.
+        domains: ``n`` class names, one per row.
+        classes: the classes in order (default: the sorted names in ``domains``); each needs examples.
+        c: inverse regularisation strength (scikit-learn's ``C``).
+        seed: the solver's seed.
+
+    Returns:
+        The router: class probabilities per row, in the order of ``classes``.
+    """
     from sklearn.linear_model import LogisticRegression
 
     arr = _np(x)
@@ -150,7 +172,15 @@ def fit_router(
 
 
 def roc_auc(scores: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray | list) -> float:
-    """Area under the ROC curve (ties count half), without scikit-learn's input checks."""
+    """Area under the ROC curve (ties count half), without scikit-learn's input checks.
+
+    Args:
+        scores: one score per example.
+        labels: 1 for positives, 0 for negatives; both must be present.
+
+    Returns:
+        The probability that a random positive scores above a random negative.
+    """
     s, y = _np(scores).ravel(), np.asarray(labels).astype(int).ravel()
     pos, neg = s[y == 1], s[y == 0]
     if len(pos) == 0 or len(neg) == 0:

@@ -18,7 +18,20 @@ def layer_sweep(
     c: float = 1.0,
     progress: bool = True,
 ) -> dict[int, float]:
-    """AUC on ``eval`` of a probe fitted on ``train`` for each layer; states are ``[n, n_layers, d]``."""
+    """The held-out AUC of a probe at each layer: where a concept becomes linearly readable.
+
+    Args:
+        train_states: ``[n, n_layers, d]`` states the probes are fitted on.
+        train_labels: their labels in {0, 1}.
+        eval_states: ``[m, n_layers, d]`` states the probes are scored on.
+        eval_labels: their labels in {0, 1}.
+        layers: the layer indices (of the states' second dimension) to probe; default all.
+        c: inverse regularisation strength of each probe.
+        progress: show a progress bar.
+
+    Returns:
+        ``layer -> AUC`` on the evaluation states.
+    """
     if train_states.dim() != 3 or eval_states.dim() != 3:
         raise ValueError("layer_sweep expects states shaped [n, n_layers, d]")
     layers = list(range(train_states.shape[1])) if layers is None else layers

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from ..config import UserError
+
 SUPPORTED = ("standard", "jumprelu", "topk", "transcoder", "jumprelu_transcoder")
 _ACTIVATION = {
     "standard": "relu",
@@ -42,7 +44,7 @@ _WHY_NOT = {
 SAELENS_SCHEMA_VERSION = "6.0.0"  # the cfg.json schema written (sae-lens treats older files as pre-6.0)
 
 
-class SaeLensFormatError(ValueError):
+class SaeLensFormatError(UserError):
     """A sae-lens file that steerlab cannot represent exactly, or a model that sae-lens cannot represent."""
 
 
@@ -168,7 +170,9 @@ def steerlab_to_saelens(
             f"sae-lens has no TopK transcoder; a TopK model can be saved as a sae-lens 'topk' SAE only when "
             f"d_in == d_out (got {d_in} and {d_out})"
         )
-    arch = {"relu": "transcoder", "jumprelu": "jumprelu_transcoder", "topk": "topk"}[act]
+    arch = {"relu": "transcoder", "jumprelu": "jumprelu_transcoder", "topk": "topk"}.get(act)
+    if arch is None:
+        raise SaeLensFormatError(f"sae-lens has no architecture for the activation {act!r}")
     extra = dict(extra or {})
     metadata = {"sae_lens_version": SAELENS_SCHEMA_VERSION, "written_by": "steerlab"}
     layer = extra.get("layer")

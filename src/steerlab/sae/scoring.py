@@ -1,5 +1,5 @@
 """Teacher-forced scoring, one batched loop: per-token log-probabilities of given token sequences, and from them
-cross-entropy over whole texts or over completions only; plus the decision-token log-probability of a marker."""
+cross-entropy over whole texts or over completions only."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..generation import next_token_scores
 from ..models import LoadedModel, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
 from ..models.phase import PROMPT, forward_phase
 from ..models.text import length_sorted_batches
-from .finetune import _conv, completion_ids
+from .finetune import completion_ids
 
 
 def token_logprobs(
@@ -56,19 +55,3 @@ def completion_ce(
     data = completion_ids(lm, rows)
     logps = token_logprobs(lm, [p + c for p, c in data], batch_size, progress, desc="CE")
     return torch.stack([-lp[-len(c) :].mean() for lp, (_, c) in zip(logps, data)])
-
-
-def decision_logprob(
-    lm: LoadedModel, rows: Sequence[dict], token_id: int, batch_size: int = 32
-) -> torch.Tensor:
-    """log P(token_id) at the decision token (the first completion token), one value per row."""
-    scores = next_token_scores(
-        lm,
-        [_conv(r) for r in rows],
-        {"x": None},
-        token_ids=[[token_id]],
-        batch_size=batch_size,
-        chat=True,
-        progress=False,
-    )
-    return scores["x"][:, 0]

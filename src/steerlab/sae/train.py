@@ -138,7 +138,7 @@ def train_transcoders(
         x0, y0 = (v.float() for v in probe[k])
         sx, sy = _rms(x0), _rms(y0 - y0.mean(0))  # outputs by their spread: the mean is the bias's job
         if resume:  # the weights hold a trained function: express it in normalised units first
-            _rescale(t, sx / sy, 1 / sy, with_bias=isinstance(model, Transcoder))
+            t.change_units(sx / sy, 1 / sy, with_bias=isinstance(model, Transcoder))
         x0, y0 = x0 / sx, y0 / sy
         if isinstance(model, Transcoder):
             with torch.no_grad():
@@ -178,7 +178,7 @@ def train_transcoders(
     finally:  # back to the data's units, also when interrupted
         for k, model in models.items():
             s = state[k]
-            _rescale(s["t"], s["sy"] / s["sx"], s["sy"], with_bias=isinstance(model, Transcoder))
+            s["t"].change_units(s["sy"] / s["sx"], s["sy"], with_bias=isinstance(model, Transcoder))
     return {k: s["hist"] for k, s in state.items()}
 
 
@@ -240,19 +240,6 @@ def _loop(
 
 def _rms(v: torch.Tensor) -> float:
     return max(float(v.pow(2).mean().sqrt()), 1e-8)
-
-
-def _rescale(t: Transcoder, enc: float, out: float, with_bias: bool) -> None:
-    """Change the units a transcoder works in without changing what it computes (its activations are positively
-    homogeneous): inputs divided by s_x and outputs by s_y is ``enc = s_x / s_y, out = 1 / s_y``; the inverse folds
-    the scales back. ``with_bias``: the output bias too (a delta's is frozen at zero)."""
-    with torch.no_grad():
-        t.W_enc.mul_(enc)
-        t.b_enc.mul_(out)
-        t.log_threshold.add_(math.log(out))
-        t.eps = t.eps * out
-        if with_bias:
-            t.b_dec.mul_(out)
 
 
 def tail_mean(hist: dict, key: str, n: int = 50) -> float:

@@ -1,7 +1,8 @@
 """Transcoders: sparse replacements of an MLP, from the MLP's input (after its norm) to the MLP's output.
 
-acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec. Activations: JumpReLU with a learned per-latent
-threshold (straight-through estimator with a rectangle-kernel pseudo-derivative), TopK, or ReLU.
+acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec. One class per activation, registered by name
+(``register_transcoder``, as SAELens registers its architectures): JumpReLU with a learned per-latent threshold
+(straight-through estimator with a rectangle-kernel pseudo-derivative), TopK, or ReLU.
 A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``scale`` multiplies them, and
 ``scale=0`` is exactly the base.
 """
@@ -9,15 +10,165 @@ A ``DeltaTranscoder`` freezes a base transcoder and adds a few extra latents; ``
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import nn
 
+from ..config import UserError
 from ..runs import atomic_dir
 
-ACTIVATIONS = ("jumprelu", "topk", "relu")
+
+class Transcoder(nn.Module):
+    """acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec, with the activation of the subclass.
+
+    Each activation is one registered subclass (``JumpReLUTranscoder``, ``TopKTranscoder``, ``ReLUTranscoder``);
+    ``Transcoder(d_in, d_sae, activation="topk", k=32)`` builds the registered class for ``activation`` (default
+    ``jumprelu``), so a config names the activation and never branches on it. A subclass implements
+    ``_activate`` and, where it has one, ``_sparsity``; its own options (``k``; ``threshold`` and ``eps``) are
+    taken by ``_init_activation`` and written by ``config``.
+    """
+
+    activation: ClassVar[str] = ""  # set by register_transcoder
+    sparsity_reads_pre_acts: ClassVar[bool] = False  # _sparsity needs the pre-activations, not only the acts
+
+    def __new__(cls, *args: object, **kwargs: object) -> Transcoder:
+        if cls is Transcoder:
+            act = kwargs.get("activation", args[3] if len(args) > 3 else None)
+            cls = transcoder_class(act or "jumprelu")
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        d_out: int | None = None,
+        activation: str | None = None,
+        k: int = 32,
+        threshold: float = 0.01,
+        eps: float | Sequence[float] | torch.Tensor = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if activation is not None and activation != self.activation:
+            raise ValueError(
+                f"{type(self).__name__} has the {self.activation!r} activation, not {activation!r}; "
+                f"build Transcoder(..., activation={activation!r}) instead"
+            )
+        d_out = d_in if d_out is None else d_out
+        g = torch.Generator().manual_seed(seed)
+        w_dec = torch.randn(d_sae, d_out, generator=g)
+        w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w_dec)
+        # tied initialisation (encoder = decoder transpose when d_in == d_out) keeps JumpReLU latents alive early;
+        # with independent random encoders most die before their decoders become useful
+        enc = 0.1 * w_dec.T if d_in == d_out else torch.randn(d_in, d_sae, generator=g) / d_in**0.5
+        self.W_enc = nn.Parameter(enc)
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.d_in, self.d_sae, self.d_out = d_in, d_sae, d_out
+        self._init_activation(k=k, threshold=threshold, eps=eps)
+
+    # ------------------------------------------------------------------ what a subclass provides
+
+    def _init_activation(
+        self, *, k: int, threshold: float, eps: float | Sequence[float] | torch.Tensor
+    ) -> None:
+        """Take the activation's own options (the others are ignored)."""
+
+    def _activate(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} defines no activation")
+
+    def _sparsity(self, z: torch.Tensor | None, acts: torch.Tensor) -> torch.Tensor:
+        """The sparsity penalty (none by default); ``z`` is given only when ``sparsity_reads_pre_acts``."""
+        return acts.new_zeros(())
+
+    def _config_extra(self) -> dict:
+        return {}
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The tensors a file holds (sae-lens names)."""
+        return {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+
+    def load_weights(self, w: dict[str, torch.Tensor], prefix: str = "") -> None:
+        """Copy a file's tensors in (``prefix``: their names' prefix in a delta file)."""
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                self.get_parameter(name).copy_(w[prefix + name])
+
+    def change_units(self, enc: float, out: float, with_bias: bool) -> None:
+        """Change the units the transcoder works in without changing what it computes (its activations are
+        positively homogeneous): inputs divided by s_x and outputs by s_y is ``enc = s_x / s_y, out = 1 / s_y``;
+        the inverse folds the scales back. ``with_bias``: the output bias too (a delta's is frozen at zero)."""
+        with torch.no_grad():
+            self.W_enc.mul_(enc)
+            self.b_enc.mul_(out)
+            if with_bias:
+                self.b_dec.mul_(out)
+
+    # ------------------------------------------------------------------ shared
+
+    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._activate(self.pre_acts(x))
+
+    def decode(self, acts: torch.Tensor) -> torch.Tensor:
+        return acts @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        acts = self.encode(x)
+        return self.decode(acts), acts
+
+    def train_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(output, acts, sparsity penalty) with one encoder pass: what training needs."""
+        z = self.pre_acts(x)
+        acts = self._activate(z)
+        return self.decode(acts), acts, self._sparsity(z, acts)
+
+    def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """The activation's sparsity penalty on ``acts`` (the encoding of ``x``)."""
+        return self._sparsity(self.pre_acts(x) if self.sparsity_reads_pre_acts else None, acts)
+
+    def config(self) -> dict:
+        return {
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "d_out": self.d_out,
+            "activation": self.activation,
+            **self._config_extra(),
+        }
+
+
+TRANSCODERS: dict[str, type[Transcoder]] = {}  # activation name -> its class, in registration order
+ACTIVATIONS = TRANSCODERS.keys()  # the registered activations (a live view)
+T = TypeVar("T", bound=type[Transcoder])
+
+
+def register_transcoder(activation: str) -> Callable[[T], T]:
+    """Class decorator: register a ``Transcoder`` subclass as the class for ``activation``."""
+
+    def deco(cls: T) -> T:
+        if activation in TRANSCODERS:
+            raise ValueError(
+                f"activation {activation!r} is already registered ({TRANSCODERS[activation].__name__})"
+            )
+        cls.activation = activation
+        TRANSCODERS[activation] = cls
+        return cls
+
+    return deco
+
+
+def transcoder_class(activation: str) -> type[Transcoder]:
+    """The registered class for ``activation``; a UserError lists the registered ones."""
+    if activation not in TRANSCODERS:
+        raise UserError(f"unknown activation {activation!r}; valid: {', '.join(TRANSCODERS)}")
+    return TRANSCODERS[activation]
 
 
 class _JumpReLU(torch.autograd.Function):
@@ -52,45 +203,25 @@ class _Step(torch.autograd.Function):
         return None, (-kernel * grad).sum(dim=tuple(range(z.dim() - 1))), None
 
 
-class Transcoder(nn.Module):
-    """acts = activation(x @ W_enc + b_enc); out = acts @ W_dec + b_dec.
+@register_transcoder("jumprelu")
+class JumpReLUTranscoder(Transcoder):
+    """relu(z) * (z > threshold), a learned threshold per latent; L0 penalty through a straight-through step.
 
-    ``eps`` is the JumpReLU straight-through kernel's bandwidth: one number for every latent, or one per latent
+    ``eps`` is the straight-through kernel's bandwidth: one number for every latent, or one per latent
     (``train.init_thresholds`` sets it from the pre-activation spread near each threshold). It only matters for
     training."""
 
-    def __init__(
-        self,
-        d_in: int,
-        d_sae: int,
-        d_out: int | None = None,
-        activation: str = "jumprelu",
-        k: int = 32,
-        threshold: float = 0.01,
-        eps: float | Sequence[float] | torch.Tensor = 0.01,
-        seed: int = 0,
+    sparsity_reads_pre_acts = True
+
+    def _init_activation(
+        self, *, k: int, threshold: float, eps: float | Sequence[float] | torch.Tensor
     ) -> None:
-        super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
-        if activation == "topk" and not 0 < k <= d_sae:
-            raise ValueError(f"topk needs 0 < k <= d_sae ({d_sae}), got k={k}")
-        d_out = d_in if d_out is None else d_out
-        g = torch.Generator().manual_seed(seed)
-        w_dec = torch.randn(d_sae, d_out, generator=g)
-        w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(w_dec)
-        # tied initialisation (encoder = decoder transpose when d_in == d_out) keeps JumpReLU latents alive early;
-        # with independent random encoders most die before their decoders become useful
-        enc = 0.1 * w_dec.T if d_in == d_out else torch.randn(d_in, d_sae, generator=g) / d_in**0.5
-        self.W_enc = nn.Parameter(enc)
-        self.b_enc = nn.Parameter(torch.zeros(d_sae))
-        self.b_dec = nn.Parameter(torch.zeros(d_out))
-        self.log_threshold = nn.Parameter(torch.full((d_sae,), float(torch.log(torch.tensor(threshold)))))
-        self.register_buffer("bandwidth", torch.zeros(d_sae), persistent=False)
+        del k
+        self.log_threshold = nn.Parameter(
+            torch.full((self.d_sae,), float(torch.log(torch.tensor(threshold))))
+        )
+        self.register_buffer("bandwidth", torch.zeros(self.d_sae), persistent=False)
         self.eps = eps
-        self.activation, self.k = activation, k
-        self.d_in, self.d_sae, self.d_out = d_in, d_sae, d_out
 
     @property
     def eps(self) -> torch.Tensor:
@@ -114,57 +245,64 @@ class Transcoder(nn.Module):
     def threshold(self) -> torch.Tensor:
         return self.log_threshold.exp()
 
-    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.W_enc + self.b_enc
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._activate(self.pre_acts(x))
-
     def _activate(self, z: torch.Tensor) -> torch.Tensor:
-        if self.activation == "jumprelu":
-            return _JumpReLU.apply(torch.relu(z), self.threshold, self.bandwidth.to(z.dtype))
-        if self.activation == "topk":
-            vals, idx = torch.relu(z).topk(self.k, dim=-1)
-            return torch.zeros_like(z).scatter(-1, idx, vals)
-        return torch.relu(z)
-
-    def decode(self, acts: torch.Tensor) -> torch.Tensor:
-        return acts @ self.W_dec + self.b_dec
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        acts = self.encode(x)
-        return self.decode(acts), acts
-
-    def train_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(output, acts, sparsity penalty) with one encoder pass: what training needs."""
-        z = self.pre_acts(x)
-        acts = self._activate(z)
-        return self.decode(acts), acts, self._sparsity(z, acts)
-
-    def sparsity_loss(self, x: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        """JumpReLU: L0 through the straight-through step; ReLU: L1 weighted by decoder norms; TopK: none."""
-        return self._sparsity(self.pre_acts(x) if self.activation == "jumprelu" else None, acts)
+        return _JumpReLU.apply(torch.relu(z), self.threshold, self.bandwidth.to(z.dtype))
 
     def _sparsity(self, z: torch.Tensor | None, acts: torch.Tensor) -> torch.Tensor:
-        if self.activation == "jumprelu":
-            return _Step.apply(torch.relu(z), self.threshold, self.bandwidth.to(z.dtype)).sum(-1).mean()
-        if self.activation == "relu":
-            return (acts * self.W_dec.norm(dim=1)).sum(-1).mean()
-        return acts.new_zeros(())
+        return _Step.apply(torch.relu(z), self.threshold, self.bandwidth.to(z.dtype)).sum(-1).mean()
 
-    def config(self) -> dict:
+    def _config_extra(self) -> dict:
         eps = self.bandwidth.detach().cpu()
-        return {
-            "d_in": self.d_in,
-            "d_sae": self.d_sae,
-            "d_out": self.d_out,
-            "activation": self.activation,
-            "k": self.k,
-            # one number when every latent shares it, else the per-latent list (training state only)
-            "eps": float(eps[0])
-            if bool((eps == eps[0]).all())
-            else [float(f"{v:.6g}") for v in eps.tolist()],
-        }
+        # one number when every latent shares it, else the per-latent list (training state only)
+        same = bool((eps == eps[0]).all())
+        return {"eps": float(eps[0]) if same else [float(f"{v:.6g}") for v in eps.tolist()]}
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {**super().weights(), "threshold": self.threshold}
+
+    def load_weights(self, w: dict[str, torch.Tensor], prefix: str = "") -> None:
+        super().load_weights(w, prefix)
+        if prefix + "threshold" in w:
+            with (
+                torch.no_grad()
+            ):  # a threshold of 0 becomes 1e-30: relu(z) > 1e-30 and z > 0 differ only for z in (0, 1e-30]
+                self.log_threshold.copy_(w[prefix + "threshold"].clamp(min=1e-30).log())
+
+    def change_units(self, enc: float, out: float, with_bias: bool) -> None:
+        super().change_units(enc, out, with_bias)
+        with torch.no_grad():
+            self.log_threshold.add_(math.log(out))
+        self.eps = self.eps * out
+
+
+@register_transcoder("topk")
+class TopKTranscoder(Transcoder):
+    """The ``k`` largest pre-activations per token, rectified; the rest are 0 (L0 fixed at k, no penalty)."""
+
+    def _init_activation(
+        self, *, k: int, threshold: float, eps: float | Sequence[float] | torch.Tensor
+    ) -> None:
+        if not 0 < k <= self.d_sae:
+            raise ValueError(f"topk needs 0 < k <= d_sae ({self.d_sae}), got k={k}")
+        self.k = k
+
+    def _activate(self, z: torch.Tensor) -> torch.Tensor:
+        vals, idx = torch.relu(z).topk(self.k, dim=-1)
+        return torch.zeros_like(z).scatter(-1, idx, vals)
+
+    def _config_extra(self) -> dict:
+        return {"k": self.k}
+
+
+@register_transcoder("relu")
+class ReLUTranscoder(Transcoder):
+    """relu(z), with an L1 penalty weighted by each latent's decoder norm."""
+
+    def _activate(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.relu(z)
+
+    def _sparsity(self, z: torch.Tensor | None, acts: torch.Tensor) -> torch.Tensor:
+        return (acts * self.W_dec.norm(dim=1)).sum(-1).mean()
 
 
 class DeltaTranscoder(nn.Module):
@@ -223,11 +361,11 @@ def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra
     path = Path(path)
     with atomic_dir(path) as tmp:
         if isinstance(model, DeltaTranscoder):
-            tensors = {f"base.{k}": v for k, v in _weights(model.base).items()}
-            tensors.update({f"delta.{k}": v for k, v in _weights(model.delta).items()})
+            tensors = {f"base.{k}": v for k, v in model.base.weights().items()}
+            tensors.update({f"delta.{k}": v for k, v in model.delta.weights().items()})
             cfg = {"kind": "delta", "base": model.base.config(), "delta": model.delta.config()}
         else:
-            tensors, cfg = _weights(model), {"kind": "transcoder", **model.config()}
+            tensors, cfg = model.weights(), {"kind": "transcoder", **model.config()}
             try:
                 sl_cfg, tensors = steerlab_to_saelens(model.config(), tensors, extra)
                 cfg = {**sl_cfg, **cfg}
@@ -241,25 +379,18 @@ def save_transcoder(model: Transcoder | DeltaTranscoder, path: str | Path, extra
     return path
 
 
-def _weights(t: Transcoder) -> dict[str, torch.Tensor]:
-    return {"W_enc": t.W_enc, "b_enc": t.b_enc, "W_dec": t.W_dec, "b_dec": t.b_dec, "threshold": t.threshold}
-
-
 def _build(cfg: dict, w: dict[str, torch.Tensor], prefix: str = "") -> Transcoder:
     t = Transcoder(
         cfg["d_in"],
         cfg["d_sae"],
         cfg.get("d_out"),
-        cfg.get("activation", "jumprelu"),
-        cfg.get("k", 32),
+        activation=cfg.get("activation", "jumprelu"),
+        k=cfg.get("k", 32),
         eps=cfg.get("eps", 0.01),
     )
-    with torch.no_grad():
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
-            t.get_parameter(name).copy_(w[prefix + name])
-        if prefix + "threshold" in w:  # ReLU and TopK files (sae-lens' too) carry none; it is unused there
-            # a threshold of 0 becomes 1e-30: relu(z) > 1e-30 and z > 0 differ only for z in (0, 1e-30]
-            t.log_threshold.copy_(w[prefix + "threshold"].clamp(min=1e-30).log())
+    t.load_weights(
+        w, prefix
+    )  # ReLU and TopK files (sae-lens' too) carry no threshold; older steerlab files one
     return t
 
 

@@ -88,7 +88,6 @@ def create_app(
             st.batcher.close()
 
     app = FastAPI(title="steerlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.steerlab = st
 
     def openapi() -> dict:
         """FastAPI's description plus the chat route's request and responses, with the loaded model's id."""

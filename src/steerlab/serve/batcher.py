@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from jinja2 import TemplateError
 
+from ..config import UserError
 from .engine import Engine, InputTooLarge, RowSpec
 from .errors import ApiError
 
@@ -30,7 +31,6 @@ class Ticket:
     spec: RowSpec
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    enqueued: float = field(default_factory=time.perf_counter)
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client has gone
 
     def put(self, kind: str, payload: object) -> None:
@@ -54,9 +54,9 @@ class Batcher:
 
     def __init__(self, engine: Engine, window_s: float = 0.01, max_batch: int = 8) -> None:
         if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+            raise UserError(f"max_batch must be >= 1, got {max_batch}")
         if not 0 <= window_s <= 10:
-            raise ValueError(f"the batching window must be in [0, 10] seconds, got {window_s}")
+            raise UserError(f"the batching window must be in [0, 10] seconds, got {window_s}")
         self.engine, self.window_s, self.max_batch = engine, window_s, max_batch
         self._q: queue.Queue[Ticket | None] = queue.Queue()
         self._thread: threading.Thread | None = None

@@ -9,12 +9,14 @@ import math
 import socket
 import sys
 
+from ..config import UserError
+
 
 def need(*modules: str, extra: str) -> None:
     """A clear error when an optional dependency is missing (instead of an ImportError traceback)."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{', '.join(missing)} not installed; install the extra: pip install 'steerlab[{extra}]'"
         )
 
@@ -84,7 +86,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         asset_model(args.asset)  # fail now on a path that is no asset, not in the loader thread
     if not 0 <= args.temperature <= 2:
-        raise ValueError(f"--temperature must be in [0, 2], got {args.temperature}")
+        raise UserError(f"--temperature must be in [0, 2], got {args.temperature}")
     cfg = ServeConfig(
         window_ms=args.window_ms,
         max_batch=args.max_batch,

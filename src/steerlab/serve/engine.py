@@ -1,8 +1,10 @@
 """The one adapter between serving (HTTP server, web app) and steerlab's core: prompts, ASA, steering, generation.
 
-Everything the server and the UI need from ``steerlab.asa``, ``steerlab.steering``, ``steerlab.generation``,
-``steerlab.capture``, ``steerlab.vectors`` and ``steerlab.probes`` goes through this module, so that a change of
-those APIs is fixed here and nowhere else. The contract: given a batch of rows (messages, tools, per-row options:
+Everything the server and the web app's chat side need from ``steerlab.asa``, ``steerlab.steering`` and
+``steerlab.generation`` goes through this module, so that a change of those APIs is fixed here and nowhere else
+(the web app's steering-vector lab, ``steerlab.ui.lab``, uses the engine's model and lock). What a call looks like
+is the call format's business (``steerlab.tools.formats``): the engine asks it for the prefill of a forced call and
+for the stop rule, and names no marker. The contract: given a batch of rows (messages, tools, per-row options:
 ASA on/off, strength and tau overrides, temperature, top_p, seed, max_tokens, stop strings), return for each its
 generated text, why it stopped, and the gate decision (domain, p_tool, gate), with tokens streamed as they come.
 
@@ -16,17 +18,14 @@ with the marker whatever the gate, and the call is decoded under the offered (or
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from ..assets import AssetError
+from ..config import UserError
 from ..models import LoadedModel
-
-ROLE_OF_DEVELOPER = "system"  # OpenAI's "developer" role is a system message for these models
 
 
 class InputTooLarge(ValueError):
@@ -116,7 +115,7 @@ def _load_any(spec: str, device: str, dtype: str) -> LoadedModel:
     if spec == "tiny" or spec.startswith("tiny-"):
         family = spec.split("-", 1)[1] if "-" in spec else "llama"
         if family not in FAMILIES:
-            raise ValueError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
+            raise UserError(f"unknown tiny model family {family!r}; valid: {', '.join(FAMILIES)}")
         return tiny_model(family, device="cpu" if device == "auto" else device)
     return load_model(spec, device=device, dtype=dtype)
 
@@ -125,10 +124,10 @@ def asset_model(asset: str | Path) -> str:
     """The model an ASA asset was fitted on (its manifest's ``model``)."""
     path = Path(asset) / "manifest.json"
     if not path.is_file():
-        raise ValueError(f"{asset} is not an asset directory (no manifest.json)")
+        raise AssetError(f"{asset} is not an asset directory (no manifest.json)")
     model = json.loads(path.read_text()).get("model")
     if not isinstance(model, str) or not model:
-        raise ValueError(f"{path} names no model")
+        raise AssetError(f"{path} names no model")
     return model
 
 
@@ -172,7 +171,7 @@ class Engine:
             self.asset_name = f"{p.parent.name}/{p.name}" if p.name == "asset" else p.name
             prompt = dict(self.steerer.manifest["prompt"])
             if call_format is not None and call_format != prompt["call_format"]:
-                raise ValueError(
+                raise UserError(
                     f"--call-format {call_format!r} differs from the asset's {prompt['call_format']!r}; "
                     "the gate was fitted on the asset's prompt, so leave it out"
                 )
@@ -180,12 +179,12 @@ class Engine:
         self.few_shot: list[dict] = prompt["few_shot"]
         self.template_tools: bool = bool(prompt["use_template_tools"])
         from ..asa.calls import available
-        from ..tools import check_format
+        from ..tools import format_spec
 
-        check_format(self.call_format)
+        self.format = format_spec(self.call_format)
         self.point = None if self.steerer is None else self.steerer.point
-        # a forced or triggered call is decoded under its schema where the format has a JSON body
-        self.grammar = self.call_format == "tool_call_json" and available()
+        # a forced or triggered call is decoded under its schema where the format allows it (a JSON body)
+        self.grammar = self.format.schema_constrained and available()
 
     @classmethod
     def load(
@@ -295,45 +294,26 @@ class Engine:
         return tuple(head) if 0 < n < len(ids) and ids[:n] == head else ()
 
     def _prefill(self, spec: RowSpec) -> str:
-        """The start of the reply that forces a call: the marker, and the function's name when one is named."""
-        from ..tools import trigger_marker
-
+        """The start of the reply that forces a call: the format's marker, and the function's name when one is
+        named."""
         if spec.tool_choice == "required":
-            return trigger_marker(self.call_format)
+            return self.format.prefill()
         if spec.tool_choice != "function":
             return ""
-        name = spec.forced_name
-        if self.call_format == "lfm2_pythonic":
-            return f"<|tool_call_start|>[{name}("
-        head = json.dumps({"name": name})[:-1] + ', "arguments": '
-        return {
-            "tool_call_json": "<tool_call>",
-            "functioncall": "<functioncall>",
-            "json": "",
-            "markdown_json": "```json\n",
-        }[self.call_format] + head
+        return self.format.prefill(spec.forced_name)
 
     # ------------------------------------------------------------------ generation
 
     def _stop_rule(self, stops: Sequence[str], prefilled: bool) -> Callable[[str], bool]:
-        """Stop once every call in the reply is closed and what follows is not another call, or at a stop
-        string; plain text runs to EOS or max_tokens. ``prefilled``: the rows' replies began with the marker."""
-        from ..tools import format_spec
-
-        spec = format_spec(self.call_format)
-        marker, closer = spec.marker, spec.closer
+        """Stop once every call in the reply is closed and what follows is not another call (the format's rule),
+        or at a stop string; plain text runs to EOS or max_tokens. ``prefilled``: the rows' replies began with
+        the marker."""
+        fmt = self.format
 
         def stop(text: str) -> bool:
             if prefilled:
-                text = marker + text
-            if any(s in text for s in stops):
-                return True
-            if closer is None or marker not in text or closer not in text:
-                return False
-            tail = text.rsplit(closer, 1)[1].lstrip()
-            if not tail:
-                return False
-            return not (marker.startswith(tail) or tail.startswith(marker))
+                text = fmt.marker + text
+            return any(s in text for s in stops) or fmt.calls_done(text)
 
         return stop
 
@@ -485,57 +465,3 @@ class Engine:
             if emit is not None:
                 emit(ids[j], "done", res)
         return out
-
-    # ------------------------------------------------------------------ steering-vector lab (web app)
-
-    def lab_states(self, positive: list[str], negative: list[str]) -> torch.Tensor:
-        """Last-prompt-token states at every layer for both lists, as chat prompts: ``[n, n_layers, d]``."""
-        from ..capture import capture
-
-        if len(positive) < 2 or len(negative) < 2:
-            raise ValueError(
-                f"give at least 2 prompts in each list (got {len(positive)} and {len(negative)}): "
-                "a probe needs a training and a held-out half"
-            )
-        layers = list(range(self.lm.n_layers))
-        with self.lock:
-            acts = capture(self.lm, positive + negative, layers, chat=True, progress=False)
-        return torch.stack([acts[k] for k in layers], dim=1).float()
-
-    def lab_auc(self, states: torch.Tensor, n_pos: int, layer: int) -> float:
-        """Held-out AUC of a probe at ``layer``, cross-validated so that every prompt is scored once while held
-        out (``probes.cross_val_auc``: one split of a few prompts read AUC 0.0 at layers 2-7)."""
-        from ..probes import cross_val_auc
-
-        self.lm.arch.check_layer(layer)
-        return cross_val_auc(states[:, layer], [1] * n_pos + [0] * (states.shape[0] - n_pos))
-
-    def lab_vector(self, states: torch.Tensor, n_pos: int, layer: int) -> tuple[torch.Tensor, float]:
-        """Unit mean-difference vector at ``layer`` and the mean hidden norm there (the strength unit)."""
-        from ..capture import mean_norm
-        from ..vectors import mean_difference
-
-        self.lm.arch.check_layer(layer)
-        h = states[:, layer]
-        return mean_difference(h[:n_pos], h[n_pos:]), float(mean_norm(h))
-
-    def lab_compare(
-        self,
-        prompt: str,
-        vector: torch.Tensor,
-        layer: int,
-        coef: float,
-        policy: str = "all",
-        max_tokens: int = 48,
-    ) -> tuple[str, str]:
-        """Baseline and steered reply to one chat prompt, in one batch (row 0 coef 0, row 1 ``coef``)."""
-        from ..generation import generate
-        from ..steering import steer
-
-        if not math.isfinite(coef):
-            raise ValueError(f"strength must be finite, got {coef}")
-        with self.lock, steer(self.lm, vector, layer=layer, coef=torch.tensor([0.0, coef]), policy=policy):
-            gens = generate(
-                self.lm, [prompt, prompt], chat=True, max_new_tokens=max_tokens, batch_size=2, progress=False
-            )
-        return gens[0].text, gens[1].text

@@ -59,4 +59,15 @@ class SpliceHandle:
 
 
 def splice(lm: LoadedModel, layer: int, fn: SpliceFn, skip_first: bool = True) -> SpliceHandle:
+    """Replace what the MLP of ``layer`` computes, in every forward until the handle is removed.
+
+    Args:
+        lm: the loaded model.
+        layer: the layer whose MLP is replaced.
+        fn: ``fn(mlp_in, mlp_out, valid) -> new mlp_out``, with ``valid`` the ``[B, S]`` positions replaced.
+        skip_first: leave each row's position 0 (BOS) as the model computed it.
+
+    Returns:
+        The active handle; ``remove()`` it or use it as a context manager.
+    """
     return SpliceHandle(lm, layer, fn, skip_first)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from ..config import UserError
 from ..models import LoadedModel, base_model, hook_site
 from ..models.phase import (
     CONTEXT,
@@ -88,7 +89,7 @@ class SteeringHandle:
         controller: Controller | None = None,
     ) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"unknown position policy {policy!r}; valid: {', '.join(POLICIES)}")
+            raise UserError(f"unknown position policy {policy!r}; valid: {', '.join(POLICIES)}")
         lm.arch.check_layer(layer)
         lm.arch.check_site(site)
         if vector is None and controller is None:
@@ -225,6 +226,18 @@ def steer(
     ``coef`` may be a number or a per-row tensor; ``vector`` may be ``(d,)`` or per-row ``(B, d)``. A ``controller``
     reads each row's hidden state at its last prompt token (at this layer and site, before the addition) and returns
     per-row coefficients and vectors: a probe-gated steer (ASA) in one forward pass.
+
+    Args:
+        lm: the loaded model.
+        vector: ``(d,)`` or per-row ``(B, d)``; may be None with a ``controller``.
+        layer: the layer to steer at (the output of decoder block ``layer`` for site ``block``).
+        site: ``block``, ``block_in``, ``attn``, ``mlp`` or ``mlp_in``.
+        coef: the push's size (state it as strength times ``mean_norm`` of the states there), or one per row.
+        policy: ``prompt_last`` (each row's last prompt token), ``prompt_all``, ``generated`` or ``all``.
+        controller: per-row coefficients and vectors decided from each row's last prompt token.
+
+    Returns:
+        The active handle; ``remove()`` it or use it as a context manager.
     """
     return SteeringHandle(lm, vector, layer, site, coef, policy, controller)
 

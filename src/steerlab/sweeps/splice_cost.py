@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import UserError
 from ..runs import atomic_dir, replace_dir
 from ..stages import DONE, Runner
 from .jobs import Job, JobContext, JobResult, RunnerJob, SweepError, check_visible
@@ -41,7 +42,7 @@ class SeededRunnerJob(RunnerJob):
         for stage in self.seed_stages:
             if not r.is_done(stage):
                 if not main.is_done(stage):
-                    raise RuntimeError(f"stage {stage!r} is not finished in {self.seed_from}")
+                    raise UserError(f"stage {stage!r} is not finished in {self.seed_from}")
                 with atomic_dir(r.path(stage)) as tmp:
                     shutil.copytree(main.path(stage), tmp, dirs_exist_ok=True)
 

@@ -1,18 +1,23 @@
-"""Tool calls: parsing and rendering for every common format, schema validation, trigger detection."""
+"""Tool calls: a registered class per call format (parse, render, stop rules, prefill), schema validation,
+trigger detection."""
 
+from . import builtin_formats  # noqa: F401 - registers the built-in call formats
 from .ast_match import ast_match, values_match
 from .calls import ParseError, ParseResult, ToolCall
 from .formats import (
     FORMAT_SPECS,
     TOOL_CALL_FORMATS,
     TRIGGER_MODES,
+    JsonBodyFormat,
     ToolCallFormat,
     check_format,
     could_still_trigger,
     format_spec,
     has_trigger,
     parse_tool_calls,
+    register_format,
     render_tool_call,
+    schema_constrained_formats,
     trigger_marker,
 )
 from .triggers import call_complete, call_stop, call_success, decision_stop, is_triggered
@@ -23,6 +28,7 @@ __all__ = [
     "TOOL_CALL_FORMATS",
     "TRIGGER_MODES",
     "TYPE_ALIASES",
+    "JsonBodyFormat",
     "ParseError",
     "ParseResult",
     "ToolCall",
@@ -39,7 +45,9 @@ __all__ = [
     "has_trigger",
     "normalize_schema",
     "parse_tool_calls",
+    "register_format",
     "render_tool_call",
+    "schema_constrained_formats",
     "tool_spec",
     "trigger_marker",
     "validate_call",

@@ -9,48 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .formats import TRIGGER_MODES, could_still_trigger, format_spec, has_trigger, parse_tool_calls
+from .formats import check_mode, format_spec, parse_tool_calls
 from .validate import validate_call
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in TRIGGER_MODES:
-        raise ValueError(f"unknown trigger mode {mode!r}; valid: {', '.join(TRIGGER_MODES)}")
-    return mode
 
 
 def is_triggered(text: str, fmt: str, mode: str = "prefix") -> bool:
     """prefix: the reply starts with the call marker; anywhere: the marker appears somewhere."""
-    if _check_mode(mode) == "prefix":
-        return text.lstrip().startswith(format_spec(fmt).marker)
-    return has_trigger(text, fmt)
+    return format_spec(fmt).triggered(text, mode)
 
 
 def decision_stop(fmt: str, mode: str = "prefix") -> Callable[[str], bool] | None:
     """Stop a row as soon as the trigger decision is known (prefix mode only)."""
-    if _check_mode(mode) != "prefix":
+    if check_mode(mode) != "prefix":
         return None
-    marker = format_spec(fmt).marker
-    return lambda text: marker in text or not could_still_trigger(text, fmt)
+    spec = format_spec(fmt)
+    return lambda text: spec.marker in text or not spec.could_still_trigger(text)
 
 
 def call_complete(text: str, fmt: str) -> bool:
     """Whether the first call in ``text`` is closed (formats without a closer: never known before the end)."""
-    spec = format_spec(fmt)
-    if spec.marker not in text or spec.closer is None:
-        return False
-    return spec.closer in text.split(spec.marker, 1)[1]
+    return format_spec(fmt).call_complete(text)
 
 
 def call_stop(fmt: str, mode: str = "prefix") -> Callable[[str], bool]:
     """Stop a non-triggered row early (prefix mode), let a triggered row finish its call."""
-    marker = format_spec(fmt).marker
-    _check_mode(mode)
+    spec = format_spec(fmt)
+    check_mode(mode)
 
     def stop(text: str) -> bool:
-        if marker in text:
-            return call_complete(text, fmt)
-        return mode == "prefix" and not could_still_trigger(text, fmt)
+        if spec.marker in text:
+            return spec.call_complete(text)
+        return mode == "prefix" and not spec.could_still_trigger(text)
 
     return stop
 

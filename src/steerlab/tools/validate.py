@@ -175,19 +175,26 @@ def _same(a: object, b: object) -> bool:
 
 
 def validate_call(call: ToolCall | dict, tools: list[dict], allow_unknown_args: bool = False) -> list[str]:
-    """Problems with ``call`` (empty list = valid): unknown tool, missing required, types, enums, unknown args.
+    """Problems with ``call``: unknown tool, missing required arguments, types, enums, unknown arguments.
 
-    ``tools`` holds OpenAI-style ``{"type": "function", "function": {...}}`` or bare ``{"name", "parameters"}``
-    dicts; type names are mapped through ``TYPE_ALIASES``. "integer" accepts ints only, "number" ints and floats,
-    and neither accepts a bool.
+    Type names are mapped through ``TYPE_ALIASES``. "integer" accepts ints only, "number" ints and floats, and
+    neither accepts a bool.
+
+    Args:
+        call: a ``ToolCall`` or a ``{"name", "arguments"}`` dict.
+        tools: OpenAI-style ``{"type": "function", "function": {...}}`` or bare ``{"name", "parameters"}`` dicts.
+        allow_unknown_args: accept arguments the schema does not name.
+
+    Returns:
+        The problems, each a sentence; empty when the call is valid.
     """
     if not isinstance(tools, (list, tuple)):
         raise ValueError(f"tools must be a list of tool definitions, got {type(tools).__name__}")
     if isinstance(call, dict):
-        from .formats import _call_from_obj
+        from .json_calls import call_from_obj
 
         try:
-            call = _call_from_obj(call)
+            call = call_from_obj(call)
         except ValueError as err:
             return [str(err)]
     if not isinstance(call, ToolCall):

@@ -16,6 +16,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..serve.engine import Engine  # noqa: E402
+from .lab import lab_auc, lab_compare, lab_states, lab_vector  # noqa: E402
 from .logic import LabData, compare, lines, parse_tools_text  # noqa: E402
 
 EXAMPLE = "What is 48,213 divided by 37?"
@@ -168,13 +169,13 @@ def build_ui(engine: Engine) -> gr.Blocks:
             def probe_layers(a: str, b: str):  # noqa: ANN202
                 pa, pb = lines(a), lines(b)
                 try:
-                    states = engine.lab_states(pa, pb)
+                    states = lab_states(engine, pa, pb)
                 except ValueError as err:
                     raise gr.Error(str(err)) from None
                 lab = LabData(states, len(pa))
                 rows: list[dict] = []
                 for k in range(n_layers):  # one probe per layer; the plot grows as they finish
-                    rows.append({"layer": k, "AUC": engine.lab_auc(states, lab.n_pos, k)})
+                    rows.append({"layer": k, "AUC": lab_auc(states, lab.n_pos, k)})
                     yield pd.DataFrame(rows), f"layer {k}: AUC {rows[-1]['AUC']:.3f}", lab
                 best = max(rows, key=lambda r: r["AUC"])
                 yield pd.DataFrame(rows), f"best held-out AUC {best['AUC']:.3f} at layer {best['layer']}", lab
@@ -186,9 +187,9 @@ def build_ui(engine: Engine) -> gr.Blocks:
                         or lab.n_pos != len(lines(a))
                         or lab.states.shape[0] != len(lines(a)) + len(lines(b))
                     ):
-                        lab = LabData(engine.lab_states(lines(a), lines(b)), len(lines(a)))
-                    vec, norm = engine.lab_vector(lab.states, lab.n_pos, int(k))
-                    base, steered = engine.lab_compare(p, vec, int(k), s * norm, policy=pol)
+                        lab = LabData(lab_states(engine, lines(a), lines(b)), len(lines(a)))
+                    vec, norm = lab_vector(engine, lab.states, lab.n_pos, int(k))
+                    base, steered = lab_compare(engine, p, vec, int(k), s * norm, policy=pol)
                 except ValueError as err:
                     raise gr.Error(str(err)) from None
                 return base, steered, lab

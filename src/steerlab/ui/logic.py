@@ -1,4 +1,4 @@
-"""What the web app computes, apart from how it is shown: side-by-side replies and the steering-vector lab.
+"""What the web app computes, apart from how it is shown: side-by-side replies (the lab is ``steerlab.ui.lab``).
 
 Kept free of Gradio so it can be tested directly; everything model-side goes through ``steerlab.serve.engine``.
 """

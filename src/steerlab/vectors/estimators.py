@@ -12,11 +12,23 @@ from collections.abc import Callable
 
 import torch
 
+from ..config import UserError
+
 Estimator = Callable[..., torch.Tensor]
 ESTIMATORS: dict[str, Estimator] = {}
 
 
 def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
+    """Decorator: make an estimator ``fn(pos [n, d], neg [m, d], seed=0) -> [d]`` available by name (ASA's
+    ``estimator`` field, ``get_estimator``).
+
+    Args:
+        name: the name configs use.
+
+    Returns:
+        The decorator; it returns the function unchanged.
+    """
+
     def add(fn: Estimator) -> Estimator:
         ESTIMATORS[name] = fn
         return fn
@@ -25,8 +37,19 @@ def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
 
 
 def get_estimator(name: str) -> Estimator:
+    """The estimator registered as ``name``.
+
+    Args:
+        name: a registered name (``mean_difference``, ``paired_pca``, ``random``, or one of yours).
+
+    Returns:
+        The estimator function.
+
+    Raises:
+        UserError: no estimator has that name (the message lists the registered ones).
+    """
     if name not in ESTIMATORS:
-        raise ValueError(f"unknown direction estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+        raise UserError(f"unknown direction estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
     return ESTIMATORS[name]
 
 
@@ -50,7 +73,17 @@ def _check_groups(pos: torch.Tensor, neg: torch.Tensor, what: str) -> None:
 def mean_difference(
     pos: torch.Tensor, neg: torch.Tensor, normalize: bool = True, seed: int = 0
 ) -> torch.Tensor:
-    """mean(pos) - mean(neg): the ASA paper's and PAS's estimator (for paired groups it is the mean pair difference)."""
+    """mean(pos) - mean(neg): the ASA paper's and PAS's estimator (for paired groups, the mean pair difference).
+
+    Args:
+        pos: ``[n, d]`` states of the group the direction points towards.
+        neg: ``[m, d]`` states of the other group.
+        normalize: return a unit vector.
+        seed: unused (every estimator takes one).
+
+    Returns:
+        The ``[d]`` direction.
+    """
     _check_groups(pos, neg, "mean_difference")
     v = pos.float().mean(0) - neg.float().mean(0)
     return unit(v) if normalize else v
@@ -58,7 +91,16 @@ def mean_difference(
 
 @register_estimator("paired_pca")
 def paired_pca(pos: torch.Tensor, neg: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """First principal direction of paired differences, signed to agree with their mean (repeng-style)."""
+    """First principal direction of paired differences, signed to agree with their mean (repeng-style).
+
+    Args:
+        pos: ``[n, d]`` states, row i paired with ``neg``'s row i.
+        neg: ``[n, d]`` states.
+        seed: unused (every estimator takes one).
+
+    Returns:
+        The unit ``[d]`` direction.
+    """
     if pos.shape != neg.shape or pos.dim() != 2:
         raise ValueError(
             f"paired_pca needs equal shapes [n, d], got {tuple(pos.shape)} and {tuple(neg.shape)}"
@@ -77,6 +119,14 @@ def random_like(pos: torch.Tensor, neg: torch.Tensor, seed: int = 0) -> torch.Te
 
 
 def random_direction(d: int, seed: int = 0) -> torch.Tensor:
-    """A unit vector drawn uniformly on the sphere."""
+    """A unit vector drawn uniformly on the sphere: the control for "any push of this size".
+
+    Args:
+        d: its size (the hidden size).
+        seed: the draw's seed.
+
+    Returns:
+        The unit ``[d]`` vector.
+    """
     g = torch.Generator().manual_seed(seed)
     return unit(torch.randn(d, generator=g))
