@@ -80,6 +80,18 @@ def estimate(cfg: AsaConfig, lm: object, stages: list[str]) -> list[tuple[str, f
         n["valid"] * pushes,
         f"{pushes} pushes x {n['valid']} VALID prompts, one token each",
     )
+    if "gate" in stages and cfg.gate_data:
+        from .gate_stage import context_examples, render_contexts
+
+        rows = context_examples(cfg, data)
+        ids = tokenize_texts(lm.tokenizer, render_contexts(lm, cfg, data, rows))
+        shared = common_prefix_len(ids) if len(ids) > 1 else 0
+        add(
+            "gate",
+            sum(len(x) - shared for x in ids),
+            0,
+            f"{len(rows)} prompts with their own tool lists ({', '.join(cfg.gate_data)}), read whole",
+        )
     add(
         "actions",
         cfg.action_rows * suffix,
