@@ -619,9 +619,13 @@ def test_the_full_search_says_its_time_before_it_starts(tiny_models):
     assert "lora" not in default and default["evaluate"] < full["evaluate"]  # fewer rows decode calls
     assert estimate(AsaConfig(**TINY_CFG), lm, ["report"]) == []  # stages already done are not estimated
     assert "rough time estimate" in describe(estimate(AsaConfig(**TINY_CFG), lm, stages))
-    gate = dict((k, w) for k, _, w in estimate(AsaConfig(**{**TINY_CFG, "gate_data": ["varied"]}), lm, ["gate"]))
+    gate = dict(
+        (k, w) for k, _, w in estimate(AsaConfig(**{**TINY_CFG, "gate_data": ["varied"]}), lm, ["gate"])
+    )
     assert set(gate) == {"gate"} and "prompts with their own tool lists (varied)" in gate["gate"]
-    assert estimate(AsaConfig(**{**TINY_CFG, "gate_data": []}), lm, ["gate"]) == []  # no gate data: nothing read
+    assert (
+        estimate(AsaConfig(**{**TINY_CFG, "gate_data": []}), lm, ["gate"]) == []
+    )  # no gate data: nothing read
 
 
 def test_reduction_keeps_conversations_and_they_can_be_left_out():
