@@ -205,3 +205,21 @@ def test_bfcl_eval_refuses_what_the_gate_saw_and_names_failure_stages():
     assert failure_kind("argument 'x' = 3 not among [4]") == "value"
     assert failure_kind("unexpected argument 'y'") == "extra argument"
     assert failure_kind("no call") == "no call parsed"
+
+
+def test_tune_breaks_ties_by_the_gates_own_valid_f1():
+    """No push opened a call on VALID (every F1 0): the point goes to the layer whose gate decides best (the
+    prefill actions act on the gate alone), not to the first candidate layer; equal gates fall back to tau and
+    strength as before."""
+    from steerlab.asa.tuning import pick_best
+
+    pool = [
+        {"layer": 2, "f1": 0.0, "gate_f1": 0.61, "tau": 0.95, "strength": 0.25},
+        {"layer": 13, "f1": 0.0, "gate_f1": 0.93, "tau": 0.9, "strength": 1.0},
+        {"layer": 14, "f1": 0.0, "gate_f1": 0.80, "tau": 0.95, "strength": 0.25},
+    ]
+    assert pick_best(pool)["layer"] == 13
+    pool[0]["f1"] = 0.1  # a push that works wins whatever its gate
+    assert pick_best(pool)["layer"] == 2
+    same = [{**pool[1], "tau": 0.9, "strength": 1.0}, {**pool[1], "tau": 0.95, "strength": 4.0}]
+    assert pick_best(same)["tau"] == 0.95

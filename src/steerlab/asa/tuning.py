@@ -120,6 +120,15 @@ def _metrics(y: np.ndarray, pred: np.ndarray, doms: np.ndarray) -> dict:
     }
 
 
+def pick_best(pool: list[dict]) -> dict:
+    """The grid row with the best VALID F1. Ties (e.g. no push opens a call anywhere: every F1 is 0) go to the layer
+    whose gate decides best on VALID, since the prefill actions act on the gate alone; then higher tau, smaller
+    strength."""
+    return max(
+        pool, key=lambda g: (round(g["f1"], 9), round(g.get("gate_f1", 0.0), 9), g["tau"], -g["strength"])
+    )
+
+
 def stage_tune(ctx: StageContext) -> dict:
     """Choose the steering operating point (row ``asa``: the closed gate forbids the marker) and the paper's
     (row ``paper``: the closed gate pushes the other way) from the screen; every tau scored offline."""
@@ -145,6 +154,7 @@ def stage_tune(ctx: StageContext) -> dict:
         minus = called.get(_key(v, "-"))
         for tau in c.taus:
             gate = ternary_gate(gates[v["layer"]], tau).numpy()
+            gate_f1 = trigger_metrics(y, gate > 0)["f1"]  # the gate's own decision: what a prefill acts on
             xfpr = (
                 float((ternary_gate(cross[v["layer"]], tau).numpy() > 0)[cal_y == 0].mean())
                 if cross
@@ -161,6 +171,7 @@ def stage_tune(ctx: StageContext) -> dict:
                         "crossfit_fpr": xfpr,
                         "plus_rate_tool": float(plus[y == 1].mean()),
                         "plus_rate_nontool": float(plus[y == 0].mean()),
+                        "gate_f1": float(np.nan_to_num(gate_f1)),
                         **_metrics(y, pred, doms),
                     }
                 )
@@ -174,7 +185,7 @@ def stage_tune(ctx: StageContext) -> dict:
     ]
     met = bool(ok)
     pool = ok or [g for g in grid if g["on_close"] == "forbid" and g["fpr"] <= c.max_fpr] or grid
-    best = max(pool, key=lambda g: (round(g["f1"], 9), g["tau"], -g["strength"]))
+    best = pick_best(pool)
     paper_pool = [g for g in grid if g["kind"] == "asa" and g["on_close"] == "push"]
     paper = None
     if paper_pool:
@@ -196,7 +207,8 @@ def stage_tune(ctx: StageContext) -> dict:
         "edge": edge,
         "selection": (
             f"max VALID F1 (closed gate forbids the marker) subject to FPR <= {c.max_fpr}, the cross-fit gate's FPR "
-            f"on CAL <= {c.max_fpr} and every domain's F1 >= {c.min_domain_f1}; ties: higher tau, smaller strength"
+            f"on CAL <= {c.max_fpr} and every domain's F1 >= {c.min_domain_f1}; ties: the gate's own VALID F1, higher tau, "
+            "smaller strength"
         ),
         "paper_selection": PAPER_SELECTION,
     }
