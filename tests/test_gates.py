@@ -223,3 +223,31 @@ def test_tune_breaks_ties_by_the_gates_own_valid_f1():
     assert pick_best(pool)["layer"] == 2
     same = [{**pool[1], "tau": 0.9, "strength": 1.0}, {**pool[1], "tau": 0.95, "strength": 4.0}]
     assert pick_best(same)["tau"] == 0.95
+
+
+def test_gate_data_captured_per_tool_list_equals_each_context_alone(tiny_models):
+    """gate_sets captures the contexts grouped by their tool list (each group's system prompt once): the states
+    equal each context read alone, with no shared prefix, in the rows' own order."""
+    from steerlab.asa.config import AsaConfig
+    from steerlab.asa.gate_stage import context_examples, gate_sets, render_contexts
+    from steerlab.asa.inputs import AsaInputs
+
+    lm = tiny_models("llama")
+    c = AsaConfig(model="tiny", limit_per_cell=2, gate_data=["varied"], batch_size=4)
+    data = AsaInputs(c)
+    rows = context_examples(c, data)
+    assert len({tuple(t["function"]["name"] for t in e.tools) for e in rows}) > 1  # several groups
+    layer = 2
+    n = {s: len(data.examples[s]) for s in ("cal", "train", "valid")}
+    fixed = {s: torch.zeros(n[s], lm.n_layers, lm.hidden_size) for s in n}
+    fit, valid, got_rows = gate_sets(lm, c, data, fixed, layer)
+    texts = render_contexts(lm, c, data, rows)
+    alone = capture(lm, texts, layers=list(range(layer + 1)), chat=False, batch_size=1, shared_prefix=False)
+    want = torch.stack([alone[(k, "block")] for k in range(layer + 1)], dim=1)
+    from steerlab.asa.gate_stage import context_split
+
+    split = [context_split(e, c.seed) for e in got_rows]
+    for part, name, own in ((fit, "fit", ("cal", "train")), (valid, "valid", ("valid",))):
+        idx = [i for i, x in enumerate(split) if x == name]
+        k = sum(n[s] for s in own)
+        torch.testing.assert_close(part.h[k:], want[idx], atol=1e-4, rtol=1e-4)

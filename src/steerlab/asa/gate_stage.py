@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..capture import capture
 from ..eval.metrics import trigger_metrics
@@ -144,17 +145,31 @@ def gate_sets(
     rows = context_examples(c, data)
     fixed = {s: fixed[s][:, : layer + 1] for s in ("cal", "train", "valid")}
     if rows:
-        acts = capture(
-            lm,
-            render_contexts(lm, c, data, rows),
-            layers=list(range(layer + 1)),
-            sites=c.site,
-            chat=False,
-            batch_size=c.batch_size,
-            progress=progress,
-            cache_dir=cache_dir,
-        )
-        h_ctx = torch.stack([acts[(k, c.site)] for k in range(layer + 1)], dim=1)
+        texts = render_contexts(lm, c, data, rows)
+        # The tool list opens the system prompt, so contexts share a prefix only with those offering the same
+        # tools: captured per tool list, each group's system prompt and few-shot turns are computed once (the
+        # shared-prefix path is exact); with one capture for all, only the first few tokens were shared.
+        groups: dict[tuple, list[int]] = {}
+        for i, e in enumerate(rows):
+            groups.setdefault(tuple(json.dumps(t, sort_keys=True) for t in e.tools), []).append(i)
+        h_ctx = torch.empty(0)
+        for idx in tqdm(
+            list(groups.values()), desc="gate data by tool list", disable=not progress, leave=False
+        ):
+            acts = capture(
+                lm,
+                [texts[i] for i in idx],
+                layers=list(range(layer + 1)),
+                sites=c.site,
+                chat=False,
+                batch_size=c.batch_size,
+                progress=False,
+                cache_dir=cache_dir,
+            )
+            h = torch.stack([acts[(k, c.site)] for k in range(layer + 1)], dim=1)
+            if not h_ctx.numel():
+                h_ctx = torch.zeros(len(rows), *h.shape[1:], dtype=h.dtype)
+            h_ctx[idx] = h
     else:
         h_ctx = torch.zeros(0, layer + 1, fixed["cal"].shape[-1])
     split = [context_split(e, c.seed) for e in rows]
