@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..base.files import atomic_path
 from ..runs import save_csv
 from .jobs import Job, JobContext, RunnerJob, SweepError
 
@@ -38,8 +39,8 @@ class AsaRunJob(RunnerJob):
     def __call__(self, ctx: JobContext) -> dict:
         out = super().__call__(ctx)
         root = Path(self.root)
-        shutil.copyfile(root / "report" / "report.md", root / "report.md.tmp")
-        (root / "report.md.tmp").replace(root / "report.md")
+        with atomic_path(root / "report.md") as tmp:
+            shutil.copyfile(root / "report" / "report.md", tmp)
         return out
 
 
