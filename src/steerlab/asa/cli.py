@@ -200,9 +200,6 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         if name == "demo":
             p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: six examples")
         p.set_defaults(func=fn)
-    from ..sweeps.asa import add_cli as add_sweep_cli  # steerlab asa runs: model x dataset jobs, local or Ray
-
-    add_sweep_cli(asub)
     b = sub.add_parser("bfcl", help="Berkeley Function Calling Leaderboard (offline, from bfcl-eval's data)")
     bsub = b.add_subparsers(dest="bfcl_command", metavar="COMMAND", required=True)
     e = bsub.add_parser(
