@@ -12,6 +12,8 @@ export TOKENIZERS_PARALLELISM=false
 # the same property-test examples every run (tests/conftest.py); HYPOTHESIS_PROFILE=default explores afresh
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 .venv/bin/ruff check src tests benchmarks scripts
+# the layer order (pyproject.toml's [tool.importlinter]): a layer imports only from those below it, no cycles
+.venv/bin/lint-imports
 # unused code (settings in pyproject.toml's [tool.vulture]; false positives in scripts/vulture_whitelist.py)
 .venv/bin/vulture
 # the API reference is generated from the docstrings; --strict fails on a broken reference

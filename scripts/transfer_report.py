@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from steerlab.base.files import atomic_write
+
 CALL_CATS = ("simple_python", "multiple", "live_simple", "live_multiple")
 FALSE_CALL_GOALS = {"irrelevance": 0.20, "live_irrelevance": 0.30}
 AST_GOALS = {"simple_python": 0.45, "live_simple": 0.30}
@@ -128,9 +130,7 @@ def main() -> None:
             lines += ["", *fn(path)]
     for note in args.note:
         lines += ["", Path(note).read_text().strip()]
-    tmp = args.out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(args.out)
+    atomic_write(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -17,6 +17,11 @@ def _run(*args, timeout=300):
 def test_every_method_registers_its_commands():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"info", "asa", "pas", "bfcl", "sae", "agent"} <= set(sub.choices)
+    # a sweep over a method's runs registers under the method's command (the method does not import sweeps)
+    asa = next(a for a in sub.choices["asa"]._actions if a.dest == "asa_command")
+    runs = asa.choices["runs"]
+    assert runs.get_default("func").__module__ == "steerlab.sweeps.asa"
+    assert {"--models", "--datasets", "--executor"} <= set(runs._option_string_actions)
 
 
 def test_version_and_help(capsys):

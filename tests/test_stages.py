@@ -116,6 +116,7 @@ def test_seconds_are_the_stage_computing(tmp_path):
 
 def test_second_process_gets_a_clear_error_and_orphans_are_cleaned(tmp_path):
     (tmp_path / ".first.tmp-killed").mkdir(parents=True)
+    (tmp_path / ".report.tmp-killed.md").write_text("half")  # a file an atomic write left when killed
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -139,6 +140,7 @@ def test_second_process_gets_a_clear_error_and_orphans_are_cleaned(tmp_path):
     assert (tmp_path / ".first.tmp-killed").exists()  # nobody held the lock to clean it
     Runner(STAGES, Toy(), tmp_path).run("first")
     assert not (tmp_path / ".first.tmp-killed").exists()
+    assert not (tmp_path / ".report.tmp-killed.md").exists()
     assert os.path.exists(tmp_path / "first" / "_DONE.json")
 
 

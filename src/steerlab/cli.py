@@ -28,6 +28,10 @@ _COMMAND_MODULES = (
     "steerlab.ui.cli",
     "steerlab.agent.cli",
 )
+# (module, command): commands a module adds under another module's command; it defines add_cli(subparsers of
+# that command). A sweep over a method's runs registers under the method's command, so the method never imports
+# its sweeps (the layers in pyproject.toml's [tool.importlinter])
+_SUBCOMMAND_MODULES = (("steerlab.sweeps.asa", "asa"),)
 DESCRIPTION = """Read what a language model represents, change what it does, and measure the result honestly.
 
 Commands:
@@ -106,10 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that method is not part of this build
             raise
         mod.add_cli(sub)
+    for mod_name, command in _SUBCOMMAND_MODULES:
+        if command in sub.choices:
+            importlib.import_module(mod_name).add_cli(_subparsers(sub.choices[command]))
     _add_threads(parser)
     _mark_options(parser)
     _show_defaults(parser)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The subcommands of ``parser`` (the object ``add_subparsers`` returned)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _show_defaults(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(err: Exception) -> int:
     """Print what went wrong and return the exit code: 2 for the user's mistake, 1 otherwise, naming a bug a bug."""
-    from .sweeps.jobs import SweepError
+    from .executors import SweepError
 
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__

@@ -9,7 +9,6 @@ field, the bad value and what is allowed. Old names keep working through ``ALIAS
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -17,19 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-
-class UserError(ValueError):
-    """A mistake in what the user asked for (a value, a file, a name): one line, exit code 2.
-
-    The CLI treats this class (and its subclasses) as the user's mistake and any other exception as a bug."""
-
-
-class DataError(UserError):
-    """A data file or dataset the user named is missing, malformed, or cannot be loaded here."""
-
-
-class LayerError(UserError):
-    """A layer or site the model does not have."""
+# the errors and checks live in steerlab.base (every layer raises them); their old home keeps exporting them
+from .base.errors import DataError as DataError
+from .base.errors import LayerError as LayerError
+from .base.errors import UserError as UserError
+from .base.errors import check_choice as check_choice
+from .base.errors import check_layer_numbers as check_layer_numbers
+from .base.errors import check_range as check_range
+from .base.errors import did_you_mean as did_you_mean
+from .base.files import read_user_text as read_user_text
 
 
 def opt(default: Any, help: str = "", **kw: Any) -> Any:  # noqa: A002
@@ -37,11 +32,6 @@ def opt(default: Any, help: str = "", **kw: Any) -> Any:  # noqa: A002
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
-
-
-def did_you_mean(name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _type_name(hint: Any) -> str:
@@ -239,20 +229,6 @@ class Config:
         return rows
 
 
-def read_user_text(path: str | Path, what: str = "a text file") -> str:
-    """The text of a file the user named, or a UserError naming the file when it is not UTF-8 text (a binary
-    file, say) instead of a bare codec error."""
-    p = Path(path)
-    data = p.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise UserError(
-            f"{p} is not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}): expected {what}"
-        ) from None
-
-
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping, or a UserError saying what is wrong with the file (missing, malformed, not a mapping)."""
     import yaml
@@ -272,40 +248,3 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{p}: a config must be a mapping of fields to values, got {type(data).__name__}")
     return data
-
-
-def check_range(
-    name: str,
-    value: float,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    strict_lo: bool = False,
-    strict_hi: bool = False,
-) -> None:
-    """A number inside its allowed range, or a UserError saying which range."""
-    bad = (lo is not None and (value <= lo if strict_lo else value < lo)) or (
-        hi is not None and (value >= hi if strict_hi else value > hi)
-    )
-    if bad:
-        left = "" if lo is None else f"{lo} {'<' if strict_lo else '<='} "
-        right = "" if hi is None else f" {'<' if strict_hi else '<='} {hi}"
-        raise UserError(f"{name} must satisfy {left}{name}{right}, got {value}")
-
-
-def check_choice(name: str, value: Any, choices: Any) -> None:
-    choices = list(choices)
-    if value not in choices:
-        hint = did_you_mean(value, [str(c) for c in choices]) if isinstance(value, str) else ""
-        raise UserError(f"{name}={value!r} is not allowed{hint}; valid: {', '.join(map(str, choices))}")
-
-
-def check_layer_numbers(name: str, layers: Any) -> None:
-    """Layer numbers count decoder blocks from 0; a negative one is refused rather than read from the end (every
-    command reads layers the same way, and ``-1`` is more often a slip than a wish for the last block)."""
-    bad = [x for x in layers if x < 0]
-    if bad:
-        raise UserError(
-            f"{name} {bad}: layer numbers count decoder blocks from 0 (negative numbers are not allowed; "
-            "`steerlab info` lists a model's layers)"
-        )

@@ -1,45 +1,36 @@
-"""Atomic writes: every file and folder steerlab produces is written under a temporary name and renamed when
-complete, so a half-written one is never mistaken for a finished one."""
+"""Run files: JSON, CSV and safetensors under a run directory, each written atomically (a temporary name, then a
+rename: ``steerlab.base.files``), so a half-written one is never mistaken for a finished one."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+# the atomic-file helpers live in steerlab.base; their old home keeps exporting the folder ones
+from .base.files import TMP_TAG as TMP_TAG
+from .base.files import atomic_dir as atomic_dir
+from .base.files import atomic_open, atomic_path, atomic_write_json
+from .base.files import replace_dir as replace_dir
+
 
 def save_json(path: str | Path, obj: object) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, obj, indent=2, default=_jsonable)
 
 
 def save_csv(path: str | Path, rows: list[dict]) -> Path:
     """Rows of dicts as CSV (columns from the union of keys, first-seen order), written atomically."""
     import csv
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cols: dict[str, None] = {}
     for r in rows:
         cols.update(dict.fromkeys(r))
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(cols))
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def _jsonable(x: object) -> object:
@@ -57,13 +48,9 @@ def load_json(path: str | Path) -> object:
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+    return Path(path)
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -72,32 +59,3 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist (has the stage that writes it run?)")
     return load_file(str(path))
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temporary directory into place; an existing one is swapped out, then deleted."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-TMP_TAG = ".tmp-"
-
-
-@contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``final``; on success it replaces ``final``, on any error it is removed.
-    A half-written directory never carries the final name."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{TMP_TAG}", dir=final.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -309,7 +309,10 @@ class Runner:
         self._lock = fd
         try:
             for orphan in [*self.root.glob(f".*{TMP_TAG}*"), *self.root.glob(".*.old-*")]:
-                shutil.rmtree(orphan, ignore_errors=True)
+                if orphan.is_dir():
+                    shutil.rmtree(orphan, ignore_errors=True)
+                else:  # a file a killed atomic write left (steerlab.base.files)
+                    orphan.unlink(missing_ok=True)
             yield
         finally:
             os.ftruncate(fd, 0)

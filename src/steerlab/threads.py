@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import UserError
+from .base import UserError
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..base.files import atomic_write
 from ..config import UserError
 from ..runs import atomic_dir, load_json, save_json
 from .loop import Transcript, run_tasks
@@ -116,7 +117,4 @@ def write_report(out: str | Path) -> Path:
     results = {n: load_json(out / n / "metrics.json") for n in names}
     meta = {n: load_json(out / n / "meta.json") for n in names}
     save_json(out / "metrics.json", {"conditions": results, "meta": meta})
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(report(results, meta))
-    tmp.replace(out / "report.md")
-    return out / "report.md"
+    return atomic_write(out / "report.md", report(results, meta))

@@ -241,20 +241,15 @@ def bfcl_markdown(res: dict) -> str:
 
 def write_bfcl(res: dict, out: str | Path) -> dict[str, Path]:
     """bfcl.json (summary), bfcl.md (tables) and items.jsonl (every output), each written atomically."""
+    from ..base.files import atomic_write
     from ..runs import save_json
 
     out = Path(out)
     summary = {k: v for k, v in res.items() if k != "items"}
     paths = {"json": save_json(out / "bfcl.json", summary)}
-    md = out / "bfcl.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(bfcl_markdown(res) + "\n")
-    tmp.replace(md)
+    md = atomic_write(out / "bfcl.md", bfcl_markdown(res) + "\n")
+    items = atomic_write(out / "items.jsonl", "".join(json.dumps(r) + "\n" for r in res["items"]))
     _plot(res, out)
-    items = out / "items.jsonl"
-    tmp = items.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in res["items"]))
-    tmp.replace(items)
     return {**paths, "md": md, "items": items}
 
 

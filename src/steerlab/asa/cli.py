@@ -256,9 +256,6 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", default="4,8,12,24", help="prompts per tool, label and split (comma-separated)")
     p.add_argument("--report", help="output folder (default: <run directory>-curve)")
     p.set_defaults(func=_cmd_curve)
-    from ..sweeps.asa import add_cli as add_sweep_cli  # steerlab asa runs: model x dataset jobs, local or Ray
-
-    add_sweep_cli(asub)
     b = sub.add_parser("bfcl", help="Berkeley Function Calling Leaderboard (offline, from bfcl-eval's data)")
     bsub = b.add_subparsers(dest="bfcl_command", metavar="COMMAND", required=True)
     e = bsub.add_parser(

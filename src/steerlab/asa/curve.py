@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from ..base.files import atomic_path, atomic_write
 from ..config import UserError
 from ..runs import save_json
 from .data import SPLITS, load_examples
@@ -33,10 +34,7 @@ def subset_jsonl(source: str, n: int, dest: Path) -> Path:
             seen[key] += 1
         lines.append(json.dumps(row, ensure_ascii=False))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(dest)
-    return dest
+    return atomic_write(dest, "\n".join(lines) + "\n")
 
 
 def run_curve(
@@ -127,11 +125,7 @@ def write_curve(res: dict, out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     paths = {"json": save_json(out / "curve.json", res)}
-    md = out / "curve.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(curve_markdown(res) + "\n")
-    tmp.replace(md)
-    paths["md"] = md
+    paths["md"] = atomic_write(out / "curve.md", curve_markdown(res) + "\n")
     xs = [p["per_cell"] for p in res["points"]]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for key, label in (("f1", "TEST F1"), ("fpr", "TEST false-call rate")):
@@ -150,10 +144,9 @@ def write_curve(res: dict, out: Path) -> dict[str, Path]:
     ax.legend()
     ax.set_title("Own tools: TEST F1 and false calls vs examples (95% CI)")
     png = out / "curve.png"
-    tmp = out / "curve.tmp.png"
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(png)
     paths["png"] = png
     return paths

@@ -205,14 +205,11 @@ def lodo_markdown(res: dict) -> str:
 
 def write_lodo(res: dict, out: Path) -> dict[str, Path]:
     """lodo.json, lodo.md and lodo.png (TEST F1 and FPR per held-out domain and gate), each written atomically."""
+    from ..base.files import atomic_write
     from ..eval.plots import grouped_bars_with_ci
 
     paths = {"json": save_json(out / "lodo.json", res)}
-    md = out / "lodo.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(lodo_markdown(res) + "\n")
-    tmp.replace(md)
-    paths["md"] = md
+    paths["md"] = atomic_write(out / "lodo.md", lodo_markdown(res) + "\n")
     doms = list(res["folds"])
     names = list(dict.fromkeys(n for f in res["folds"].values() for n in f["rows"]))
     for metric in ("f1", "fpr"):

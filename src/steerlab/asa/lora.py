@@ -52,7 +52,7 @@ def training_rows(ctx: StageContext, lm: object, data: object) -> list[dict]:
 
 def stage_lora(ctx: StageContext) -> dict:
     """LoRA on CAL+TRAIN, then TEST by generation with the pipeline's prompt (no gate, no steering)."""
-    from ..sae.finetune import lora_finetune
+    from ..finetune import lora_finetune
     from .evaluation import _row_metrics
 
     c, lm, data = ctx.config, ctx.lm, inputs(ctx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..base.files import atomic_path
 from ..stages import Runner, Stage, StageContext
 from .config import AsaConfig
 from .evaluation import stage_baselines, stage_evaluate
@@ -212,7 +213,6 @@ def runner(
 def run_all(r: Runner) -> dict:
     """Every stage, then ``report.md`` copied to the run directory's top."""
     r.run_all()
-    tmp = r.root / ".report.md.tmp"
-    shutil.copyfile(r.path("report") / "report.md", tmp)
-    tmp.replace(r.root / "report.md")
+    with atomic_path(r.root / "report.md") as tmp:
+        shutil.copyfile(r.path("report") / "report.md", tmp)
     return {"report": str(r.root / "report.md"), "evaluate": r.result("evaluate"), "asset": r.result("asset")}

@@ -15,14 +15,13 @@ ungated; steerlab reproduces that with ``policy="all"``.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..base import atomic_path
 from .store import AssetError, load_asset
 from .vector_asset import LAYER_CONVENTION, SteeringVectorAsset
 
@@ -95,11 +94,8 @@ def write_control_vector(
 
     _check_directions(directions, hidden_size)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        w = gguf.GGUFWriter(tmp, ARCH)
+    with atomic_path(path) as tmp:
+        w = gguf.GGUFWriter(str(tmp), ARCH)
         w.add_string(f"{ARCH}.model_hint", model_hint)
         w.add_int32(f"{ARCH}.layer_count", len(directions))
         for key, val in (metadata or {}).items():
@@ -121,10 +117,6 @@ def write_control_vector(
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..config import UserError
-from ..runs import atomic_dir
+from ..base import UserError, atomic_dir
 
 log = logging.getLogger(__name__)
 FORMAT = "steerlab-asset"

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
-if TYPE_CHECKING:
-    from .capture import Activations
+from ..base.files import atomic_path
+from .activations import Activations
 
 
 def _name(key: tuple[int, str]) -> str:
@@ -20,8 +17,6 @@ def _name(key: tuple[int, str]) -> str:
 
 
 def save_cached(root: Path, cache_key: str, acts: Activations) -> Path:
-    from .capture import Activations  # noqa: F401  (type only)
-
     root.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for key, val in acts.data.items():
@@ -30,11 +25,9 @@ def save_cached(root: Path, cache_key: str, acts: Activations) -> Path:
         else:
             tensors[_name(key)] = val.contiguous()
     meta = {"keys": [list(k) for k in acts.data], "positions": acts.positions, "lengths": acts.lengths}
-    fd, tmp = tempfile.mkstemp(prefix=cache_key, suffix=".tmp", dir=root)
-    os.close(fd)
-    save_file(tensors, tmp, metadata={"steerlab": json.dumps(meta)})
     final = root / f"{cache_key}.safetensors"
-    os.replace(tmp, final)
+    with atomic_path(final) as tmp:
+        save_file(tensors, tmp, metadata={"steerlab": json.dumps(meta)})
     return final
 
 
@@ -42,8 +35,6 @@ def load_cached(
     root: Path, cache_key: str, keys: list[tuple[int, str]], positions: object
 ) -> Activations | None:
     from safetensors import safe_open
-
-    from .capture import Activations
 
     path = root / f"{cache_key}.safetensors"
     if not path.is_file():

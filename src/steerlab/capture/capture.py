@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,34 +16,14 @@ from ..models.hf_compat import cache_kwargs
 from ..models.phase import PROMPT, active_interventions, context_safe, forward_phase
 from ..models.prefix import cache_for_rows, common_prefix_len, prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
+from .activations import Activations, Positions
 from .cache import load_cached, save_cached
 
-Positions = str | int | Sequence[int]
 log = logging.getLogger(__name__)
 
 
 class _StopForward(Exception):
     """Raised by the hook after the deepest requested layer: nothing past it is computed."""
-
-
-@dataclass
-class Activations:
-    """Captured states. ``acts[(layer, site)]`` is ``[N, d]`` for one position per prompt, ``[N, P, d]`` for P given
-    positions, and a list of ``[len_i, d]`` tensors for ``positions='all'``."""
-
-    data: dict[tuple[int, str], torch.Tensor | list[torch.Tensor]]
-    positions: Positions
-    lengths: list[int]
-
-    def __getitem__(self, key: tuple[int, str] | int) -> torch.Tensor | list[torch.Tensor]:
-        if isinstance(key, int):
-            key = (key, "block")
-        if key not in self.data:
-            raise KeyError(f"{key} was not captured; captured: {sorted(self.data)}")
-        return self.data[key]
-
-    def keys(self) -> list[tuple[int, str]]:
-        return list(self.data)
 
 
 def _check_positions(positions: Positions) -> Positions:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..config import DataError, read_user_text
+from ..base import DataError, read_user_text
 
 ASA_SPLITS = ("cal", "train", "valid", "test")
 ASA_DOMAINS = ("code", "math", "search", "translation")

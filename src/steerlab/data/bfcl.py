@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DataError, UserError
+from ..base import DataError, UserError
 from ..tools.validate import normalize_schema
 
 CALL_CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")

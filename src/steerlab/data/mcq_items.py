@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from ..config import DataError, UserError, read_user_text
+from ..base import DataError, UserError, read_user_text
 
 LETTERS = "ABCDEFGHIJ"
 

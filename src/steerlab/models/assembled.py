@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
+
+from ..base import atomic_path
+from .errors import ModelLoadError
 
 ASSEMBLED = {
     # alias: (package with assemble(), file name, install hint)
@@ -43,8 +44,6 @@ CHAT_TEMPLATES = {"gemma3-270m": GEMMA_TURNS}  # alias -> template used when the
 
 def assembled_gguf(alias: str, cache_root: Path) -> Path:
     """The assembled GGUF for ``alias`` under ``cache_root/gguf/``, built atomically on first use."""
-    from .loading import ModelLoadError
-
     pkg, fname, hint = ASSEMBLED[alias]
     if importlib.util.find_spec(pkg) is None:
         raise ModelLoadError(f"the model {alias!r} needs the package {pkg!r}: run `{hint}`")
@@ -52,18 +51,11 @@ def assembled_gguf(alias: str, cache_root: Path) -> Path:
     target = cache_root / "gguf" / fname
     if target.is_file() and target.stat().st_size > 0:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         try:
-            mod.assemble(tmp, overwrite=True)  # joins the chunks and checks the sha256
+            mod.assemble(str(tmp), overwrite=True)  # joins the chunks and checks the sha256
         except (FileNotFoundError, ValueError) as err:
             raise ModelLoadError(
                 f"could not assemble {alias!r} from {pkg!r}: {err}; reinstall: `{hint}`"
             ) from None
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target

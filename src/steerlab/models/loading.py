@@ -9,15 +9,15 @@ import json
 import logging
 import os
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..config import LayerError, UserError
+from ..base import LayerError, UserError, atomic_write_json
 from .assembled import ASSEMBLED, CHAT_TEMPLATES, assembled_gguf
+from .errors import ModelLoadError
 from .registry import ArchInfo, detect_architecture
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ DTYPES = {
     "fp16": torch.float16,
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-class ModelLoadError(UserError):
-    """A model could not be loaded; the message says why and what to do."""
 
 
 @dataclass
@@ -133,11 +129,7 @@ def _remember_fingerprint(key: str, fp: str) -> None:
         known = {}
     known[key] = fp
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(known, f)
-        os.replace(tmp, path)
+        atomic_write_json(path, known, indent=None)
     except OSError as err:  # a read-only home must not stop anything
         log.warning("could not remember the model fingerprint in %s: %s", path, err)
 
@@ -292,7 +284,7 @@ def model_shape(spec: str) -> tuple[int, int] | None:
 def check_layers(spec: str, layers: list[int], what: str) -> None:
     """Layer numbers in range for the model ``spec`` names (checked from its config, before it is loaded): every
     command checks its layers here, so they are read the same way everywhere (from 0, never negative)."""
-    from ..config import check_layer_numbers
+    from ..base import check_layer_numbers
 
     check_layer_numbers(what, layers)
     shape = model_shape(spec)
@@ -317,7 +309,7 @@ def _from_gguf(path: Path, dtype: torch.dtype, cache: bool) -> tuple[nn.Module, 
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if cache:
         try:
-            from ..runs import atomic_dir
+            from ..base import atomic_dir
 
             with atomic_dir(cached) as tmp:
                 _save_plain(model, tmp)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import LayerError, UserError
+from ..base import LayerError, UserError
 
 SITES: tuple[str, ...] = ("block", "block_in", "attn", "mlp", "mlp_in")
 SITE_DOC = {

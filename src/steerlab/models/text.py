@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..config import UserError
+from ..base import UserError
 
 Message = dict
 PromptLike = str | Sequence[Message]

@@ -6,7 +6,7 @@ import string
 
 import torch
 
-from ..config import UserError
+from ..base import UserError
 from .loading import LoadedModel, wrap_model
 
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "gpt2", "lfm2")

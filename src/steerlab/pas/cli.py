@@ -15,7 +15,7 @@ def default_config_path() -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..sweeps import SweepError, executor_from_args
+    from ..executors import SweepError, executor_from_args
     from .config import PasConfig
     from .run import preflight, run_pas
 
@@ -37,7 +37,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    from ..sweeps import add_executor_args
+    from ..executors import add_executor_args
     from .config import PasConfig
 
     p = sub.add_parser("pas", help="PAS: steering sweeps for multiple-choice benchmarks")

@@ -1,7 +1,7 @@
 """PAS end to end: every (benchmark, seed) job in its own resumable run directory, then per seed the
 cross-benchmark tables (and the forgetting test), then summaries over seeds.
 
-The jobs run through an executor (``steerlab.sweeps``: in this process by default, or on Ray); what they write
+The jobs run through an executor (``steerlab.executors``: in this process by default, or on Ray); what they write
 and what is aggregated from them does not depend on which.
 
 Layout: ``<out>/<model>/<site>/seed_<seed>/<benchmark>/<stage>/`` per job; ``seed_<seed>/results.json``,
@@ -49,7 +49,7 @@ def preflight(cfg: PasConfig) -> None:
 
 def pas_jobs(cfg: PasConfig, root: Path) -> list:
     """One job per (seed, benchmark), each reaching its ``report`` stage in ``root/seed_<seed>/<benchmark>/``."""
-    from ..sweeps import Job, RunnerJob
+    from ..executors import Job, RunnerJob
 
     return [
         Job(
@@ -96,7 +96,7 @@ def run_pas(
     A failed job does not stop the others: every seed whose jobs all finished gets its tables, then
     ``SweepError`` names the failed jobs (the summaries over seeds are written only when nothing failed).
     """
-    from ..sweeps import Job, LocalExecutor, SweepError
+    from ..executors import Job, LocalExecutor, SweepError
 
     executor = executor if executor is not None else LocalExecutor()
     if lm is not None:

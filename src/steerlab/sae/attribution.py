@@ -57,10 +57,11 @@ def stage_attribute(ctx: StageContext) -> dict:
     keeping only S restores tool calls and ablating S removes them; S's rates are reported on held-out prompts.
     With several spliced layers the others keep their full delta throughout."""
     from ..capture import capture
+    from ..finetune import conversation
     from ..generation import next_token_scores
     from ..probes import roc_auc
     from ..tools import format_spec
-    from .finetune import _conv, generate_calls, subset_metrics
+    from .finetune import generate_calls, subset_metrics
     from .splice import MultiSplice
     from .transcoder import load_transcoder
 
@@ -79,7 +80,7 @@ def stage_attribute(ctx: StageContext) -> dict:
         with MultiSplice(lm, others):  # earlier spliced layers shape this layer's input
             acts = capture(
                 lm,
-                [_conv(r) for r in rows],
+                [conversation(r) for r in rows],
                 [layer],
                 sites=["mlp_in"],
                 positions="last",
@@ -93,7 +94,12 @@ def stage_attribute(ctx: StageContext) -> dict:
     def score(rows: list[dict], mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         with MultiSplice(lm, spec(mask)):
             logp = next_token_scores(
-                lm, [_conv(r) for r in rows], {"x": None}, batch_size=c.gen_batch, chat=True, progress=False
+                lm,
+                [conversation(r) for r in rows],
+                {"x": None},
+                batch_size=c.gen_batch,
+                chat=True,
+                progress=False,
             )["x"]
         return logp[:, marker], logp.argmax(-1) == marker
 

@@ -57,10 +57,10 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _cmd_splice_cost(args: argparse.Namespace) -> int:
+    from ..executors import SweepError, executor_from_args
     from ..models import check_layers
-    from ..sweeps import SweepError, executor_from_args
-    from ..sweeps.splice_cost import run_splice_cost
     from .config import SpliceCostConfig
+    from .splice_cost_sweep import run_splice_cost
 
     cfg = config_from_args(SpliceCostConfig, args)
     executor = executor_from_args(args)
@@ -91,7 +91,7 @@ def _cmd_sparsity_sweep(args: argparse.Namespace) -> int:
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
-    from ..sweeps import add_executor_args
+    from ..executors import add_executor_args
     from .config import SparsitySweepConfig, SpliceCostConfig, ToolUseConfig
 
     s = sub.add_parser("sae", help="tool-use transcoders: data, finetune, transcoders, splices, attribution")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
-from .finetune import LORA_TARGETS
+from ..finetune import LORA_TARGETS
 from .transcoder import ACTIVATIONS
 
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..finetune import completion_ids
 from ..models import LoadedModel, left_pad, position_ids_from_mask, render_prompts, tokenize_texts
 from ..models.phase import PROMPT, forward_phase
 from ..models.text import length_sorted_batches
-from .finetune import completion_ids
 
 
 def token_logprobs(

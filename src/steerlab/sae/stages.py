@@ -70,8 +70,9 @@ def stage_data(ctx: StageContext) -> dict:
 
 def stage_finetune(ctx: StageContext) -> dict:
     from ..eval.plots import line_sweep
+    from ..finetune import lora_finetune, save_model_dir
     from ..models import load_model
-    from .finetune import generate_calls, lora_finetune, save_model_dir, subset_metrics
+    from .finetune import generate_calls, subset_metrics
 
     c = ctx.config
     ev = eval_rows(ctx)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ..config import UserError
+from ..base import UserError
 from ..models import LoadedModel, base_model, hook_site
 from ..models.phase import (
     CONTEXT,

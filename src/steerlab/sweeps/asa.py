@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..base.files import atomic_path
+from ..executors.jobs import Job, JobContext, RunnerJob, SweepError
 from ..runs import save_csv
-from .jobs import Job, JobContext, RunnerJob, SweepError
 
 
 def _safe(name: str) -> str:
@@ -38,8 +39,8 @@ class AsaRunJob(RunnerJob):
     def __call__(self, ctx: JobContext) -> dict:
         out = super().__call__(ctx)
         root = Path(self.root)
-        shutil.copyfile(root / "report" / "report.md", root / "report.md.tmp")
-        (root / "report.md.tmp").replace(root / "report.md")
+        with atomic_path(root / "report.md") as tmp:
+            shutil.copyfile(root / "report" / "report.md", tmp)
         return out
 
 
@@ -90,7 +91,7 @@ def run_asa_sweep(
     """Every (model, dataset) ASA run on ``executor``, then ``out/summary.csv``; ``SweepError`` names failed jobs
     (after the others finished; the summary then lists the finished ones only and says so in its name)."""
     from ..asa.stages import preflight
-    from .local import LocalExecutor
+    from ..executors.local import LocalExecutor
 
     executor = executor if executor is not None else LocalExecutor()
     for data in datasets:
@@ -109,7 +110,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from ..asa.config import AsaConfig
     from ..cli_args import config_from_args
     from ..config import UserError, coerce
-    from . import executor_from_args
+    from ..executors import executor_from_args
 
     cfg = config_from_args(AsaConfig, args)
     models = coerce(args.models, list[str], "--models") if args.models else [cfg.model]
@@ -135,10 +136,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def add_cli(asub: argparse._SubParsersAction) -> None:
-    """``steerlab asa runs`` (``asa sweep`` is the probe-AUC stage): registered by ``steerlab.asa.cli``."""
+    """``steerlab asa runs`` (``asa sweep`` is the probe-AUC stage): ``steerlab.cli`` adds it under ``steerlab asa``
+    (the method does not import its sweeps)."""
     from ..asa.config import AsaConfig
     from ..cli_args import add_common_args, add_config_args
-    from . import add_executor_args
+    from ..executors import add_executor_args
 
     p = asub.add_parser(
         "runs",

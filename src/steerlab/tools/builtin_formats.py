@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ..config import UserError
+from ..base import UserError
 from .calls import ParseError, ParseResult, ToolCall
 from .formats import JsonBodyFormat, ToolCallFormat, one_or_list, register_format
 from .json_calls import SNIP, bare_json, call_head, json_at

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar, TypeVar
 
-from ..config import UserError
+from ..base import UserError
 from .calls import ParseError, ParseResult, ToolCall
 from .json_calls import call_from_obj, call_head, call_objects, json_at, json_text
 

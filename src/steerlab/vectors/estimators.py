@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..config import UserError
+from ..base import UserError
 
 Estimator = Callable[..., torch.Tensor]
 ESTIMATORS: dict[str, Estimator] = {}
