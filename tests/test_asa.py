@@ -419,13 +419,6 @@ def test_every_edited_manifest_field_is_refused(tiny_run, tmp_path):
             AsaSteerer(lm, dest)
 
 
-def test_every_stage_has_a_command_with_help():
-    from steerlab.asa.cli import STAGE_HELP
-    from steerlab.asa.stages import STAGES
-
-    assert {s.name for s in STAGES} | {"run"} == {name for name, _ in STAGE_HELP}
-
-
 def test_screen_on_row_subsets_equals_the_full_screen_where_read(tiny_run):
     """The screen steers only the rows a push can matter for; those values equal steering every row."""
     from steerlab.generation import next_token_scores

@@ -19,6 +19,62 @@ def test_every_method_registers_its_commands():
     assert {"info", "asa", "pas", "bfcl", "sae", "agent"} <= set(sub.choices)
 
 
+def _commands(parser):
+    """A parser's subcommands: name -> (its parser, the help the parent's listing shows for it)."""
+    sub = next(a for a in parser._actions if a.dest and a.dest.endswith("command"))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    return {name: (p, helps.get(name)) for name, p in sub.choices.items()}
+
+
+@pytest.mark.parametrize("method", ["asa", "pas", "sae"])
+def test_every_stage_of_every_method_is_a_command_whose_help_is_its_doc(method):
+    """`steerlab <method> <stage>` exists for each of the method's stages, its help and description its Stage.doc
+    (one description: the two cannot drift)."""
+    import importlib
+
+    stages = importlib.import_module(f"steerlab.{method}.stages").STAGES
+    commands = _commands(_commands(build_parser())[method][0])
+    assert stages and all(s.doc for s in stages)
+    for stage in stages:
+        parser, listed = commands[stage.name]
+        assert listed == stage.doc
+        assert parser.description.startswith(stage.doc)
+        args = parser.parse_args([])
+        assert args.stage == stage.name and callable(args.func)
+        assert "--out" in parser._option_string_actions  # the method's config fields
+
+
+def test_stage_commands_come_from_the_stages_given():
+    """The shared helper builds one command per Stage (and the extras around them), each parsing the config's
+    fields; an alias names the same command."""
+    import argparse
+
+    from steerlab.cli_args import add_stage_commands, config_from_args
+    from steerlab.pas.config import PasConfig
+    from steerlab.stages import Stage
+
+    root = argparse.ArgumentParser()
+    sub = root.add_subparsers(dest="command")
+    stages = [Stage("alpha", print, doc="first step"), Stage("beta", print, doc="second step")]
+    made = add_stage_commands(
+        sub,
+        stages,
+        PasConfig,
+        func=len,
+        before=[("run", "everything", {"stage": "beta"})],
+        after=[("status", "what is done", {"func": repr})],
+        aliases={"beta": ["b"]},
+        note=". More.",
+    )
+    assert list(made) == ["run", "alpha", "beta", "status"]
+    assert made["alpha"].description == "first step. More."
+    args = root.parse_args(["b", "--seed", "7"])
+    assert (args.stage, args.func) == ("beta", len)
+    assert config_from_args(PasConfig, args).seed == 7
+    assert root.parse_args(["run"]).stage == "beta"
+    assert root.parse_args(["status"]).func is repr
+
+
 def test_version_and_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])

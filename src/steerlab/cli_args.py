@@ -5,9 +5,16 @@ types. Every method command is built the same way."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from .stages import Stage
+
+# a command beside a method's stages (run, status): its name, its help and what it sets (func, stage)
+Extra = tuple[str, str, dict[str, Any]]
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -66,3 +73,38 @@ def config_from_args(
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (and quieter libraries)")
+
+
+def add_stage_commands(
+    sub: argparse._SubParsersAction,
+    stages: Sequence[Stage],
+    cls: type[Config],
+    func: Callable[[argparse.Namespace], int],
+    *,
+    before: Sequence[Extra] = (),
+    after: Sequence[Extra] = (),
+    aliases: dict[str, list[str]] | None = None,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+    note: str = "",
+) -> dict[str, argparse.ArgumentParser]:
+    """``steerlab <method> <stage>`` for every stage of a method, its help the stage's own ``doc`` (one
+    description, so the two cannot drift), plus the ``before``/``after`` commands that take the same options
+    (``run``, ``status``). Every one takes ``-c`` and the fields of ``cls``, then ``options(p)`` (a method's own
+    switches) and ``-q``; it calls ``func`` with ``args.stage`` set to its name unless its entry says otherwise.
+    ``note`` ends each description (e.g. what a stage does with its missing inputs)."""
+    rows: list[Extra] = [*before, *((s.name, s.doc, {}) for s in stages), *after]
+    parsers = {}
+    for name, doc, sets in rows:
+        p = sub.add_parser(
+            name,
+            help=doc,
+            description=f"{doc}{note}",
+            aliases=(aliases or {}).get(name, []),
+        )
+        add_config_args(p, cls)
+        if options is not None:
+            options(p)
+        add_common_args(p)
+        p.set_defaults(**{"func": func, "stage": name, **sets})
+        parsers[name] = p
+    return parsers

@@ -7,7 +7,7 @@ import argparse
 import json
 import textwrap
 
-from ..cli_args import add_common_args, add_config_args, config_from_args
+from ..cli_args import add_common_args, add_config_args, add_stage_commands, config_from_args
 from ..config import UserError
 
 DEMO_PROMPTS = [
@@ -136,29 +136,25 @@ def _cmd_bfcl(args: argparse.Namespace) -> int:
     return 0
 
 
-STAGE_HELP = [
-    ("run", "the whole pipeline + report (the main job)"),
-    ("extract", "last-prompt-token states at every layer"),
-    ("sweep", "probe AUC per layer, mean hidden norms, candidate layers"),
-    (
-        "vectors",
-        "directions per candidate layer: mean differences on CAL and behaviour directions (grad, behav)",
-    ),
-    ("fit", "router + per-domain probes (and a cross-fit gate on TRAIN alone)"),
-    ("screen", "VALID: the reply's first token under every push"),
-    ("tune", "the operating point (layer, direction, strength, tau) from the screen"),
-    ("actions", "VALID: whole calls under each gated action; the asset's action"),
-    ("evaluate", "TEST: baseline, ASA, every action, the paper's setting, ablations, intervals"),
-    ("baselines", "TEST: the few-shot prompts a user would try instead"),
-    ("lora", "TEST: a LoRA finetune on CAL+TRAIN (rank 16, the paper's baseline), no gate"),
-    ("asset", "the asset: safetensors + JSON manifest (alias: export)"),
-    ("report", "report.md with the tables and plots"),
-]
+RUN_HELP = "the whole pipeline + report (the main job)"
+STATUS_HELP = "which stages are done, stale or missing in the run directory"
+
+
+def _full_switch(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--full",
+        dest="cfg__preset",
+        action="store_const",
+        const="full",
+        help="the whole search, every gated action as a row, every few-shot baseline and LoRA "
+        "(= --preset full; run directory runs/asa-<model>-full); its time is estimated before it starts",
+    )
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     from .bfcl import BfclConfig
     from .config import AsaConfig
+    from .stages import STAGES
 
     asa = sub.add_parser(
         "asa",
@@ -167,22 +163,16 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         "resume from the run directory (--out); a stage reruns only when a field it reads changed.",
     )
     asub = asa.add_subparsers(dest="asa_command", metavar="STAGE", required=True)
-    for stage, doc in [
-        *STAGE_HELP,
-        ("status", "which stages are done, stale or missing in the run directory"),
-    ]:
-        p = asub.add_parser(stage, help=doc, description=doc, aliases=["export"] if stage == "asset" else [])
-        add_config_args(p, AsaConfig)
-        p.add_argument(
-            "--full",
-            dest="cfg__preset",
-            action="store_const",
-            const="full",
-            help="the whole search, every gated action as a row, every few-shot baseline and LoRA "
-            "(= --preset full; run directory runs/asa-<model>-full); its time is estimated before it starts",
-        )
-        add_common_args(p)
-        p.set_defaults(func=_cmd_status if stage == "status" else _cmd_stage, stage=stage)
+    add_stage_commands(
+        asub,
+        STAGES,
+        AsaConfig,
+        _cmd_stage,
+        before=[("run", RUN_HELP, {})],
+        after=[("status", STATUS_HELP, {"func": _cmd_status})],
+        aliases={"asset": ["export"]},
+        options=_full_switch,
+    )
     for name, fn, doc in [
         ("demo", _cmd_demo, "baseline vs ASA side by side on prompts"),
         ("chat", _cmd_chat, "interactive, baseline vs ASA side by side"),

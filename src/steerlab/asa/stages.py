@@ -101,14 +101,15 @@ STAGES = (
         after=("fit", "sweep", "extract"),
         uses_model=True,
         knobs=("batch_size",),
-        doc="VALID: the first token under every push",
+        doc="VALID: the reply's first token under every push",
     ),
     Stage(
         "tune",
         stage_tune,
         reads=(*DATA, "taus", "max_fpr", "min_domain_f1"),
         after=("screen", "fit", "extract", "sweep"),
-        doc="the operating point (and the paper's) from the screen, every tau offline",
+        doc="the operating point (layer, direction, strength, tau) and the paper's, from the screen; every tau "
+        "offline",
     ),
     Stage(
         "actions",
