@@ -5,6 +5,7 @@ types. Every method command is built the same way."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +37,17 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 
 def add_config_args(p: argparse.ArgumentParser, cls: type[Config], skip: tuple[str, ...] = ()) -> None:
-    """``-c/--config`` and one option per field of ``cls`` (values stay strings until the config parses them)."""
+    """``-c/--config`` and one option per field of ``cls`` (values stay strings until the config parses them).
+
+    A bool field's flag alone means true (``--no-browser``; ``--no-browser false`` works too). A field's metadata
+    may give ``arg_type`` (an argparse type: a bad flag is refused while parsing, as argparse words it; the
+    config's own checks still cover the YAML file) or ``repeat=True`` (a list given one item per flag,
+    ``--prompt a --prompt b``, for items that may hold commas)."""
     p.add_argument(
         "-c", "--config", metavar="YAML", help=f"YAML file of {cls.WHAT} fields (flags override it)"
     )
     group = p.add_argument_group(f"{cls.WHAT} fields (also settable in the YAML file)")
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}
     for name, typ, default, text in cls.help_lines():
         if name in skip:
             continue
@@ -48,12 +55,19 @@ def add_config_args(p: argparse.ArgumentParser, cls: type[Config], skip: tuple[s
         for old, new in cls.ALIASES.items():  # the old names still work as flags too
             if new == name:
                 flags += [f"--{old.replace('_', '-')}"] + ([f"--{old}"] if "_" in old else [])
+        how: dict[str, Any] = {"metavar": typ.upper().replace(" ", "")}
+        if typ == "bool":
+            how.update(nargs="?", const="true")
+        if meta[name].get("repeat"):
+            how.update(action="append", metavar="TEXT")
+        if meta[name].get("arg_type") is not None:
+            how["type"] = meta[name]["arg_type"]
         group.add_argument(
             *flags,
             dest=f"cfg__{name}",
             default=None,
-            metavar=typ.upper().replace(" ", ""),
             help=(f"{text} (default: {default})" if "default" not in text else text).replace("%", "%%"),
+            **how,
         )
 
 

@@ -239,6 +239,18 @@ class Config:
         return rows
 
 
+@dataclass
+class ModelConfig(Config):
+    """The model a command loads, declared once: every config that loads a model extends this (a subclass may
+    redeclare a field to change its default or help, e.g. ``model`` defaulting to an asset's model)."""
+
+    WHAT = "model config"
+
+    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
+    device: str = opt("auto", "auto | cpu | cuda | mps")
+    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
+
+
 def read_user_text(path: str | Path, what: str = "a text file") -> str:
     """The text of a file the user named, or a UserError naming the file when it is not UTF-8 text (a binary
     file, say) instead of a bare codec error."""

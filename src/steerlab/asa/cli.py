@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from typing import TYPE_CHECKING
 
 from ..cli_args import add_common_args, add_config_args, add_stage_commands, config_from_args
-from ..config import UserError
+
+if TYPE_CHECKING:
+    from .config import AsaChatConfig
 
 DEMO_PROMPTS = [
     "What is 48,213 divided by 37?",
@@ -90,27 +93,31 @@ def _show(res: object, width: int = 48) -> None:
         print(f"  {a:<{width}} | {b}")
 
 
-def _steerer(args: argparse.Namespace):  # noqa: ANN202
+def _steerer(cfg: AsaChatConfig):  # noqa: ANN202
     from ..assets import load_asset
     from ..models import load_model
     from .runtime import AsaSteerer
 
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    _, manifest = load_asset(args.asset)
-    lm = load_model(args.model or manifest["model"], device=args.device, dtype=args.dtype)
-    return AsaSteerer(lm, args.asset)
+    _, manifest = load_asset(cfg.asset)
+    lm = load_model(cfg.model or manifest["model"], device=cfg.device, dtype=cfg.dtype)
+    return AsaSteerer(lm, cfg.asset)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    st = _steerer(args)
-    for res in st.run(args.prompt or DEMO_PROMPTS, max_new_tokens=args.max_new_tokens):
+    from .config import AsaDemoConfig
+
+    cfg = config_from_args(AsaDemoConfig, args)
+    st = _steerer(cfg)
+    for res in st.run(cfg.prompt or DEMO_PROMPTS, max_new_tokens=cfg.max_new_tokens):
         _show(res)
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    st = _steerer(args)
+    from .config import AsaChatConfig
+
+    cfg = config_from_args(AsaChatConfig, args)
+    st = _steerer(cfg)
     print("ASA chat: each message is answered by the plain model and by ASA, side by side. Empty line quits.")
     while True:
         try:
@@ -119,7 +126,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             break
         if not line:
             break
-        _show(st.run([line], max_new_tokens=args.max_new_tokens)[0])
+        _show(st.run([line], max_new_tokens=cfg.max_new_tokens)[0])
     return 0
 
 
@@ -153,7 +160,7 @@ def _full_switch(p: argparse.ArgumentParser) -> None:
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     from .bfcl import BfclConfig
-    from .config import AsaConfig
+    from .config import AsaChatConfig, AsaConfig, AsaDemoConfig
     from .stages import STAGES
 
     asa = sub.add_parser(
@@ -173,22 +180,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         aliases={"asset": ["export"]},
         options=_full_switch,
     )
-    for name, fn, doc in [
-        ("demo", _cmd_demo, "baseline vs ASA side by side on prompts"),
-        ("chat", _cmd_chat, "interactive, baseline vs ASA side by side"),
+    for name, fn, cls, doc in [
+        ("demo", _cmd_demo, AsaDemoConfig, "baseline vs ASA side by side on prompts"),
+        ("chat", _cmd_chat, AsaChatConfig, "interactive, baseline vs ASA side by side"),
     ]:
         p = asub.add_parser(name, help=doc, description=doc)
-        p.add_argument(
-            "--asset", required=True, help="an ASA asset directory (e.g. runs/asa-smollm2-135m/asset)"
-        )
-        p.add_argument("--model", help="default: the model named in the asset's manifest")
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-        p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
-        p.add_argument(
-            "--max-new-tokens", dest="max_new_tokens", type=int, default=48, help="tokens per reply"
-        )
-        if name == "demo":
-            p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: six examples")
+        add_config_args(p, cls)
         p.set_defaults(func=fn)
     from ..sweeps.asa import add_cli as add_sweep_cli  # steerlab asa runs: model x dataset jobs, local or Ray
 
