@@ -154,6 +154,9 @@ class Config:
     """Base of every method's configuration dataclass."""
 
     ALIASES: ClassVar[dict[str, str]] = {}  # old key -> field name (kept working)
+    RETIRED: ClassVar[
+        dict[str, str]
+    ] = {}  # old key -> what to write instead (refused, so a name means one thing)
     WHAT: ClassVar[str] = "config"
 
     def __post_init__(self) -> None:
@@ -186,6 +189,10 @@ class Config:
         out: dict = {}
         for key, val in data.items():
             name = cls.canonical(str(key))
+            if name in cls.RETIRED:
+                raise UserError(
+                    f"{where + ': ' if where else ''}{cls.WHAT} key {key!r} is retired: {cls.RETIRED[name]}"
+                )
             if name not in names:
                 valid = sorted(names)
                 raise UserError(

@@ -17,7 +17,7 @@ from .evaluation import stage_baselines, stage_evaluate
 from .fitting import stage_extract, stage_fit, stage_sweep, stage_vectors
 from .inputs import DATA, LAYER_CONVENTION, PROMPT, AsaInputs, inputs, layer_params, preflight
 from .lora import stage_lora
-from .tuning import point_for, stage_actions, stage_screen, stage_tune
+from .tuning import direction_of, point_for, stage_actions, stage_screen, stage_tune
 
 __all__ = ["STAGES", "AsaInputs", "preflight", "run_all", "runner"]
 GATE = ("probe_c", "seed", "gate_splits")
@@ -32,7 +32,8 @@ def stage_asset(ctx: StageContext) -> dict:
     best = ctx.result("tune")["best"]
     action = ctx.result("actions")["chosen"]
     params = layer_params(ctx, best["layer"])
-    keep = {best["kind"]: params.extra[best["kind"]]} if best["kind"] in params.extra else {}
+    direction = direction_of(best)
+    keep = {direction: params.extra[direction]} if direction in params.extra else {}
     params.extra = keep  # the asset carries the direction it uses, not every candidate
     point = point_for(ctx, best, action, c.constrain)
     manifest = {

@@ -12,7 +12,9 @@ from .transcoder import ACTIVATIONS
 @dataclass
 class ToolUseConfig(ModelConfig):
     WHAT = "transcoder study config"
-    ALIASES = {"alphas": "delta_scales", "top_latents": "search_pool"}
+    ALIASES = {"top_latents": "search_pool"}
+    # ``alphas`` is the old name of ASA's push sizes (strengths); here it meant the delta's scales
+    RETIRED = {"alphas": "the scales of the delta latents are delta_scales (alphas means strengths, in ASA)"}
 
     out: str = opt("runs/sae/tooluse", "run directory (stages resume from it)")
     seed: int = opt(0, "data, training and bootstrap seed")
