@@ -216,11 +216,25 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert lora["n_train"] == 96 and lora["rank"] == 16 and "| lora |" in report
     tune = r.result("tune")
     assert tune["best"]["on_close"] == "forbid" and tune["paper"]["on_close"] == "push"
-    assert {g["kind"] for g in json.loads((r.root / "tune" / "grid.json").read_text())} >= {
+    assert tune["best"]["direction"] == AsaSteerer(r.models.get("tiny"), out["asset"]["path"]).point.direction
+    assert {g["direction"] for g in json.loads((r.root / "tune" / "grid.json").read_text())} >= {
         "grad",
         "global",
         "asa",
     }
+
+
+def test_the_direction_kind_is_named_direction_and_old_runs_still_read():
+    """The screen, the tune grid and the tuned point name the direction kind ``direction`` (as OperatingPoint and
+    the manifest do); a run written when it was ``kind`` is read the same."""
+    from steerlab.asa.tuning import _key, _renamed, _variants, direction_of
+
+    cfg = AsaConfig(directions=["grad", "asa"], betas=[0.5], strengths=[1.0])
+    variants = _variants(cfg, [3], fitted=["grad"])
+    assert [v["direction"] for v in variants] == ["grad", "asa"] and all("kind" not in v for v in variants)
+    old = {"layer": 3, "kind": "grad", "beta": 0.0, "strength": 1.0}
+    assert direction_of(old) == "grad" and _renamed(old) == variants[0]
+    assert _key(old, "+") == _key(variants[0], "+") == "3|grad|0|1|+"
 
 
 def test_stage_resume_and_param_change(tiny_run, tmp_path):
@@ -295,6 +309,18 @@ def test_asset_round_trip_gives_identical_decisions(tiny_run):
     expected = ternary_gate(params.p_tool(h), best["tau"])
     assert [x.gate for x in res] == expected.int().tolist()
     torch.testing.assert_close(torch.tensor([x.p_tool for x in res]), params.p_tool(h), atol=1e-5, rtol=1e-5)
+
+
+def test_old_names_of_the_trigger_mode_and_the_ablation_still_work_with_a_warning(tiny_run):
+    """AsaSteerer.trigger_mode (what counts as a call) and steering(ablation=) (which ablation) have distinct names;
+    the old ``mode`` spellings of both still work and say what replaced them."""
+    r, out = tiny_run
+    st = AsaSteerer(r.models.get("tiny"), out["asset"]["path"])
+    with pytest.warns(DeprecationWarning, match="use AsaSteerer.trigger_mode"):
+        assert st.mode == st.trigger_mode
+    with pytest.warns(DeprecationWarning, match=r"use steering\(ablation=\)"):
+        old = st.steering(mode="negative")
+    assert old.mode == st.steering(ablation="negative").mode == "negative"
 
 
 def test_asset_mismatch_and_tamper_errors(tiny_run, tiny_models):
@@ -420,13 +446,6 @@ def test_every_edited_manifest_field_is_refused(tiny_run, tmp_path):
             AssetError, match="modified after the asset was written|format version|not a steerlab"
         ):
             AsaSteerer(lm, dest)
-
-
-def test_every_stage_has_a_command_with_help():
-    from steerlab.asa.cli import STAGE_HELP
-    from steerlab.asa.stages import STAGES
-
-    assert {s.name for s in STAGES} | {"run"} == {name for name, _ in STAGE_HELP}
 
 
 def test_screen_on_row_subsets_equals_the_full_screen_where_read(tiny_run):

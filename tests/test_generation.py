@@ -156,3 +156,48 @@ def test_logits_rules_force_and_forbid_per_row(tiny_models):
         lm, PROMPTS, logits_rule=compose([love_lt, BannedStart(tok, marker, lambda i: i == 0)]), **kw
     )
     assert not marker.startswith(banned[0].text.lstrip()[:1]) and banned[2].text.startswith("<")
+
+
+def test_one_options_object_equals_the_keyword_arguments(tiny_models):
+    """generate and generate_conditions read one GenerateOptions; the old keyword arguments build the same one
+    (and go on top of a given object), so both spellings decode the same tokens."""
+    from steerlab.generation import GenerateOptions
+
+    lm = tiny_models("llama")
+    v = torch.randn(32, generator=torch.Generator().manual_seed(5)) * 8
+    opts = GenerateOptions(max_new_tokens=5, chat=True, system=SYSTEM, progress=False, batch_size=2)
+    kw = dict(max_new_tokens=5, chat=True, system=SYSTEM, progress=False, batch_size=2)
+    assert [g.token_ids for g in generate(lm, PROMPTS, opts)] == [
+        g.token_ids for g in generate(lm, PROMPTS, **kw)
+    ]
+    short = generate(lm, PROMPTS, opts, max_new_tokens=2)  # a keyword on top of the object wins
+    assert all(len(g.token_ids) <= 2 for g in short)
+    assert opts.max_new_tokens == 5  # the object is not changed
+    conds = {"plain": None, "push": lambda idx: steer(lm, v, layer=1, coef=2.0)}
+    by_object, by_kw = (
+        generate_conditions(lm, PROMPTS, conds, opts),
+        generate_conditions(lm, PROMPTS, conds, **kw),
+    )
+    for name in conds:
+        assert [g.token_ids for g in by_object[name]] == [g.token_ids for g in by_kw[name]], name
+    with pytest.raises(TypeError, match=r"unknown generation option\(s\) \['max_tokens'\]"):
+        generate(lm, PROMPTS, opts, max_tokens=3)
+    with pytest.raises(ValueError, match="does not take temperature, seed"):
+        generate_conditions(lm, PROMPTS, conds, opts.replace(temperature=0.7, seed=1))
+
+
+@pytest.mark.parametrize("family", ["llama", "lfm2"])  # lfm2: the conditions are computed whole
+def test_conditions_take_a_logits_rule_and_ignore_eos_like_generate(tiny_models, family):
+    from steerlab.generation import BannedStart, GenerateOptions
+
+    lm = tiny_models(family)
+    first = generate(lm, PROMPTS, max_new_tokens=1, chat=True, progress=False)
+    banned = lm.tokenizer.decode(first[0].token_ids)  # what prompt 0 would start with
+    rule = BannedStart(lm.tokenizer, banned, applies=lambda i: i == 0)
+    opts = GenerateOptions(max_new_tokens=4, chat=True, progress=False, logits_rule=rule, ignore_eos=True)
+    multi = generate_conditions(lm, PROMPTS, {"plain": None}, opts)["plain"]
+    ref = generate(lm, PROMPTS, opts)
+    assert [g.token_ids for g in multi] == [g.token_ids for g in ref]
+    assert all(len(g.token_ids) == 4 for g in multi)
+    if banned.strip():  # a visible first token: the rule took it away
+        assert multi[0].token_ids[0] != first[0].token_ids[0]

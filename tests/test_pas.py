@@ -1,6 +1,7 @@
 import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +130,21 @@ def test_tiny_end_to_end(tiny_models, tmp_path):
     run_pas(cfg.replace(strengths=[0.25, 1.0]), lm=lm, progress=False)
     after = {p: (job / p / "_DONE.json").stat().st_mtime_ns for p in before}
     assert [p for p in before if before[p] != after[p]] == ["sweep"]
+
+
+@pytest.mark.filterwarnings("ignore:.*tokens for this tokenizer")
+def test_a_stage_command_brings_each_job_to_that_stage_only(tiny_models, tmp_path):
+    """`steerlab pas score` (run_pas_stage): every (benchmark, seed) job reaches its score stage and stops there."""
+    from steerlab.pas.run import run_pas_stage
+
+    cfg = load_config(None, {"max_sample_size": 40, "output_dir": str(tmp_path), "seeds": [7]})
+    out = run_pas_stage(cfg, "score", lm=tiny_models("llama"), progress=False)
+    assert sorted(out["jobs"]) == ["seed_42/steerlab_mcq", "seed_7/steerlab_mcq"]
+    for path in out["jobs"].values():
+        job = Path(path).parent
+        assert (job / "score" / "_DONE.json").is_file() and (job / "data" / "_DONE.json").is_file()
+        assert not (job / "vectors").exists()
+    assert not (Path(out["root"]) / "summary_seeds.csv").exists()  # nothing aggregated
 
 
 def test_multi_seed_aggregate_exact():

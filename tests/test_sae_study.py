@@ -138,11 +138,11 @@ def test_config_validation():
     assert ToolUseConfig.from_dict({"top_latents": 4}).search_pool == 4  # the old name still works
     with pytest.raises(ValueError, match="did you mean 'layer'"):
         ToolUseConfig.from_dict({"layers": 3})
-    assert ToolUseConfig.from_dict({"alphas": [0.0, 1.0, 2.0]}).delta_scales == [
-        0.0,
-        1.0,
-        2.0,
-    ]  # old name works
+    # ``alphas`` means one thing only (ASA's strengths): here it is refused, naming the field to use
+    with pytest.raises(
+        ValueError, match="'alphas' is retired: the scales of the delta latents are delta_scales"
+    ):
+        ToolUseConfig.from_dict({"alphas": [0.0, 1.0, 2.0]})
 
 
 def test_study_pipeline_end_to_end_on_a_tiny_model(tmp_path, capsys):

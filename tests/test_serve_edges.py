@@ -107,6 +107,30 @@ def test_serve_ui_and_demo_help_show_defaults():
 # ----------------------------------------------------------------------------- requests
 
 
+def test_the_push_size_is_strength_and_alpha_its_old_name():
+    """steerlab.strength is the push size; steerlab.alpha (its old name) means the same and says so when wrong."""
+    from steerlab.serve.errors import ApiError
+    from steerlab.serve.openapi import request_schema
+    from steerlab.serve.protocol import parse_steerlab
+
+    assert parse_steerlab({"strength": 2}, True) == parse_steerlab({"alpha": 2}, True) == (None, 2.0, None)
+    for raw, param, says in [
+        ({"strength": 2, "alpha": 2}, "steerlab.strength", "not both"),
+        (
+            {"alpha": "big"},
+            "steerlab.alpha",
+            "steerlab.alpha (the old name of steerlab.strength) must be a number",
+        ),
+        ({"strength": 11}, "steerlab.strength", "steerlab.strength must be a number in [-10.0, 10.0]"),
+        ({"strength": 1}, "steerlab", "steerlab.asa/strength/tau need one"),
+    ]:
+        with pytest.raises(ApiError) as err:
+            parse_steerlab(raw, raw != {"strength": 1})
+        assert err.value.param == param and says in err.value.message, err.value.message
+    props = request_schema(None, 64)["properties"]["steerlab"]["properties"]
+    assert props["alpha"]["deprecated"] is True and "deprecated" not in props["strength"]
+
+
 def test_unknown_model_is_404_model_not_found(server):
     err = _error(_post(server, _body(model="gpt-4o")), 404)
     assert err["code"] == "model_not_found" and err["param"] == "model"

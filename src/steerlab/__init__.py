@@ -37,6 +37,7 @@ _API = {
     "generate_conditions": "steerlab.generation",
     "next_token_scores": "steerlab.generation",
     "Generation": "steerlab.generation",
+    "GenerateOptions": "steerlab.generation",
     # probes and vectors
     "fit_probe": "steerlab.probes",
     "fit_router": "steerlab.probes",

@@ -50,9 +50,12 @@ Runs work offline on the embedded model (smollm2-135m)."""
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .cli_args import config_from_args
+    from .config import ModelConfig
     from .models import SITE_DOC, load_model
 
-    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    cfg = config_from_args(ModelConfig, args)
+    lm = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
     from .threads import applied
 
     info = {
@@ -75,13 +78,6 @@ def _threads_now():  # noqa: ANN202
     return choose()
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str = "smollm2-135m") -> None:
-    """The model options of commands without a config."""
-    p.add_argument("--model", default=default, help="alias (smollm2-135m), .gguf file, local dir or hub id")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
-
-
 class _Parser(argparse.ArgumentParser):
     """A mistake in the arguments themselves (a bad ``--port``, a missing value) is one line and exit 2, like
     every other user mistake, instead of the whole usage text; subcommands' parsers are of this class too."""
@@ -100,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="load a model and print its architecture, layers and sites")
-    add_model_args(info)
+    from .cli_args import add_config_args
+    from .config import ModelConfig
+
+    add_config_args(info, ModelConfig)
     info.set_defaults(func=_cmd_info)
     for mod_name in _COMMAND_MODULES:
         try:

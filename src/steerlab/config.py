@@ -144,6 +144,9 @@ class Config:
     """Base of every method's configuration dataclass."""
 
     ALIASES: ClassVar[dict[str, str]] = {}  # old key -> field name (kept working)
+    RETIRED: ClassVar[
+        dict[str, str]
+    ] = {}  # old key -> what to write instead (refused, so a name means one thing)
     WHAT: ClassVar[str] = "config"
 
     def __post_init__(self) -> None:
@@ -176,6 +179,10 @@ class Config:
         out: dict = {}
         for key, val in data.items():
             name = cls.canonical(str(key))
+            if name in cls.RETIRED:
+                raise UserError(
+                    f"{where + ': ' if where else ''}{cls.WHAT} key {key!r} is retired: {cls.RETIRED[name]}"
+                )
             if name not in names:
                 valid = sorted(names)
                 raise UserError(
@@ -227,6 +234,18 @@ class Config:
                 default = "(required)"
             rows.append((f.name, _type_name(hints[f.name]), repr(default), f.metadata.get("help", "")))
         return rows
+
+
+@dataclass
+class ModelConfig(Config):
+    """The model a command loads, declared once: every config that loads a model extends this (a subclass may
+    redeclare a field to change its default or help, e.g. ``model`` defaulting to an asset's model)."""
+
+    WHAT = "model config"
+
+    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
+    device: str = opt("auto", "auto | cpu | cuda | mps")
+    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
 
 
 def read_yaml(path: str | Path) -> dict:

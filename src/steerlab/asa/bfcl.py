@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, UserError, check_range, opt
+from ..config import ModelConfig, UserError, check_range, opt
 from ..data.bfcl import CATEGORIES, NO_CALL_CATEGORIES, bfcl_size, load_bfcl
 from ..eval.stats import bootstrap_mean, metrics_with_ci
 from ..generation import generate_conditions
@@ -22,12 +22,10 @@ from .prompt import DEFAULT_FEW_SHOT, PromptBuilder
 
 
 @dataclass
-class BfclConfig(Config):
+class BfclConfig(ModelConfig):
     WHAT = "BFCL config"
 
     model: str | None = opt(None, "default: the asset's model, else smollm2-135m")
-    device: str = opt("auto", "auto | cpu | cuda | mps")
-    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     asset: str | None = opt(None, "an ASA asset directory (fitted on the ASA data, never on BFCL)")
     categories: list[str] = opt(["irrelevance", "simple_python"], "BFCL v4 categories")
     limit: int = opt(50, "items per category (a fixed-seed sample; 0 = all)")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from typing import TYPE_CHECKING
 
-from ..cli_args import add_common_args, add_config_args, config_from_args
-from ..config import UserError
+from ..cli_args import add_common_args, add_config_args, add_stage_commands, config_from_args
+
+if TYPE_CHECKING:
+    from .config import AsaChatConfig
 
 DEMO_PROMPTS = [
     "What is 48,213 divided by 37?",
@@ -90,27 +93,31 @@ def _show(res: object, width: int = 48) -> None:
         print(f"  {a:<{width}} | {b}")
 
 
-def _steerer(args: argparse.Namespace):  # noqa: ANN202
+def _steerer(cfg: AsaChatConfig):  # noqa: ANN202
     from ..assets import load_asset
     from ..models import load_model
     from .runtime import AsaSteerer
 
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    _, manifest = load_asset(args.asset)
-    lm = load_model(args.model or manifest["model"], device=args.device, dtype=args.dtype)
-    return AsaSteerer(lm, args.asset)
+    _, manifest = load_asset(cfg.asset)
+    lm = load_model(cfg.model or manifest["model"], device=cfg.device, dtype=cfg.dtype)
+    return AsaSteerer(lm, cfg.asset)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    st = _steerer(args)
-    for res in st.run(args.prompt or DEMO_PROMPTS, max_new_tokens=args.max_new_tokens):
+    from .config import AsaDemoConfig
+
+    cfg = config_from_args(AsaDemoConfig, args)
+    st = _steerer(cfg)
+    for res in st.run(cfg.prompt or DEMO_PROMPTS, max_new_tokens=cfg.max_new_tokens):
         _show(res)
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    st = _steerer(args)
+    from .config import AsaChatConfig
+
+    cfg = config_from_args(AsaChatConfig, args)
+    st = _steerer(cfg)
     print("ASA chat: each message is answered by the plain model and by ASA, side by side. Empty line quits.")
     while True:
         try:
@@ -119,7 +126,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             break
         if not line:
             break
-        _show(st.run([line], max_new_tokens=args.max_new_tokens)[0])
+        _show(st.run([line], max_new_tokens=cfg.max_new_tokens)[0])
     return 0
 
 
@@ -165,33 +172,25 @@ def _cmd_bfcl(args: argparse.Namespace) -> int:
     return 0
 
 
-STAGE_HELP = [
-    ("run", "the whole pipeline + report (the main job)"),
-    ("extract", "last-prompt-token states at every layer"),
-    ("sweep", "probe AUC per layer, mean hidden norms, candidate layers"),
-    (
-        "vectors",
-        "directions per candidate layer: mean differences on CAL and behaviour directions (grad, behav)",
-    ),
-    ("fit", "router + per-domain probes (and a cross-fit gate on TRAIN alone)"),
-    ("screen", "VALID: the reply's first token under every push"),
-    ("tune", "the operating point (layer, direction, strength, tau) from the screen"),
-    (
-        "gate",
-        "the gate chosen on VALID: per-domain probes, or a shared / all-layer probe fitted with tools in context",
-    ),
-    ("actions", "VALID: whole calls under each gated action; the asset's action"),
-    ("evaluate", "TEST: baseline, ASA, every action, the paper's setting, ablations, intervals"),
-    ("baselines", "TEST: the few-shot prompts a user would try instead"),
-    ("lora", "TEST: a LoRA finetune on CAL+TRAIN (rank 16, the paper's baseline), no gate"),
-    ("asset", "the asset: safetensors + JSON manifest (alias: export)"),
-    ("report", "report.md with the tables and plots"),
-]
+RUN_HELP = "the whole pipeline + report (the main job)"
+STATUS_HELP = "which stages are done, stale or missing in the run directory"
+
+
+def _full_switch(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--full",
+        dest="cfg__preset",
+        action="store_const",
+        const="full",
+        help="the whole search, every gated action as a row, every few-shot baseline and LoRA "
+        "(= --preset full; run directory runs/asa-<model>-full); its time is estimated before it starts",
+    )
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
     from .bfcl import BfclConfig
-    from .config import AsaConfig
+    from .config import AsaChatConfig, AsaConfig, AsaDemoConfig
+    from .stages import STAGES
 
     asa = sub.add_parser(
         "asa",
@@ -200,38 +199,22 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
         "resume from the run directory (--out); a stage reruns only when a field it reads changed.",
     )
     asub = asa.add_subparsers(dest="asa_command", metavar="STAGE", required=True)
-    for stage, doc in [
-        *STAGE_HELP,
-        ("status", "which stages are done, stale or missing in the run directory"),
-    ]:
-        p = asub.add_parser(stage, help=doc, description=doc, aliases=["export"] if stage == "asset" else [])
-        add_config_args(p, AsaConfig)
-        p.add_argument(
-            "--full",
-            dest="cfg__preset",
-            action="store_const",
-            const="full",
-            help="the whole search, every gated action as a row, every few-shot baseline and LoRA "
-            "(= --preset full; run directory runs/asa-<model>-full); its time is estimated before it starts",
-        )
-        add_common_args(p)
-        p.set_defaults(func=_cmd_status if stage == "status" else _cmd_stage, stage=stage)
-    for name, fn, doc in [
-        ("demo", _cmd_demo, "baseline vs ASA side by side on prompts"),
-        ("chat", _cmd_chat, "interactive, baseline vs ASA side by side"),
+    add_stage_commands(
+        asub,
+        STAGES,
+        AsaConfig,
+        _cmd_stage,
+        before=[("run", RUN_HELP, {})],
+        after=[("status", STATUS_HELP, {"func": _cmd_status})],
+        aliases={"asset": ["export"]},
+        options=_full_switch,
+    )
+    for name, fn, cls, doc in [
+        ("demo", _cmd_demo, AsaDemoConfig, "baseline vs ASA side by side on prompts"),
+        ("chat", _cmd_chat, AsaChatConfig, "interactive, baseline vs ASA side by side"),
     ]:
         p = asub.add_parser(name, help=doc, description=doc)
-        p.add_argument(
-            "--asset", required=True, help="an ASA asset directory (e.g. runs/asa-smollm2-135m/asset)"
-        )
-        p.add_argument("--model", help="default: the model named in the asset's manifest")
-        p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-        p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
-        p.add_argument(
-            "--max-new-tokens", dest="max_new_tokens", type=int, default=48, help="tokens per reply"
-        )
-        if name == "demo":
-            p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: six examples")
+        add_config_args(p, cls)
         p.set_defaults(func=fn)
     p = asub.add_parser(
         "lodo",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
+from ..config import ModelConfig, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..models.registry import SITES
 from ..tools.formats import TOOL_CALL_FORMATS, TRIGGER_MODES, schema_constrained_formats
 from ..vectors import ESTIMATORS
@@ -32,7 +32,7 @@ FULL = {
 
 
 @dataclass
-class AsaConfig(Config):
+class AsaConfig(ModelConfig):
     WHAT = "ASA config"
     ALIASES = {"alphas": "strengths", "run_dir": "out"}
 
@@ -41,9 +41,6 @@ class AsaConfig(Config):
         "'default': the main job, sized for a sitting (fewer candidates, the rows a reader needs); 'full' (--full): "
         "the whole search, every gated action as a row, every few-shot baseline and LoRA; fields you set win",
     )
-    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
-    device: str = opt("auto", "auto | cpu | cuda | mps")
-    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     out: str | None = opt(None, "run directory; default runs/asa-<model>")
     data: str = opt("builtin", "'builtin' or a JSONL with prompt, domain, label, split")
     limit_per_cell: int | None = opt(
@@ -204,3 +201,31 @@ class AsaConfig(Config):
         if bad:
             raise UserError(f"extra_layers {bad} out of range: this model has layers 0..{n_layers - 1}")
         return list(self.extra_layers)
+
+
+@dataclass
+class AsaChatConfig(ModelConfig):
+    """``steerlab asa chat``: an asset, the model it steers (by default the one its manifest names)."""
+
+    WHAT = "ASA chat config"
+
+    model: str | None = opt(None, "default: the model named in the asset's manifest")
+    asset: str | None = opt(
+        None, "an ASA asset directory (e.g. runs/asa-smollm2-135m/asset); required, no default"
+    )
+    max_new_tokens: int = opt(48, "tokens per reply")
+
+    def validate(self) -> None:
+        if self.asset is None:
+            raise UserError("--asset is required: an ASA asset directory (e.g. runs/asa-smollm2-135m/asset)")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class AsaDemoConfig(AsaChatConfig):
+    """``steerlab asa demo``: the chat's fields plus the prompts shown."""
+
+    WHAT = "ASA demo config"
+
+    prompt: list[str] = opt([], "a prompt (repeatable); default: six examples", repeat=True)

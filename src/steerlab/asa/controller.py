@@ -74,20 +74,20 @@ class AsaParams:
                 p[rows] = self.probes[name].prob(h[rows])
         return p
 
-    def directions(self, dom_idx: torch.Tensor, beta: float, kind: str = "asa") -> torch.Tensor:
+    def directions(self, dom_idx: torch.Tensor, beta: float, direction: str = "asa") -> torch.Tensor:
         """The unit direction per row: unit(v_domain + beta * v_global) for ``asa``, else a named global one."""
         n = len(dom_idx)
-        if kind == "asa":
+        if direction == "asa":
             vd = torch.stack([self.v_domain[d] for d in self.domains])[dom_idx.cpu()]
             v = vd + beta * self.v_global.unsqueeze(0)
             return v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        if kind == "global":
+        if direction == "global":
             v = self.v_global
-        elif kind in self.extra:
-            v = self.extra[kind]
+        elif direction in self.extra:
+            v = self.extra[direction]
         else:
             raise ValueError(
-                f"direction {kind!r} was not fitted at layer {self.layer}; have: asa, global, "
+                f"direction {direction!r} was not fitted at layer {self.layer}; have: asa, global, "
                 f"{', '.join(self.extra) or '(no others)'}"
             )
         return (v / v.norm().clamp(min=1e-12)).expand(n, -1)

@@ -13,7 +13,7 @@ from ..generation import generate_conditions
 from ..probes import roc_auc
 from ..runs import save_json
 from ..stages import StageContext
-from ..tools import call_stop, call_success, decision_stop, is_triggered
+from ..tools import call_success, decision_stop, is_triggered
 from .gate import ternary_gate
 from .gate_stage import chosen_params, chosen_point
 from .inputs import inputs, layer_params, states
@@ -105,29 +105,15 @@ def stage_evaluate(ctx: StageContext) -> dict:
     # The rows a user would deploy decode whole calls (success precision); the reference and ablation rows only need
     # the trigger decision, so they stop once it is known (a call would cost ~40 decoding steps per row).
     full = {k: v for k, v in conds.items() if k not in trigger_only}
-    gens = generate_conditions(
-        lm,
-        data.messages("test"),
-        full,
-        max_new_tokens=c.max_new_tokens_call,
-        batch_size=c.batch_size,
-        tools=data.chat_tools(),
-        stop=call_stop(c.call_format, c.trigger_mode),
-        progress=ctx.progress,
-        desc="evaluate (TEST, whole calls)",
-    )
+    whole = data.call_options(ctx.progress, "evaluate (TEST, whole calls)")
+    gens = generate_conditions(lm, data.messages("test"), full, whole)
     decision = decision_stop(c.call_format, c.trigger_mode)
+    trigger = whole.replace(desc="evaluate (TEST, trigger decision)")
+    if decision is not None:  # the format decides within a few tokens whether a call comes
+        trigger = trigger.replace(max_new_tokens=16, stop=decision)
     gens.update(
         generate_conditions(
-            lm,
-            data.messages("test"),
-            {k: v for k, v in conds.items() if k in trigger_only},
-            max_new_tokens=c.max_new_tokens_call if decision is None else 16,
-            batch_size=c.batch_size,
-            tools=data.chat_tools(),
-            stop=decision or call_stop(c.call_format, c.trigger_mode),
-            progress=ctx.progress,
-            desc="evaluate (TEST, trigger decision)",
+            lm, data.messages("test"), {k: v for k, v in conds.items() if k in trigger_only}, trigger
         )
     )
     rows, preds, predictions = {}, {}, []
@@ -280,12 +266,7 @@ def stage_baselines(ctx: StageContext) -> dict:
             lm,
             data.messages("test", few_shot=name),
             {"plain": None},
-            max_new_tokens=c.max_new_tokens_call,
-            batch_size=c.batch_size,
-            tools=data.chat_tools(),
-            stop=call_stop(c.call_format, c.trigger_mode),
-            progress=ctx.progress,
-            desc=f"few-shot {name} (TEST)",
+            data.call_options(ctx.progress, f"few-shot {name} (TEST)"),
         )["plain"]
         m, trig, _ = _row_metrics(gens, ex, y, c, data)
         m["n_shots"] = len(data.builder(name).few_shot)

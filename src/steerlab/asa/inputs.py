@@ -10,8 +10,10 @@ import numpy as np
 import torch
 
 from ..config import UserError, read_user_text
+from ..generation import GenerateOptions
 from ..runs import load_json, load_tensors
 from ..stages import StageContext
+from ..tools import call_stop
 from .config import AsaConfig
 from .controller import AsaParams
 from .data import check_domains_have_tools, load_examples, load_tools
@@ -60,6 +62,19 @@ class AsaInputs:
 
     def chat_tools(self) -> list[dict] | None:
         return self.tools if self.cfg.use_template_tools else None
+
+    def call_options(self, progress: bool, desc: str) -> GenerateOptions:
+        """How a row's reply is decoded where whole calls are scored: up to ``max_new_tokens_call`` tokens, the
+        config's tools in the chat template when asked, stopped once the call is complete (or cannot come)."""
+        c = self.cfg
+        return GenerateOptions(
+            max_new_tokens=c.max_new_tokens_call,
+            batch_size=c.batch_size,
+            tools=self.chat_tools(),
+            stop=call_stop(c.call_format, c.trigger_mode),
+            progress=progress,
+            desc=desc,
+        )
 
     def labels(self, split: str) -> np.ndarray:
         return np.array([e.label for e in self.examples[split]])

@@ -30,6 +30,7 @@ from .fitting import _fit_gate
 from .gate_stage import CACHE, choose_gate, chosen_point, gate_sets
 from .inputs import AsaInputs
 from .point import OperatingPoint
+from .tuning import direction_of
 
 
 def _point(r: Runner, best: dict, action: str, data: AsaInputs, gate: str) -> OperatingPoint:
@@ -40,7 +41,7 @@ def _point(r: Runner, best: dict, action: str, data: AsaInputs, gate: str) -> Op
         tau=best["tau"],
         beta=best["beta"],
         site=c.site,
-        direction=best["kind"],
+        direction=direction_of(best),
         action=action,
         on_close="forbid",
         constrain="none",  # the trigger decision does not depend on how the call is decoded

@@ -10,6 +10,7 @@ from .. import __version__
 from ..stages import StageContext
 from .evaluation import ROW_DOC
 from .gate_stage import gate_lines
+from .tuning import direction_of
 
 GATED = ("asa", "steer+cd", "prefill", "prefill+cd", "prefill+cd_model", "steer+prefill+cd")
 
@@ -167,8 +168,8 @@ def write_report(ctx: StageContext) -> Path:
         "",
         f"- layer L*={best['layer']} (candidates {tune['layers']}; best-AUC layer {sweep['best_auc_layer']}, VALID AUC "
         f"{aucs[str(sweep['best_auc_layer'])]:.3f}; AUC at L* {aucs[str(best['layer'])]:.3f})",
-        f"- direction `{best['kind']}`"
-        + (f" (β={best['beta']:g})" if best["kind"] == "asa" else "")
+        f"- direction `{direction_of(best)}`"
+        + (f" (β={best['beta']:g})" if direction_of(best) == "asa" else "")
         + f", strength {best['strength']:g} × mean hidden norm, τ={best['tau']}; a closed gate forbids the marker",
         f"- VALID: baseline F1 {vb['f1']:.3f} / FPR {vb['fpr']:.3f} → F1 {best['f1']:.3f} / FPR {best['fpr']:.3f}, "
         f"lowest domain F1 {best['min_domain_f1']:.3f}, cross-fit gate FPR on CAL "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,14 @@ class AsaSteerer:
         return self.point.trigger_mode
 
     @property
+    def mode(self) -> str:
+        """Deprecated: the old name of ``trigger_mode`` (``steering(ablation=)`` is the ablation)."""
+        warnings.warn(
+            "AsaSteerer.mode is deprecated: use AsaSteerer.trigger_mode", DeprecationWarning, stacklevel=2
+        )
+        return self.trigger_mode
+
+    @property
     def strength(self) -> float:
         return self.point.strength
 
@@ -78,10 +87,19 @@ class AsaSteerer:
         rows: Sequence[OperatingPoint | None] | None = None,
         offered: Callable[[int], set[str] | None] | None = None,
         forced: Callable[[int], str | None] | None = None,
+        mode: str | None = None,
     ) -> GatedAction:
         """The asset's operating point acting on batches (``OperatingPoint.bind``), with optional changes: another
         strength, tau, action or call constraint; ``tools`` a list or a per-prompt function for the constrained
-        call; ``rows``, ``offered``, ``forced`` per prompt (see ``OperatingPoint.bind``)."""
+        call; ``rows``, ``offered``, ``forced`` per prompt (see ``OperatingPoint.bind``). ``mode`` is the
+        deprecated old name of ``ablation``."""
+        if mode is not None:
+            warnings.warn(
+                "steering(mode=) is deprecated: use steering(ablation=) (the trigger mode is trigger_mode)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            ablation = mode
         point = self.point.replace(strength=strength, tau=tau, action=action, constrain=constrain)
         return point.bind(
             self.lm,

@@ -19,7 +19,7 @@ from .fitting import stage_extract, stage_fit, stage_sweep, stage_vectors
 from .gate_stage import chosen_params, chosen_point, stage_gate
 from .inputs import DATA, LAYER_CONVENTION, PROMPT, AsaInputs, inputs, preflight
 from .lora import stage_lora
-from .tuning import point_for, stage_actions, stage_screen, stage_tune
+from .tuning import direction_of, point_for, stage_actions, stage_screen, stage_tune
 
 __all__ = ["STAGES", "AsaInputs", "preflight", "run_all", "runner"]
 GATE = ("probe_c", "seed", "gate_splits")
@@ -35,7 +35,8 @@ def stage_asset(ctx: StageContext) -> dict:
     best = chosen_point(ctx)
     action = ctx.result("actions")["chosen"]
     params = chosen_params(ctx, best)
-    keep = {best["kind"]: params.extra[best["kind"]]} if best["kind"] in params.extra else {}
+    direction = direction_of(best)
+    keep = {direction: params.extra[direction]} if direction in params.extra else {}
     params.extra = keep  # the asset carries the direction it uses, not every candidate
     point = point_for(ctx, best, action, c.constrain)
     manifest = {
@@ -105,14 +106,15 @@ STAGES = (
         after=("fit", "sweep", "extract"),
         uses_model=True,
         knobs=("batch_size",),
-        doc="VALID: the first token under every push",
+        doc="VALID: the reply's first token under every push",
     ),
     Stage(
         "tune",
         stage_tune,
         reads=(*DATA, "taus", "max_fpr", "min_domain_f1"),
         after=("screen", "fit", "extract", "sweep"),
-        doc="the operating point (and the paper's) from the screen, every tau offline",
+        doc="the operating point (layer, direction, strength, tau) and the paper's, from the screen; every tau "
+        "offline",
     ),
     Stage(
         "gate",

@@ -21,7 +21,7 @@ from ..generation.rules import marker_start_ids
 from ..runs import load_tensors, save_json, save_tensors
 from ..stages import StageContext
 from ..steering import steer
-from ..tools import call_stop, call_success, format_spec, is_triggered
+from ..tools import call_success, format_spec, is_triggered
 from .apply import GatedAction
 from .fitting import first_token_calls
 from .gate import ternary_gate
@@ -40,12 +40,23 @@ def _variants(c: object, layers: list[int], fitted: list[str]) -> list[dict]:
         for kind in kinds:
             for beta in c.betas if kind == "asa" else [0.0]:
                 for strength in c.strengths:
-                    out.append({"layer": layer, "kind": kind, "beta": beta, "strength": strength})
+                    out.append({"layer": layer, "direction": kind, "beta": beta, "strength": strength})
     return out
 
 
+def direction_of(row: dict) -> str:
+    """The direction kind of a screened push or a tuned point (``kind`` in runs written before it was named
+    ``direction``, like the operating point's field)."""
+    return row["direction"] if "direction" in row else row["kind"]
+
+
+def _renamed(row: dict) -> dict:
+    """A screened push read from disk, its direction kind under ``direction`` whatever run wrote it."""
+    return {**{k: v for k, v in row.items() if k != "kind"}, "direction": direction_of(row)}
+
+
 def _key(v: dict, sign: str) -> str:
-    return f"{v['layer']}|{v['kind']}|{v['beta']:g}|{v['strength']:g}|{sign}"
+    return f"{v['layer']}|{direction_of(v)}|{v['beta']:g}|{v['strength']:g}|{sign}"
 
 
 def stage_screen(ctx: StageContext) -> dict:
@@ -70,8 +81,8 @@ def stage_screen(ctx: StageContext) -> dict:
         params = layer_params(ctx, layer)
         dom = params.route(valid[:, layer])
         for v in [x for x in variants if x["layer"] == layer]:
-            dirs = params.directions(dom, v["beta"], v["kind"])
-            for sign in ("+", "-") if v["kind"] == "asa" else ("+",):
+            dirs = params.directions(dom, v["beta"], v["direction"])
+            for sign in ("+", "-") if v["direction"] == "asa" else ("+",):
                 coef = (1 if sign == "+" else -1) * v["strength"] * params.mean_norm
                 sub = dirs[rows[sign]]
 
@@ -149,7 +160,7 @@ def stage_tune(ctx: StageContext) -> dict:
         if fit["crossfit"]:
             cross[layer] = layer_params(ctx, layer, "crossfit").p_tool(states(ctx, "cal")[:, layer])
     grid = []
-    for v in screen["variants"]:
+    for v in map(_renamed, screen["variants"]):
         plus = called[_key(v, "+")]
         minus = called.get(_key(v, "-"))
         for tau in c.taus:
@@ -186,7 +197,7 @@ def stage_tune(ctx: StageContext) -> dict:
     met = bool(ok)
     pool = ok or [g for g in grid if g["on_close"] == "forbid" and g["fpr"] <= c.max_fpr] or grid
     best = pick_best(pool)
-    paper_pool = [g for g in grid if g["kind"] == "asa" and g["on_close"] == "push"]
+    paper_pool = [g for g in grid if g["direction"] == "asa" and g["on_close"] == "push"]
     paper = None
     if paper_pool:
         limit = base_m["fpr"] + 0.02
@@ -221,7 +232,7 @@ def _edge(called: dict, variants: list[dict], y: np.ndarray, layer: int, c: obje
     for v in variants:
         if v["layer"] != layer:
             continue
-        name = v["kind"] if v["kind"] != "asa" else f"asa(beta={v['beta']:g})"
+        name = direction_of(v) if direction_of(v) != "asa" else f"asa(beta={v['beta']:g})"
         out.setdefault(name, {})[f"{v['strength']:g}"] = float(called[_key(v, "+")][y == 1].mean())
     return out
 
@@ -242,8 +253,8 @@ def _plot(grid: list[dict], best: dict, edge: dict, base_f1: float, out: object)
     rows = [
         g
         for g in grid
-        if (g["layer"], g["kind"], g["beta"], g["on_close"])
-        == (best["layer"], best["kind"], best["beta"], "forbid")
+        if (g["layer"], g["direction"], g["beta"], g["on_close"])
+        == (best["layer"], best["direction"], best["beta"], "forbid")
     ]
     taus = sorted({g["tau"] for g in rows})
     mat = [
@@ -254,7 +265,7 @@ def _plot(grid: list[dict], best: dict, edge: dict, base_f1: float, out: object)
         [f"{s:g}" for s in strengths],
         [f"{t:g}" for t in taus],
         out / "strength_tau_f1.png",
-        title=f"VALID trigger F1, {best['kind']} at layer {best['layer']}, closed gate forbids (baseline {base_f1:.2f})",
+        title=f"VALID trigger F1, {best['direction']} at layer {best['layer']}, closed gate forbids (baseline {base_f1:.2f})",
         xlabel="gate threshold τ",
         ylabel="strength (× mean hidden norm)",
         colorbar_label="trigger F1",
@@ -271,7 +282,7 @@ def point_for(ctx: StageContext, best: dict, action: str, constrain: str) -> Ope
         tau=best["tau"],
         beta=best["beta"],
         site=c.site,
-        direction=best["kind"],
+        direction=direction_of(best),
         action=action,
         on_close="forbid",
         constrain=constrain,
@@ -310,17 +321,7 @@ def stage_actions(ctx: StageContext) -> dict:
     conds = {a: action_for(ctx, lm, params, best, a, c.constrain) for a in c.actions}
     rows = {}
     if len(ex):
-        gens = generate_conditions(
-            lm,
-            msgs,
-            conds,
-            max_new_tokens=c.max_new_tokens_call,
-            batch_size=c.batch_size,
-            tools=data.chat_tools(),
-            stop=call_stop(c.call_format, c.trigger_mode),
-            progress=ctx.progress,
-            desc="actions (VALID)",
-        )
+        gens = generate_conditions(lm, msgs, conds, data.call_options(ctx.progress, "actions (VALID)"))
         for a in c.actions:
             ok = [
                 call_success(g.text, c.call_format, data.tools, data.domain_tool.get(e.domain))[0]

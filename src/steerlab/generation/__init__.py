@@ -2,12 +2,14 @@
 
 from .api import RowSetup, generate, generate_conditions, next_token_scores
 from .decode import Generation, StopFn, TokenFn
+from .options import GenerateOptions
 from .prefill import shared_len
 from .rules import BannedStart, ForcedPrefix, LogitsRule
 
 __all__ = [
     "BannedStart",
     "ForcedPrefix",
+    "GenerateOptions",
     "Generation",
     "LogitsRule",
     "RowSetup",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -23,10 +24,10 @@ from ..models.hf_compat import output_cache
 from ..models.phase import CONTEXT, active_interventions, context_safe
 from ..models.prefix import prefix_cache, sharing_allowed
 from ..models.text import PromptLike, length_sorted_batches
-from .decode import DecodeRules, Generation, StopFn, TokenFn, decode, eos_ids
+from .decode import DecodeRules, Generation, decode, eos_ids
+from .options import GenerateOptions, resolve
 from .prefill import ContextCache, last_token_forward, prefill, shared_len
 from .prefix_store import PrefixStore
-from .rules import LogitsRule
 from .sampling import RowSampler, per_row
 
 RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
@@ -92,60 +93,48 @@ def _max_new(max_new_tokens: int | Sequence[int], n: int) -> list[int]:
 def generate(
     lm: LoadedModel,
     prompts: Sequence[PromptLike],
+    options: GenerateOptions | None = None,
     *,
-    max_new_tokens: int | Sequence[int] = 64,
-    batch_size: int = 8,
-    chat: bool | None = None,
-    tools: list[dict] | None = None,
-    system: str | None = None,
-    stop: StopFn | None = None,
-    shared_prefix: bool | str = "auto",
-    min_shared: int = 16,
     row_setup: RowSetup | None = None,
-    progress: bool = True,
-    desc: str = "generate",
-    temperature: float | Sequence[float] = 0.0,
-    top_p: float | Sequence[float] = 1.0,
-    seed: int | Sequence[int | None] | None = None,
-    on_token: TokenFn | None = None,
-    logits_rule: LogitsRule | None = None,
-    shared_head: Sequence[int] | None = None,
-    prefix_store: PrefixStore | None = None,
-    cancelled: Callable[[int], bool] | None = None,
-    ignore_eos: bool = False,
+    **changes: Any,
 ) -> list[Generation]:
     """Decode each prompt (greedy unless ``temperature`` > 0).
 
-    ``row_setup(indices)`` may return a context (e.g. a steering handle with per-row coefficients) active while
-    that batch runs. ``stop(text_so_far)`` ends a row early. ``max_new_tokens``, ``temperature``, ``top_p`` and
-    ``seed`` take one value or one per prompt; a row's sample depends only on its own seed. ``on_token(i, token_id,
-    text_delta)`` is called for every new token of prompt ``i`` (``token_id`` -1: text held back until a character
-    was complete). ``logits_rule`` (and a row setup's own ``logits_rule`` attribute) shapes each row's next-token
-    scores (see ``steerlab.generation.rules``). ``shared_head`` (token ids every prompt starts with) and
-    ``prefix_store`` reuse the head's KV cache across calls (see ``steerlab.generation.prefix_store``).
-    ``cancelled(i)`` ends prompt ``i``'s row at the next step (``stopped_by`` "cancelled"), e.g. when its client left.
-    ``ignore_eos=True`` decodes the end-of-sequence token like any other, so every row makes its
-    ``max_new_tokens`` unless ``stop`` ends it (fixed-length runs: benchmarks against HF
-    ``generate(min_new_tokens=...)``).
+    Args:
+        lm: the loaded model.
+        prompts: texts or chat conversations.
+        options: how to decode (``GenerateOptions``: lengths, stop rule, sampling, shared prefix, streaming);
+            default ``GenerateOptions()``.
+        row_setup: ``row_setup(indices)`` may return a context (e.g. a steering handle with per-row
+            coefficients) active while that batch runs; its own ``logits_rule`` attribute, if any, shapes the
+            batch's next-token scores too.
+        **changes: any field of ``GenerateOptions`` given by name (``max_new_tokens=16``), on top of
+            ``options``: the keyword arguments of earlier versions keep working.
+
+    Returns:
+        One ``Generation`` per prompt, in the prompts' order. ``cancelled(i)`` ends prompt ``i``'s row at the
+        next step (``stopped_by`` "cancelled"); with ``ignore_eos`` every row makes its ``max_new_tokens``
+        unless ``stop`` ends it (fixed-length runs: benchmarks against HF ``generate(min_new_tokens=...)``).
     """
-    ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
+    o = resolve(options, changes)
+    ids = _tokenize(lm, prompts, chat=o.chat, tools=o.tools, system=o.system)
     rules = DecodeRules(
-        set() if ignore_eos else eos_ids(lm),
-        _max_new(max_new_tokens, len(ids)),
-        RowSampler(len(ids), temperature, top_p, seed),
-        stop,
-        on_token,
-        logits_rule,
-        cancelled,
+        set() if o.ignore_eos else eos_ids(lm),
+        _max_new(o.max_new_tokens, len(ids)),
+        RowSampler(len(ids), o.temperature, o.top_p, o.seed),
+        o.stop,
+        o.on_token,
+        o.logits_rule,
+        o.cancelled,
     ).with_rule(getattr(row_setup, "logits_rule", None))
     width = max(len(x) for x in ids) + max(rules.max_new)
-    prefix = _stored_prefix(lm, ids, width, shared_head, prefix_store) or _Prefix(
-        lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width)]
+    prefix = _stored_prefix(lm, ids, width, o.shared_head, o.prefix_store) or _Prefix(
+        lm, ids[0][: shared_len(lm, ids, o.shared_prefix, o.min_shared, width)]
     )
     results: list[Generation | None] = [None] * len(ids)
-    bar = tqdm(total=len(ids), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(ids), desc=o.desc, disable=not o.progress, leave=False)
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        for batch in length_sorted_batches([len(x) for x in ids], o.batch_size):
             rows = [ids[i] for i in batch]
             with row_setup(batch) if row_setup is not None else contextlib.nullcontext():
                 share = len(prefix) if context_safe(lm) else 0
@@ -187,51 +176,50 @@ def generate_conditions(
     lm: LoadedModel,
     prompts: Sequence[PromptLike],
     conditions: dict[str, RowSetup | None],
-    *,
-    max_new_tokens: int | Sequence[int] = 64,
-    batch_size: int = 8,
-    chat: bool | None = None,
-    tools: list[dict] | None = None,
-    system: str | None = None,
-    stop: StopFn | None = None,
-    shared_prefix: bool | str = "auto",
-    min_shared: int = 16,
-    progress: bool = True,
-    desc: str = "generate",
+    options: GenerateOptions | None = None,
+    **changes: Any,
 ) -> dict[str, list[Generation]]:
-    """Greedy generation under several conditions: everything before each row's last prompt token is computed once
-    per batch and each condition costs a one-token forward plus decoding. A condition whose interventions change
-    earlier tokens (``prompt_all``/``all`` steering, a splice) is computed whole instead. A condition's row setup
-    may carry a ``logits_rule``. Results equal one ``generate`` call per condition."""
+    """Greedy generation under several conditions, each equal to one ``generate`` call per condition.
+
+    Everything before each row's last prompt token is computed once per batch and each condition costs a
+    one-token forward plus decoding. A condition whose interventions change earlier tokens (``prompt_all``/``all``
+    steering, a splice) is computed whole instead.
+
+    Args:
+        lm: the loaded model.
+        prompts: texts or chat conversations.
+        conditions: name -> a row setup (as ``generate``'s ``row_setup``, which may carry a ``logits_rule``), or
+            None for the plain model.
+        options: how to decode (``GenerateOptions``); sampling, streaming, cancelling and a stored prefix are
+            ``generate``'s alone and refused here (ValueError naming them).
+        **changes: any field of ``GenerateOptions`` by name, on top of ``options`` (the old keyword arguments).
+
+    Returns:
+        Per condition name, one ``Generation`` per prompt in the prompts' order.
+    """
     _conditions_check(conditions)
-    ids = _tokenize(lm, prompts, chat=chat, tools=tools, system=system)
+    o = resolve(options, changes)
+    o.greedy_only("generate_conditions")
+    ids = _tokenize(lm, prompts, chat=o.chat, tools=o.tools, system=o.system)
     n = len(ids)
-    rules = DecodeRules(eos_ids(lm), _max_new(max_new_tokens, n), RowSampler(n), stop)
+    rules = DecodeRules(
+        set() if o.ignore_eos else eos_ids(lm),
+        _max_new(o.max_new_tokens, n),
+        RowSampler(n),
+        o.stop,
+        logits_rule=o.logits_rule,
+    )
     width = max(len(x) for x in ids) + max(rules.max_new)
     if not _splittable(lm, ids):
         return {
-            name: generate(
-                lm,
-                prompts,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                chat=chat,
-                tools=tools,
-                system=system,
-                stop=stop,
-                shared_prefix=shared_prefix,
-                min_shared=min_shared,
-                row_setup=setup,
-                progress=progress,
-                desc=f"{desc}:{name}",
-            )
+            name: generate(lm, prompts, o.replace(desc=f"{o.desc}:{name}"), row_setup=setup)
             for name, setup in conditions.items()
         }
-    prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, shared_prefix, min_shared, width, keep=2)])
+    prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, o.shared_prefix, o.min_shared, width, keep=2)])
     results: dict[str, list[Generation | None]] = {name: [None] * n for name in conditions}
-    bar = tqdm(total=n * len(conditions), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=n * len(conditions), desc=o.desc, disable=not o.progress, leave=False)
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        for batch in length_sorted_batches([len(x) for x in ids], o.batch_size):
             rows = [ids[i] for i in batch]
             share = len(prefix) if context_safe(lm) else 0
             ctx_out, ctx_mask, ctx_pos = prefill(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
+from ..config import ModelConfig, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..models.registry import SITES
 
 METHODS = ("PASf", "iPASa", "iPASwo")
@@ -17,7 +17,7 @@ SITE_ALIASES = {"residual": "block", "mlp": "mlp", "self_attn": "attn", "post_at
 
 
 @dataclass
-class PasConfig(Config):
+class PasConfig(ModelConfig):
     WHAT = "PAS config"
     ALIASES = {
         "model_name": "model",
@@ -31,9 +31,6 @@ class PasConfig(Config):
         "n_test_proportion": "test_fraction",
     }
 
-    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
-    device: str = opt("auto", "auto | cpu | cuda | mps")
-    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     quantization: str | None = opt(None, "null, 4bit or 8bit (bitsandbytes, CUDA only)")
     seed: int = opt(42, "run seed: option shuffles, item sample, splits, random controls")
     seeds: list[int] = opt([], "extra seeds, each a full run; summary_aggregate.csv has their mean and sd")

@@ -47,8 +47,8 @@ def preflight(cfg: PasConfig) -> None:
         load_benchmark(name)
 
 
-def pas_jobs(cfg: PasConfig, root: Path) -> list:
-    """One job per (seed, benchmark), each reaching its ``report`` stage in ``root/seed_<seed>/<benchmark>/``."""
+def pas_jobs(cfg: PasConfig, root: Path, until: str = "report") -> list:
+    """One job per (seed, benchmark), each reaching stage ``until`` in ``root/seed_<seed>/<benchmark>/``."""
     from ..executors import Job, RunnerJob
 
     return [
@@ -59,7 +59,7 @@ def pas_jobs(cfg: PasConfig, root: Path) -> list:
                 job_runner,
                 job_config(cfg, bench, seed),
                 str(root / f"seed_{seed}" / _safe(bench)),
-                until="report",
+                until=until,
                 also=("data",),
                 model_info=True,
             ),
@@ -68,6 +68,40 @@ def pas_jobs(cfg: PasConfig, root: Path) -> list:
         for seed in [cfg.seed, *cfg.seeds]
         for bench in cfg.benchmarks
     ]
+
+
+def _executor(cfg: PasConfig, lm: object | None, executor: object | None) -> object:
+    """The executor to run the jobs on (local by default), holding ``lm`` when a model object is given."""
+    from ..executors import LocalExecutor
+
+    executor = executor if executor is not None else LocalExecutor()
+    if lm is not None:
+        if not getattr(executor, "in_process", False):
+            raise UserError(
+                "a model object (lm=) can only be used with the local executor; give the model by name or path"
+            )
+        executor.models.put(cfg.model, lm)
+    return executor
+
+
+def run_pas_stage(
+    cfg: PasConfig,
+    stage: str,
+    lm: object | None = None,
+    progress: bool = True,
+    executor: object | None = None,
+) -> dict:
+    """Every (benchmark, seed) job brought to ``stage`` (earlier stages first when not done), nothing aggregated:
+    ``steerlab pas <stage>``. Returns the root and each job's stage folder; ``SweepError`` names failed jobs."""
+    from ..executors import SweepError
+
+    executor = _executor(cfg, lm, executor)
+    root = run_root(cfg, lm.name if lm is not None else cfg.model)
+    done = executor.run(pas_jobs(cfg, root, until=stage), progress=progress)
+    failed = [r for r in done if not r.ok]
+    if failed:
+        raise SweepError(failed, f"PAS stage {stage}")
+    return {"root": str(root), "jobs": {r.name: str(root / r.name / stage) for r in done}}
 
 
 @dataclass
@@ -96,15 +130,9 @@ def run_pas(
     A failed job does not stop the others: every seed whose jobs all finished gets its tables, then
     ``SweepError`` names the failed jobs (the summaries over seeds are written only when nothing failed).
     """
-    from ..executors import Job, LocalExecutor, SweepError
+    from ..executors import Job, SweepError
 
-    executor = executor if executor is not None else LocalExecutor()
-    if lm is not None:
-        if not getattr(executor, "in_process", False):
-            raise UserError(
-                "a model object (lm=) can only be used with the local executor; give the model by name or path"
-            )
-        executor.models.put(cfg.model, lm)
+    executor = _executor(cfg, lm, executor)
     name = lm.name if lm is not None else cfg.model
     root = run_root(cfg, name)
     seeds = [cfg.seed, *cfg.seeds]

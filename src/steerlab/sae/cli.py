@@ -7,18 +7,14 @@ import argparse
 import json
 import sys
 
-from ..cli_args import add_common_args, add_config_args, config_from_args
+from ..cli_args import add_common_args, add_config_args, add_stage_commands, config_from_args
 
-STAGE_HELP = {
-    "data": "the calculator data (train + held-out tool, copy, ood)",
-    "finetune": "LoRA-finetune the model to the calculator format; tool-call rate before and after",
-    "base": "train a base transcoder per spliced layer on the base model; its splice CE cost",
-    "delta": "train delta latents per spliced layer on the finetuned model (and the control on the base model)",
-    "evaluate": "splice conditions (finetuned, base only, delta scales, each layer alone, control) by generation "
-    "and completion CE",
-    "attribute": "delta latents at the decision token: AUC tool vs copy, the smallest specific set (TRAIN-chosen)",
-    "report": "report.md, tables and plots",
-}
+RUN_HELP = "the whole tool-use transcoder study (every stage, resumable)"
+STATUS_HELP = "which stages are done, stale or missing in the run directory"
+
+
+def _quick_switch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="a small instance of the study (CI, smoke tests)")
 
 
 def _study(args: argparse.Namespace, base: dict | None = None):  # noqa: ANN202
@@ -93,19 +89,20 @@ def _cmd_sparsity_sweep(args: argparse.Namespace) -> int:
 def add_cli(sub: argparse._SubParsersAction) -> None:
     from ..executors import add_executor_args
     from .config import SparsitySweepConfig, SpliceCostConfig, ToolUseConfig
+    from .stages import STAGES
 
     s = sub.add_parser("sae", help="tool-use transcoders: data, finetune, transcoders, splices, attribution")
     ssub = s.add_subparsers(dest="sae_command", metavar="COMMAND", required=True)
-    for name, text in [
-        ("run", "the whole tool-use transcoder study (every stage, resumable)"),
-        *STAGE_HELP.items(),
-        ("status", "which stages are done, stale or missing in the run directory"),
-    ]:
-        p = ssub.add_parser(name, help=text, description=text + ". Earlier stages run first when not done.")
-        add_config_args(p, ToolUseConfig)
-        p.add_argument("--quick", action="store_true", help="a small instance of the study (CI, smoke tests)")
-        add_common_args(p)
-        p.set_defaults(func=_cmd_stage, stage="report" if name == "run" else name)
+    add_stage_commands(
+        ssub,
+        STAGES,
+        ToolUseConfig,
+        _cmd_stage,
+        before=[("run", RUN_HELP, {"stage": "report"})],
+        after=[("status", STATUS_HELP, {})],
+        options=_quick_switch,
+        note=". Earlier stages run first when not done.",
+    )
     c = ssub.add_parser(
         "splice-cost",
         help="train a base transcoder per layer; CE cost of splicing it in",

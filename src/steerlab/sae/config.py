@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, UserError, check_choice, check_layer_numbers, check_range, opt
+from ..config import ModelConfig, UserError, check_choice, check_layer_numbers, check_range, opt
 from ..finetune import LORA_TARGETS
 from .transcoder import ACTIVATIONS
 
 
 @dataclass
-class ToolUseConfig(Config):
+class ToolUseConfig(ModelConfig):
     WHAT = "transcoder study config"
-    ALIASES = {"alphas": "delta_scales", "top_latents": "search_pool"}
+    ALIASES = {"top_latents": "search_pool"}
+    # ``alphas`` is the old name of ASA's push sizes (strengths); here it meant the delta's scales
+    RETIRED = {"alphas": "the scales of the delta latents are delta_scales (alphas means strengths, in ASA)"}
 
-    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
-    device: str = opt("auto", "auto | cpu | cuda | mps")
-    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     out: str = opt("runs/sae/tooluse", "run directory (stages resume from it)")
     seed: int = opt(0, "data, training and bootstrap seed")
     layer: int = opt(15, "the MLP the transcoders replace (and where the delta latents are analysed)")
@@ -187,12 +186,9 @@ QUICK = {
 
 
 @dataclass
-class SpliceCostConfig(Config):
+class SpliceCostConfig(ModelConfig):
     WHAT = "splice-cost config"
 
-    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
-    device: str = opt("auto", "auto | cpu | cuda | mps")
-    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     out: str = opt("runs/sae/splice_cost", "run directory (one stage per layer, resumable)")
     layers: list[int] = opt([3, 9, 15, 21, 27], "layers whose MLP is replaced, one at a time")
     d_sae: int = opt(2304, "transcoder latents")
@@ -218,12 +214,9 @@ class SpliceCostConfig(Config):
 
 
 @dataclass
-class SparsitySweepConfig(Config):
+class SparsitySweepConfig(ModelConfig):
     WHAT = "sparsity-sweep config"
 
-    model: str = opt("smollm2-135m", "alias (smollm2-135m), .gguf file, local model dir or hub id")
-    device: str = opt("auto", "auto | cpu | cuda | mps")
-    dtype: str = opt("auto", "auto | float32 | bfloat16 | float16")
     out: str = opt("runs/sae/sparsity_sweep", "run directory (one stage per target, resumable)")
     layer: int = opt(15, "the MLP the transcoders replace")
     targets: list[float] = opt([8.0, 16.0, 32.0, 64.0, 128.0], "target L0 values, one transcoder each")

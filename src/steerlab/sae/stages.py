@@ -419,7 +419,8 @@ STAGES = (
         after=("data", "finetune", "base", "delta"),
         uses_model=True,
         knobs=("gen_batch", "device"),
-        doc="splice conditions (finetuned, base only, delta scales, control) by generation and completion CE",
+        doc="splice conditions (finetuned, base only, delta scales, each layer alone, control) by generation "
+        "and completion CE",
     ),
     Stage(
         "attribute",

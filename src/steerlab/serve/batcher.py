@@ -2,7 +2,7 @@
 
 The worker takes the first waiting request, keeps collecting for ``window_s`` (or until ``max_batch`` rows), renders
 every prompt (a prompt that is too long fails alone with 413), and runs the rest as one batch. Per-row options
-(ASA on/off, alpha, tau, sampling, max_tokens) travel with each row, so a request never sees another's steering.
+(ASA on/off, strength, tau, sampling, max_tokens) travel with each row, so a request never sees another's steering.
 Events (gate decision, text deltas, the result, or an error) go back to each request's own asyncio queue.
 """
 

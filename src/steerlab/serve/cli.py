@@ -8,8 +8,15 @@ import importlib.util
 import math
 import socket
 import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from ..config import UserError
+from ..cli_args import add_config_args, config_from_args
+from ..config import ModelConfig, UserError, check_range, opt
+
+if TYPE_CHECKING:
+    from .app import ServeConfig
+    from .engine import Engine
 
 
 def need(*modules: str, extra: str) -> None:
@@ -44,6 +51,85 @@ def _positive(kind: type, lo: float = 1, hi: float | None = None) -> object:
 PORT = _positive(int, 1, 65535)
 
 
+@dataclass
+class EngineConfig(ModelConfig):
+    """What ``steerlab serve`` and ``steerlab ui`` load and where they listen."""
+
+    WHAT = "server config"
+
+    model: str | None = opt(
+        None, "alias (smollm2-135m), .gguf, local dir, hub id or tiny[-family]; default: the asset's model"
+    )
+    asset: str | None = opt(None, "an ASA asset directory (from `steerlab asa run`)")
+    call_format: str | None = opt(
+        None, "tool-call format without an asset (default tool_call_json; with an asset: the asset's)"
+    )
+    no_few_shot: bool = opt(False, "without an asset: no few-shot turns before the conversation")
+    template_tools: bool = opt(
+        False, "without an asset: pass tools through the model's chat template (Qwen, LFM2, Llama 3)"
+    )
+    host: str = opt("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    port: int = opt(8000, "TCP port (1-65535)", arg_type=PORT)
+
+    def validate(self) -> None:
+        check_range("port", self.port, 1, 65535)
+
+    def load_engine(self, **limits: Any) -> Engine:
+        """The engine these fields describe (``limits``: the engine's own, e.g. ``max_prompt_tokens``)."""
+        from .engine import Engine
+
+        return Engine.load(
+            self.model,
+            self.asset,
+            device=self.device,
+            dtype=self.dtype,
+            call_format=self.call_format,
+            few_shot=not self.no_few_shot,
+            template_tools=self.template_tools,
+            **limits,
+        )
+
+
+@dataclass
+class ServeCommandConfig(EngineConfig):
+    """``steerlab serve``: the engine, plus how requests are batched and what they may ask."""
+
+    WHAT = "serve config"
+
+    window_ms: float = opt(
+        10.0, "collect requests arriving within this many ms into one batch", arg_type=_positive(float, 0)
+    )
+    max_batch: int = opt(8, "most requests decoded together", arg_type=_positive(int))
+    max_body_bytes: int = opt(1_000_000, "requests with a larger body get 413", arg_type=_positive(int))
+    max_prompt_tokens: int = opt(
+        4096, "longer rendered prompts get 413 context_length_exceeded", arg_type=_positive(int)
+    )
+    max_tokens_limit: int = opt(1024, "largest max_tokens a request may ask for", arg_type=_positive(int))
+    temperature: float = opt(
+        0.0, "temperature for requests that do not set one (default: 0.0, greedy, as ASA was evaluated)"
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("window_ms", self.window_ms, 0)
+        for name in ("max_batch", "max_body_bytes", "max_prompt_tokens", "max_tokens_limit"):
+            check_range(name, getattr(self, name), 1)
+        if not 0 <= self.temperature <= 2:
+            raise UserError(f"--temperature must be in [0, 2], got {self.temperature}")
+
+    def limits(self) -> ServeConfig:
+        """The app's limits and batching."""
+        from .app import ServeConfig
+
+        return ServeConfig(
+            window_ms=self.window_ms,
+            max_batch=self.max_batch,
+            max_body_bytes=self.max_body_bytes,
+            max_tokens_limit=self.max_tokens_limit,
+            default_temperature=self.temperature,
+        )
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything says the server is up: a busy port, a privileged one or an
     address this machine does not have is one line naming it (exit 2), not tracebacks after the URL."""
@@ -74,40 +160,22 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    cfg = config_from_args(ServeCommandConfig, args)
     need("fastapi", "uvicorn", extra="serve")
     import uvicorn
 
     from .. import threads
-    from .app import ServeConfig, create_app
-    from .engine import Engine
+    from .app import create_app
 
-    if args.asset is not None:
+    if cfg.asset is not None:
         from .engine import asset_model
 
-        asset_model(args.asset)  # fail now on a path that is no asset, not in the loader thread
-    if not 0 <= args.temperature <= 2:
-        raise UserError(f"--temperature must be in [0, 2], got {args.temperature}")
-    cfg = ServeConfig(
-        window_ms=args.window_ms,
-        max_batch=args.max_batch,
-        max_body_bytes=args.max_body_bytes,
-        max_tokens_limit=args.max_tokens_limit,
-        default_temperature=args.temperature,
-    )
+        asset_model(cfg.asset)  # fail now on a path that is no asset, not in the loader thread
 
     def load() -> Engine:
-        return Engine.load(
-            args.model,
-            args.asset,
-            device=args.device,
-            dtype=args.dtype,
-            call_format=args.call_format,
-            few_shot=not args.no_few_shot,
-            template_tools=args.template_tools,
-            max_prompt_tokens=args.max_prompt_tokens,
-        )
+        return cfg.load_engine(max_prompt_tokens=cfg.max_prompt_tokens)
 
-    sock = listen_socket(args.host, args.port)
+    sock = listen_socket(cfg.host, cfg.port)
     failed: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -118,12 +186,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(load, cfg, on_load_error=on_load_error)
+    app = create_app(load, cfg.limits(), on_load_error=on_load_error)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+        uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning" if args.quiet else "info")
     )
     print(
-        f"steerlab serve: http://{args.host}:{args.port}/v1 (model loading in the background; 503 until ready; "
+        f"steerlab serve: http://{cfg.host}:{cfg.port}/v1 (model loading in the background; 503 until ready; "
         f"{threads.apply().describe()})",
         flush=True,
     )
@@ -134,78 +202,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def add_serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        default=None,
-        help="alias (smollm2-135m), .gguf, local dir, hub id or tiny[-family]; default: the asset's model",
-    )
-    p.add_argument("--asset", default=None, help="an ASA asset directory (from `steerlab asa run`)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
-    p.add_argument(
-        "--call-format",
-        dest="call_format",
-        default=None,
-        help="tool-call format without an asset (default tool_call_json; with an asset: the asset's)",
-    )
-    p.add_argument(
-        "--no-few-shot",
-        dest="no_few_shot",
-        action="store_true",
-        help="without an asset: no few-shot turns before the conversation",
-    )
-    p.add_argument(
-        "--template-tools",
-        dest="template_tools",
-        action="store_true",
-        help="without an asset: pass tools through the model's chat template (Qwen, LFM2, Llama 3)",
-    )
-
-
 def add_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="OpenAI-compatible chat-completions server with per-request ASA steering"
     )
-    add_serve_args(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=PORT, default=8000, help="TCP port (1-65535)")
-    p.add_argument(
-        "--window-ms",
-        dest="window_ms",
-        type=_positive(float, 0),
-        default=10.0,
-        help="collect requests arriving within this many ms into one batch",
-    )
-    p.add_argument(
-        "--max-batch", dest="max_batch", type=_positive(int), default=8, help="most requests decoded together"
-    )
-    p.add_argument(
-        "--max-body-bytes",
-        dest="max_body_bytes",
-        type=_positive(int),
-        default=1_000_000,
-        help="requests with a larger body get 413",
-    )
-    p.add_argument(
-        "--max-prompt-tokens",
-        dest="max_prompt_tokens",
-        type=_positive(int),
-        default=4096,
-        help="longer rendered prompts get 413 context_length_exceeded",
-    )
-    p.add_argument(
-        "--max-tokens-limit",
-        dest="max_tokens_limit",
-        type=_positive(int),
-        default=1024,
-        help="largest max_tokens a request may ask for",
-    )
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=0.0,
-        help="temperature for requests that do not set one (default: 0.0, greedy, as ASA was evaluated)",
-    )
+    add_config_args(p, ServeCommandConfig)
     p.add_argument("-q", "--quiet", action="store_true", help="no access log")
     p.set_defaults(func=_cmd_serve)

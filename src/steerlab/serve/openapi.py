@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .protocol import HARMLESS, MAX_ALPHA
+from .protocol import HARMLESS, MAX_STRENGTH
 
 _TEXT_PART = {
     "type": "object",
@@ -194,8 +194,19 @@ def request_schema(model_ids: Sequence[str] | None, max_tokens_limit: int) -> di
                 "description": "per-request ASA (needs a server started with --asset)",
                 "properties": {
                     "asa": {"type": "boolean"},
-                    "alpha": {"type": "number", "minimum": -MAX_ALPHA, "maximum": MAX_ALPHA},
-                    "strength": {"type": "number", "minimum": -MAX_ALPHA, "maximum": MAX_ALPHA},
+                    "strength": {
+                        "type": "number",
+                        "minimum": -MAX_STRENGTH,
+                        "maximum": MAX_STRENGTH,
+                        "description": "the push size, in units of the mean hidden-state norm",
+                    },
+                    "alpha": {
+                        "type": "number",
+                        "minimum": -MAX_STRENGTH,
+                        "maximum": MAX_STRENGTH,
+                        "deprecated": True,
+                        "description": "the old name of strength (still accepted; give one of the two)",
+                    },
                     "tau": {"type": "number", "exclusiveMinimum": 0.5, "exclusiveMaximum": 1},
                 },
             },

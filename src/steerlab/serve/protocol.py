@@ -50,8 +50,8 @@ NEUTRAL = {
     "reasoning_effort": None,
     "web_search_options": None,
 }
-STEERLAB_KEYS = ("asa", "alpha", "strength", "tau")  # alpha and strength: the same push size
-MAX_ALPHA = 10.0
+STEERLAB_KEYS = ("asa", "strength", "tau", "alpha")  # alpha: the old name of strength, still accepted
+MAX_STRENGTH = 10.0
 MAX_JSON_DEPTH = 64  # deeper bodies are refused before anything walks them (deep tool schemas are ~10)
 JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 # JSON-schema keywords whose values are schemas: one, a list of them, or a map of names to them
@@ -440,35 +440,35 @@ def parse_steerlab(raw: object, has_asset: bool) -> tuple[bool | None, float | N
         raise bad_request(f"steerlab.asa must be true or false, got {asa!r}", "steerlab.asa")
     if "alpha" in raw and "strength" in raw:
         raise bad_request(
-            "give steerlab.alpha or steerlab.strength (the same thing), not both", "steerlab.strength"
+            "give steerlab.strength (or its old name steerlab.alpha), not both", "steerlab.strength"
         )
-    if "strength" in raw:
-        raw = {**raw, "alpha": raw["strength"]}
-    wants = asa is True or "alpha" in raw or "tau" in raw
+    key = "alpha" if "alpha" in raw else "strength"  # the push size, under whichever name the request used
+    wants = asa is True or key in raw or "tau" in raw
     if wants and not has_asset:
         raise bad_request(
-            "this server has no ASA asset (start it with --asset DIR); steerlab.asa/alpha/tau need one",
+            "this server has no ASA asset (start it with --asset DIR); steerlab.asa/strength/tau need one",
             "steerlab",
             "no_asset",
         )
-    alpha = raw.get("alpha")
-    if alpha is not None and (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, (int, float))
-        or not math.isfinite(alpha)
-        or abs(alpha) > MAX_ALPHA
+    strength = raw.get(key)
+    if strength is not None and (
+        isinstance(strength, bool)
+        or not isinstance(strength, (int, float))
+        or not math.isfinite(strength)
+        or abs(strength) > MAX_STRENGTH
     ):
+        old = " (the old name of steerlab.strength)" if key == "alpha" else ""
         raise bad_request(
-            f"steerlab.alpha must be a number in [-{MAX_ALPHA}, {MAX_ALPHA}] (units of the mean "
-            f"hidden-state norm), got {alpha!r}",
-            "steerlab.alpha",
+            f"steerlab.{key}{old} must be a number in [-{MAX_STRENGTH}, {MAX_STRENGTH}] (units of the mean "
+            f"hidden-state norm), got {strength!r}",
+            f"steerlab.{key}",
         )
     tau = raw.get("tau")
     if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.5 < tau < 1):
         raise bad_request(
             f"steerlab.tau must satisfy 0.5 < tau < 1 (a strict ternary gate), got {tau!r}", "steerlab.tau"
         )
-    return asa, None if alpha is None else float(alpha), None if tau is None else float(tau)
+    return asa, None if strength is None else float(strength), None if tau is None else float(tau)
 
 
 def parse_request(
@@ -512,7 +512,7 @@ def parse_request(
     messages = parse_messages(body.get("messages"))
     tools = parse_tools(body.get("tools"))
     choice, forced = parse_tool_choice(body.get("tool_choice"), tools)
-    asa, alpha, tau = parse_steerlab(body.get("steerlab"), has_asset)
+    asa, strength, tau = parse_steerlab(body.get("steerlab"), has_asset)
     mt = _integral(body.get("max_completion_tokens", body.get("max_tokens")))
     if mt is None:
         mt = min(256, max_tokens_limit)
@@ -547,7 +547,7 @@ def parse_request(
         tool_choice=choice,
         forced_name=forced,
         asa=asa,
-        strength=alpha,
+        strength=strength,
         tau=tau,
         temperature=_num(body, "temperature", 0.0, 2.0, default_temperature),
         top_p=_num(body, "top_p", 0.0, 1.0, 1.0, lo_open=True),
