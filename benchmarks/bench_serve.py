@@ -3,6 +3,8 @@
 Same process, same loaded model, real HTTP with the openai client. Throughput ratio = (requests/s with
 ``--clients`` concurrent clients) / (requests/s one at a time); ASA overhead = latency with the asset / latency of
 the same server without it, at max_tokens=1 (prefill + gate: the part ASA adds to) and at ``--max-tokens``.
+Tool prompt = latency of a request carrying a tool list of at least ``--tool-tokens`` tokens (the 4 ASA tools and
+made-up ones), once the server holds that prefix's KV cache, / latency of the same request without tools.
 Run: ``python benchmarks/bench_serve.py [--model smollm2-135m] [--asset DIR] [--n 32] [--clients 8]``; ``--smoke``
 serves the tiny model with a tiny ASA asset built on the spot.
 """
@@ -21,6 +23,34 @@ from pathlib import Path
 from _common import load_bench_model, parse_args, prompts, write_result
 
 
+def big_tool_list(tokenizer, base: list[dict], min_tokens: int) -> tuple[list[dict], int]:
+    """The given tools and made-up ones until their JSON is at least ``min_tokens`` tokens (an agent's tool list)."""
+    import json
+
+    tools = list(base)
+    i = 0
+    while len(tokenizer(json.dumps(tools))["input_ids"]) < min_tokens:
+        i += 1
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": f"lookup_record_{i}",
+                    "description": f"Look up record type {i} in the company database by its id and return it.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "record_id": {"type": "string", "description": "the record's id"},
+                            "fields": {"type": "array", "items": {"type": "string"}},
+                        },
+                        "required": ["record_id"],
+                    },
+                },
+            }
+        )
+    return tools, len(tokenizer(json.dumps(tools))["input_ids"])
+
+
 def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[dict]) -> dict:
     import openai
 
@@ -32,7 +62,7 @@ def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[di
         r = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": p}],
-            tools=tools,
+            tools=tools or openai.NOT_GIVEN,
             max_tokens=max_tokens,
             temperature=0,
         )
@@ -67,7 +97,14 @@ def main() -> None:
     ap.add_argument("--max-tokens", dest="max_tokens", type=int, default=32)
     ap.add_argument("--window-ms", dest="window_ms", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median round is kept")
-    args = parse_args(ap, model="tiny", n=4, clients=2, max_tokens=2, rounds=1)
+    ap.add_argument(
+        "--tool-tokens",
+        dest="tool_tokens",
+        type=int,
+        default=400,
+        help="size of the tool-prompt arm's tool list",
+    )
+    args = parse_args(ap, model="tiny", n=4, clients=2, max_tokens=2, rounds=1, tool_tokens=60)
 
     from steerlab.models import tiny_model
     from steerlab.serve.app import ServeConfig, create_app
@@ -76,6 +113,7 @@ def main() -> None:
 
     lm = tiny_model("llama") if args.model == "tiny" else load_bench_model(args.model)
     tools = Engine.default_tools()
+    big_tools, n_tool_tokens = big_tool_list(lm.tokenizer, tools, args.tool_tokens)
     ps = prompts(args.n)
     cfg = ServeConfig(window_ms=args.window_ms, max_batch=args.clients)
     out: dict = {
@@ -108,9 +146,17 @@ def main() -> None:
                     ("prefill_only", 1, 1),
                 ):
                     runs.setdefault(f"{tag}_{mode}", []).append(_run(base, ps, clients, mt, tools))
+            # the tool-prompt arm: the plain server, one request at a time, the big tool list's prefix cached
+            _run(bases["plain"], ps[:1], 1, 1, big_tools)
+            for mode, tl in (("with_tool_prompt", big_tools), ("without_tools", [])):
+                runs.setdefault(f"plain_{mode}", []).append(_run(bases["plain"], ps, 1, args.max_tokens, tl))
     for key, rs in runs.items():  # the round with the median wall time
         out[key] = sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
     out["rounds"] = args.rounds
+    out["tool_prompt_tokens"] = n_tool_tokens
+    out["tool_prompt_latency_ratio"] = (
+        out["plain_with_tool_prompt"]["latency_p50_s"] / out["plain_without_tools"]["latency_p50_s"]
+    )
     out["throughput_ratio_plain"] = (
         out["plain_concurrent"]["requests_per_s"] / out["plain_one_at_a_time"]["requests_per_s"]
     )
