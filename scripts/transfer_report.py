@@ -4,7 +4,7 @@ learning curve (`steerlab asa curve`'s curve.json), each against the issue's goa
 summarised from its report when given.
 
 Run (the committed summary): ``.venv/bin/python scripts/transfer_report.py --intro docs/results/transfer/intro.md
---bfcl docs/results/transfer/bfcl --lodo docs/results/transfer/lodo --curve docs/results/own-tools-curve --note
+--bfcl docs/results/transfer/bfcl200 --lodo docs/results/transfer/lodo --curve docs/results/own-tools-curve --note
 docs/results/transfer/gemma_note.md --out docs/results/transfer/transfer-smollm2-135m.md``
 """
 
