@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import ModelConfig, UserError, check_range, opt
 from ..data.bfcl import CATEGORIES, NO_CALL_CATEGORIES, bfcl_size, load_bfcl
-from ..eval.stats import bootstrap_mean, metrics_with_ci
+from ..eval.stats import bootstrap_mean, ci_text, metrics_with_ci
 from ..generation import generate_conditions
 from ..models import LoadedModel
 from ..tools import ast_match, call_stop, is_triggered, parse_tool_calls, tool_spec
@@ -195,9 +195,7 @@ def failure_kind(why: str) -> str:
 
 
 def bfcl_markdown(res: dict) -> str:
-    def ci(v: tuple) -> str:
-        return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
-
+    ci = ci_text
     lines = []
     if "asset" in res:
         a = res["asset"]

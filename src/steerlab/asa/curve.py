@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..base.files import atomic_path, atomic_write
 from ..config import UserError
+from ..eval.stats import ci_text
 from ..runs import save_json
 from .data import SPLITS, load_examples
 
@@ -93,10 +94,6 @@ def run_curve(
     return res
 
 
-def _ci(v: tuple) -> str:
-    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
-
-
 def curve_markdown(res: dict) -> str:
     lines = [
         f"# Learning curve: `{res['model']}` on `{res['data']}` (tools `{res['tools']}`)",
@@ -112,8 +109,8 @@ def curve_markdown(res: dict) -> str:
     for p in res["points"]:
         sp = "–" if p["success_precision"] is None else f"{p['success_precision']:.3f}"
         lines.append(
-            f"| {p['per_cell']} | {p['gate']} | {p['valid_f1']:.3f} / {p['valid_fpr']:.3f} | {_ci(p['f1'])} | "
-            f"{_ci(p['fpr'])} | {_ci(p['precision'])} | {_ci(p['recall'])} | {sp} |"
+            f"| {p['per_cell']} | {p['gate']} | {p['valid_f1']:.3f} / {p['valid_fpr']:.3f} | {ci_text(p['f1'])} | "
+            f"{ci_text(p['fpr'])} | {ci_text(p['precision'])} | {ci_text(p['recall'])} | {sp} |"
         )
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..config import UserError
-from ..eval.stats import metrics_with_ci
+from ..eval.stats import ci_text, metrics_with_ci
 from ..generation import generate_conditions
 from ..runs import load_tensors, save_json
 from ..stages import Runner
@@ -29,27 +29,7 @@ from .data import SPLITS
 from .fitting import _fit_gate
 from .gate_stage import CACHE, choose_gate, chosen_point, gate_sets
 from .inputs import AsaInputs
-from .point import OperatingPoint
-from .tuning import direction_of
-
-
-def _point(r: Runner, best: dict, action: str, data: AsaInputs, gate: str) -> OperatingPoint:
-    c = r.config
-    return OperatingPoint(
-        layer=best["layer"],
-        strength=best["strength"],
-        tau=best["tau"],
-        beta=best["beta"],
-        site=c.site,
-        direction=direction_of(best),
-        action=action,
-        on_close="forbid",
-        constrain="none",  # the trigger decision does not depend on how the call is decoded
-        domain_tools=data.domain_tool,
-        trigger_mode=c.trigger_mode,
-        call_format=c.call_format,
-        gate=gate,
-    )
+from .tuning import point_of
 
 
 def run_lodo(r: Runner, out: str | Path, progress: bool = True) -> dict:
@@ -111,7 +91,10 @@ def run_lodo(r: Runner, out: str | Path, progress: bool = True) -> dict:
             params = AsaParams(layer, rest, router, probes, vd, base.v_global, norm, extra)
             if cand["kind"] != "domain":
                 params.gate = fitted[(cand["kind"], cand["c"])]
-            conds[name] = _point(r, best, action, data, cand["kind"]).bind(lm, params, data.tools)
+            # the trigger decision does not depend on how the call is decoded: constrain "none"
+            conds[name] = point_of(r.config, data, best, action, "none", gate=cand["kind"]).bind(
+                lm, params, data.tools
+            )
         gens = generate_conditions(
             lm,
             [msgs[i] for i in idx],
@@ -167,10 +150,6 @@ def _best_per_kind(cands: list[dict]) -> list[dict]:
     return out
 
 
-def _ci(v: tuple) -> str:
-    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
-
-
 def lodo_markdown(res: dict) -> str:
     lines = [
         f"# Leave one domain out: `{res['model']}`",
@@ -188,7 +167,7 @@ def lodo_markdown(res: dict) -> str:
         for name, row in f["rows"].items():
             lines.append(
                 f"| {d} | {name} | {'yes' if row['chosen'] else ''} | {row['valid_f1']:.3f} | {row['valid_fpr']:.3f} | "
-                f"{_ci(row['f1'])} | {_ci(row['fpr'])} | {_ci(row['precision'])} | {_ci(row['recall'])} |"
+                f"{ci_text(row['f1'])} | {ci_text(row['fpr'])} | {ci_text(row['precision'])} | {ci_text(row['recall'])} |"
             )
     lines += [
         "",
@@ -199,7 +178,7 @@ def lodo_markdown(res: dict) -> str:
     ]
     for name, m in res["pooled"].items():
         lines.append(
-            f"| {name} | {_ci(m['f1'])} | {_ci(m['fpr'])} | {_ci(m['precision'])} | {_ci(m['recall'])} |"
+            f"| {name} | {ci_text(m['f1'])} | {ci_text(m['fpr'])} | {ci_text(m['precision'])} | {ci_text(m['recall'])} |"
         )
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from .. import __version__
+from ..eval.stats import ci_text
 from ..stages import StageContext
 from .evaluation import ROW_DOC
 from .gate_stage import gate_lines
@@ -18,7 +19,7 @@ GATED = ("asa", "steer+cd", "prefill", "prefill+cd", "prefill+cd_model", "steer+
 def _ci(v: list | tuple) -> str:
     if v is None or (isinstance(v[0], float) and math.isnan(v[0])):
         return "undefined"
-    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+    return ci_text(v)
 
 
 def _precision(m: dict) -> str:

@@ -275,7 +275,21 @@ def _plot(grid: list[dict], best: dict, edge: dict, base_f1: float, out: object)
 def point_for(ctx: StageContext, best: dict, action: str, constrain: str) -> OperatingPoint:
     """The operating point chosen on VALID (``best`` from tune), acting one way: what the TEST rows, the asset and
     every consumer of the asset run."""
-    c, data = ctx.config, inputs(ctx)
+    c = ctx.config
+    return point_of(c, inputs(ctx), best, action, constrain, string_pattern=c.string_pattern or None)
+
+
+def point_of(
+    c: object,
+    data: object,
+    best: dict,
+    action: str,
+    constrain: str,
+    gate: str | None = None,
+    string_pattern: str | None = None,
+) -> OperatingPoint:
+    """``best`` (a tune row) as an OperatingPoint under config ``c`` and the run's data; ``gate`` defaults to the
+    row's own (or ``domain``)."""
     return OperatingPoint(
         layer=best["layer"],
         strength=best["strength"],
@@ -287,10 +301,10 @@ def point_for(ctx: StageContext, best: dict, action: str, constrain: str) -> Ope
         on_close="forbid",
         constrain=constrain,
         domain_tools=data.domain_tool,
-        string_pattern=c.string_pattern or None,
+        string_pattern=string_pattern,
         trigger_mode=c.trigger_mode,
         call_format=c.call_format,
-        gate=best.get("gate", "domain"),
+        gate=gate if gate is not None else best.get("gate", "domain"),
     )
 
 

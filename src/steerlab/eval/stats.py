@@ -12,6 +12,11 @@ import numpy as np
 from .metrics import METRICS, _arr
 
 
+def ci_text(v: tuple | list) -> str:
+    """An estimate and its interval, ``(value, low, high)``, as the reports print it: ``0.900 [0.850, 0.940]``."""
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
 def _metric_batch(name: str, t: np.ndarray, p: np.ndarray) -> np.ndarray:
     """A trigger metric for each row of [B, n] resampled labels/predictions, in one vectorised pass."""
     tp = (t & p).sum(1).astype(float)
