@@ -378,6 +378,39 @@ def test_embedded_reduced_asa_run(smollm, tmp_path):
     assert screen["15|grad|0|0.5|+::logp"][y].mean() > base + 1.0
 
 
+def test_data_fraction_keeps_that_share_of_every_cell(tmp_path):
+    """The default job uses a quarter of the shipped dataset per split x domain x label x kind cell (TEST 200);
+    --full and a user's own data use all of it; a bad fraction names the value and the range."""
+    from collections import Counter
+
+    from steerlab.asa.data import load_examples
+    from steerlab.asa.inputs import AsaInputs
+
+    def cells(ex):
+        return Counter((e.split, e.domain, e.label, e.kind) for v in ex.values() for e in v)
+
+    whole, half = load_examples("builtin"), load_examples("builtin", fraction=0.5)
+    assert {k: -(-n // 2) for k, n in cells(whole).items()} == cells(half)
+    for split in whole:  # the first of each cell, in file order
+        first = Counter()
+        want = []
+        for e in whole[split]:
+            cell = (e.domain, e.label, e.kind)
+            first[cell] += 1
+            if first[cell] <= -(-cells(whole)[(split, *cell)] // 2):
+                want.append(e.id)
+        assert [e.id for e in half[split]] == want
+    assert AsaConfig().fraction() == 0.25 and len(AsaInputs(AsaConfig()).examples["test"]) == 200
+    assert AsaConfig(preset="full").fraction() == 1.0
+    assert AsaConfig(data_fraction=0.25, preset="full").fraction() == 0.25  # set by the user: wins
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("{}")
+    assert AsaConfig(data=str(mine)).fraction() == 1.0
+    for bad in (0.0, 1.5, "most"):
+        with pytest.raises(ValueError, match="data_fraction"):
+            AsaConfig(data_fraction=bad)
+
+
 def test_user_jsonl_with_splits(tmp_path):
     from steerlab.asa.data import load_examples
 

@@ -16,6 +16,7 @@ from .gates import GATES
 from .prompt import FEW_SHOT_SETS
 
 PRESETS = ("default", "full")
+DEFAULT_FRACTION = 0.25  # the default job's share of the shipped dataset: TEST 200 of 800, sized for ten minutes
 ROWS = ("main", "all")
 # The whole search (``steerlab asa run --full``): every value here replaces the default of a field the user left at
 # its default. The default job is the same pipeline on fewer candidates (see the README's main-job section).
@@ -28,6 +29,7 @@ FULL = {
     "rows": "all",
     "baselines": ["none", "four", "per_tool"],
     "lora_rank": 16,
+    "data_fraction": 1.0,
 }
 
 
@@ -45,6 +47,11 @@ class AsaConfig(ModelConfig):
     data: str = opt("builtin", "'builtin' or a JSONL with prompt, domain, label, split")
     limit_per_cell: int | None = opt(
         None, "reduced run: at most N prompts per split x domain x label (and N conversations)"
+    )
+    data_fraction: float | str = opt(
+        "auto",
+        "share of every split x domain x label x kind cell the run uses: 'auto' is a quarter of the shipped dataset "
+        "in the default job (TEST 200 of 800) and all of it with --full or your own --data; or a number in (0, 1]",
     )
     conversations: bool = opt(
         True, "include the conversations that end in a tool result (false: single prompts only)"
@@ -163,6 +170,10 @@ class AsaConfig(ModelConfig):
             check_range("tau", tau, 0.5, 1.0, strict_lo=True, strict_hi=True)
         for s in self.strengths:
             check_range("strength", s, 0.0, strict_lo=True)  # the gate gives the sign
+        if isinstance(self.data_fraction, str) and self.data_fraction != "auto":
+            raise UserError(f"data_fraction must be 'auto' or a number in (0, 1], got {self.data_fraction!r}")
+        if self.data_fraction != "auto":
+            check_range("data_fraction", self.data_fraction, 0.0, 1.0, strict_lo=True)
         if self.limit_per_cell is not None:
             check_range("limit_per_cell", self.limit_per_cell, 2)
         for name in ("n_top_layers", "max_new_tokens_call", "batch_size", "n_boot", "action_rows"):
@@ -189,6 +200,12 @@ class AsaConfig(ModelConfig):
                 f"({', '.join(schema_constrained_formats())}); "
                 f"got {self.call_format!r} (use --constrain none)"
             )
+
+    def fraction(self) -> float:
+        """The data fraction this run uses ('auto': DEFAULT_FRACTION of the shipped dataset in the default job, else all)."""
+        if self.data_fraction != "auto":
+            return float(self.data_fraction)
+        return DEFAULT_FRACTION if self.data == "builtin" and self.preset == "default" else 1.0
 
     def run_dir(self) -> str:
         suffix = "-full" if self.preset == "full" else ""

@@ -4,6 +4,7 @@ before any model is loaded."""
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,26 +25,37 @@ NEEDS_BOTH_LABELS = {"cal": "the direction (tool - non-tool mean)", "train": "th
 __all__ = ["DOMAIN_TOOL", "SPLITS", "Example", "load_examples", "load_tools"]
 
 
-def _reduce(examples: list[Example], limit: int | None) -> list[Example]:
-    """Keep the first ``limit`` per (domain, label, kind) cell, in file order (deterministic, balanced; single
-    prompts and conversations both survive)."""
-    if limit is None:
+def _reduce(examples: list[Example], limit: int | None, fraction: float = 1.0) -> list[Example]:
+    """Keep the first ``fraction`` (rounded up) of each (domain, label, kind) cell, at most ``limit``, in file order
+    (deterministic, balanced; single prompts and conversations both survive)."""
+    if limit is None and fraction >= 1.0:
         return examples
+    size: dict[tuple[str, int, str], int] = defaultdict(int)
+    for e in examples:
+        size[(e.domain, e.label, e.kind)] += 1
+    keep = {k: min(math.ceil(n * fraction), limit if limit is not None else n) for k, n in size.items()}
     seen: dict[tuple[str, int, str], int] = defaultdict(int)
     out = []
     for e in examples:
-        if seen[(e.domain, e.label, e.kind)] < limit:
-            seen[(e.domain, e.label, e.kind)] += 1
+        cell = (e.domain, e.label, e.kind)
+        if seen[cell] < keep[cell]:
+            seen[cell] += 1
             out.append(e)
     return out
 
 
 def load_examples(
-    source: str = "builtin", limit_per_cell: int | None = None, conversations: bool = True
+    source: str = "builtin",
+    limit_per_cell: int | None = None,
+    conversations: bool = True,
+    fraction: float = 1.0,
 ) -> dict[str, list[Example]]:
     """Examples per split from the shipped dataset, or from a JSONL with prompt (or messages), domain, label,
-    split; ``conversations=False`` leaves conversations out (single prompts only). Every split needs both labels,
-    and CAL and TRAIN need both labels in every domain."""
+    split; ``conversations=False`` leaves conversations out (single prompts only); ``fraction`` keeps that share of
+    every split x domain x label x kind cell. Every split needs both labels, and CAL and TRAIN need both labels in
+    every domain."""
+    if not 0.0 < fraction <= 1.0:
+        raise UserError(f"data fraction must be in (0, 1], got {fraction!r}")
     if source == "builtin":
         raw = {s: load_asa_split(s, conversations) for s in SPLITS}
     else:
@@ -56,7 +68,7 @@ def load_examples(
                 f"{source}: every line needs a split ({', '.join(SPLITS)}); missing for {missing[:3]}"
             )
         raw = {s: [e for e in rows if e.split == s and (conversations or e.kind == "single")] for s in SPLITS}
-    out = {s: _reduce(v, limit_per_cell) for s, v in raw.items()}
+    out = {s: _reduce(v, limit_per_cell, fraction) for s, v in raw.items()}
     for s, v in out.items():
         labels = {e.label for e in v}
         if labels != {0, 1}:

@@ -19,7 +19,7 @@ from .controller import AsaParams
 from .data import check_domains_have_tools, load_examples, load_tools
 from .prompt import FEW_SHOT_SETS, PromptBuilder
 
-DATA = ("data", "limit_per_cell", "conversations", "tools")
+DATA = ("data", "limit_per_cell", "data_fraction", "preset", "conversations", "tools")
 PROMPT = ("call_format", "few_shot", "use_template_tools")
 LAYER_CONVENTION = "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]"
 
@@ -43,7 +43,7 @@ class AsaInputs:
     """The examples, tools and prompts of a config (its data fields, read through a stage's view of them)."""
 
     def __init__(self, cfg: AsaConfig | object) -> None:
-        self.examples = load_examples(cfg.data, cfg.limit_per_cell, cfg.conversations)
+        self.examples = load_examples(cfg.data, cfg.limit_per_cell, cfg.conversations, cfg.fraction())
         self.tools, self.domain_tool = load_tools(cfg.tools)
         check_domains_have_tools(self.examples, self.domain_tool, cfg.tools)
         self.cfg = cfg

@@ -160,6 +160,11 @@ def write_report(ctx: StageContext) -> Path:
         "",
         f"steerlab {__version__}; data `{c.data}`"
         + (f" (reduced: {c.limit_per_cell} per split×domain×label×kind)" if c.limit_per_cell else "")
+        + (
+            f" ({c.fraction():g} of every split×domain×label×kind cell: the default job; --full uses all)"
+            if c.fraction() < 1
+            else ""
+        )
         + ("" if c.conversations else "; single prompts only (conversations left out)")
         + f"; TEST n={ev['n_test']}; {seconds / 60:.1f} min of stage computation.",
         "",

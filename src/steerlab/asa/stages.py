@@ -186,6 +186,7 @@ STAGES = (
         reads=(
             "data",
             "limit_per_cell",
+            "data_fraction",
             "conversations",
             "max_fpr",
             "min_domain_f1",
