@@ -402,6 +402,7 @@ def test_data_fraction_keeps_that_share_of_every_cell(tmp_path):
         assert [e.id for e in half[split]] == want
     assert AsaConfig().fraction() == 0.25 and len(AsaInputs(AsaConfig()).examples["test"]) == 200
     assert AsaConfig(preset="full").fraction() == 1.0
+    assert AsaConfig(limit_per_cell=4).fraction() == 1.0  # a run the user sized already
     assert AsaConfig(data_fraction=0.25, preset="full").fraction() == 0.25  # set by the user: wins
     mine = tmp_path / "mine.jsonl"
     mine.write_text("{}")

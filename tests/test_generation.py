@@ -24,6 +24,40 @@ def test_shared_prefix_and_batching_do_not_change_outputs(tiny_models, family):
     assert [g.token_ids for g in full] == [g.token_ids for g in shared] == [g.token_ids for g in single]
 
 
+def test_token_capped_batches_exact_and_equal_outputs(tiny_models):
+    """A token cap splits long prompts into smaller batches (rows x (longest + extra) <= cap, one row at least),
+    short ones fill batch_size; outputs, scores and captured states do not change."""
+    from steerlab.capture import capture
+    from steerlab.generation import next_token_scores
+    from steerlab.models.text import length_sorted_batches
+
+    lengths = [10, 3, 7, 3, 9, 2]
+    assert length_sorted_batches(lengths, 4) == [[0, 4, 2, 1], [3, 5]]
+    assert length_sorted_batches(lengths, 4, max_tokens=20) == [[0, 4], [2, 1], [3, 5]]
+    assert length_sorted_batches(lengths, 4, max_tokens=20, extra=3) == [[0], [4], [2, 1], [3, 5]]
+    assert length_sorted_batches(lengths, 4, max_tokens=1) == [[i] for i in (0, 4, 2, 1, 3, 5)]
+    with pytest.raises(ValueError, match="max_tokens must be >= 1"):
+        length_sorted_batches(lengths, 4, max_tokens=0)
+    lm = tiny_models("llama")
+    prompts = [*PROMPTS, "a much longer question about " + "many things " * 12]
+    kw = dict(max_new_tokens=5, chat=True, system=SYSTEM, progress=False, batch_size=4)
+    plain = generate(lm, prompts, **kw)
+    capped = generate(lm, prompts, batch_tokens=30, **kw)
+    assert [g.token_ids for g in plain] == [g.token_ids for g in capped]
+    v = torch.randn(32, generator=torch.Generator().manual_seed(3)) * 8
+    conds = {"plain": None, "push": lambda idx: steer(lm, v, layer=1, coef=2.0)}
+    a = generate_conditions(lm, prompts, conds, **kw)
+    b = generate_conditions(lm, prompts, conds, batch_tokens=30, **kw)
+    assert all([g.token_ids for g in a[k]] == [g.token_ids for g in b[k]] for k in conds)
+    s1 = next_token_scores(lm, prompts, conds, chat=True, progress=False, batch_size=4)
+    s2 = next_token_scores(lm, prompts, conds, chat=True, progress=False, batch_size=4, batch_tokens=30)
+    for k in conds:
+        torch.testing.assert_close(s1[k], s2[k], atol=1e-5, rtol=1e-5)
+    c1 = capture(lm, prompts, layers=[1], chat=True, progress=False, batch_size=4)
+    c2 = capture(lm, prompts, layers=[1], chat=True, progress=False, batch_size=4, batch_tokens=30)
+    torch.testing.assert_close(c1[(1, "block")], c2[(1, "block")], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2", "lfm2"])
 def test_conditions_equal_separate_runs(tiny_models, family):
     lm = tiny_models(family)

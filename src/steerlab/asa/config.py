@@ -16,7 +16,9 @@ from .gates import GATES
 from .prompt import FEW_SHOT_SETS
 
 PRESETS = ("default", "full")
-DEFAULT_FRACTION = 0.25  # the default job's share of the shipped dataset: TEST 200 of 800, sized for ten minutes
+DEFAULT_FRACTION = (
+    0.25  # the default job's share of the shipped dataset: TEST 200 of 800, sized for ten minutes
+)
 ROWS = ("main", "all")
 # The whole search (``steerlab asa run --full``): every value here replaces the default of a field the user left at
 # its default. The default job is the same pipeline on fewer candidates (see the README's main-job section).
@@ -51,7 +53,8 @@ class AsaConfig(ModelConfig):
     data_fraction: float | str = opt(
         "auto",
         "share of every split x domain x label x kind cell the run uses: 'auto' is a quarter of the shipped dataset "
-        "in the default job (TEST 200 of 800) and all of it with --full or your own --data; or a number in (0, 1]",
+        "in the default job (TEST 200 of 800) and all of it with --full, your own --data or --limit-per-cell; or a "
+        "number in (0, 1]",
     )
     conversations: bool = opt(
         True, "include the conversations that end in a tool result (false: single prompts only)"
@@ -127,7 +130,12 @@ class AsaConfig(ModelConfig):
     trigger_mode: str = opt("prefix", "'prefix': the reply starts with the marker; 'anywhere': it appears")
     max_new_tokens_call: int = opt(96, "tokens generated for a whole call (evaluate stage)")
     batch_size: int = opt(
-        32, "generation/capture batch (results do not depend on it; peak memory grows with it)"
+        64, "generation/capture batch, at most (results do not depend on it; peak memory grows with it)"
+    )
+    batch_tokens: int = opt(
+        8192,
+        "... and at most this many padded tokens per batch (rows x (longest prompt after the shared prefix + new "
+        "tokens)): long conversations go in smaller batches, short prompts fill batch_size",
     )
     probe_c: float = opt(1.0, "inverse L2 strength of the logistic probes and router")
     seed: int = opt(0, "seed of probes, random-direction control and bootstrap")
@@ -176,7 +184,14 @@ class AsaConfig(ModelConfig):
             check_range("data_fraction", self.data_fraction, 0.0, 1.0, strict_lo=True)
         if self.limit_per_cell is not None:
             check_range("limit_per_cell", self.limit_per_cell, 2)
-        for name in ("n_top_layers", "max_new_tokens_call", "batch_size", "n_boot", "action_rows"):
+        for name in (
+            "n_top_layers",
+            "max_new_tokens_call",
+            "batch_size",
+            "batch_tokens",
+            "n_boot",
+            "action_rows",
+        ):
             check_range(name, getattr(self, name), 1)
         check_range("probe_c", self.probe_c, 0.0, strict_lo=True)
         for gc in self.gate_cs:
@@ -202,10 +217,12 @@ class AsaConfig(ModelConfig):
             )
 
     def fraction(self) -> float:
-        """The data fraction this run uses ('auto': DEFAULT_FRACTION of the shipped dataset in the default job, else all)."""
+        """The data fraction this run uses ('auto': DEFAULT_FRACTION of the shipped dataset in the default job; all of
+        it with --full, your own data, or a --limit-per-cell that sizes the run already)."""
         if self.data_fraction != "auto":
             return float(self.data_fraction)
-        return DEFAULT_FRACTION if self.data == "builtin" and self.preset == "default" else 1.0
+        default_job = self.data == "builtin" and self.preset == "default" and self.limit_per_cell is None
+        return DEFAULT_FRACTION if default_job else 1.0
 
     def run_dir(self) -> str:
         suffix = "-full" if self.preset == "full" else ""

@@ -163,6 +163,7 @@ def gate_sets(
                 sites=c.site,
                 chat=False,
                 batch_size=c.batch_size,
+                batch_tokens=c.batch_tokens,
                 progress=False,
                 cache_dir=cache_dir,
             )

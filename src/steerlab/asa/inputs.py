@@ -70,6 +70,7 @@ class AsaInputs:
         return GenerateOptions(
             max_new_tokens=c.max_new_tokens_call,
             batch_size=c.batch_size,
+            batch_tokens=c.batch_tokens,
             tools=self.chat_tools(),
             stop=call_stop(c.call_format, c.trigger_mode),
             progress=progress,

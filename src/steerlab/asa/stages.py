@@ -73,7 +73,7 @@ STAGES = (
         stage_extract,
         reads=(*DATA, *PROMPT, "site"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="last-prompt-token states at every layer",
     ),
     Stage(
@@ -89,7 +89,7 @@ STAGES = (
         reads=(*DATA, *PROMPT, "site", "estimator", "seed", "directions"),
         after=("extract", "sweep"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="directions per candidate layer: mean differences on CAL, and behaviour directions (grad, behav)",
     ),
     Stage(
@@ -105,7 +105,7 @@ STAGES = (
         reads=(*DATA, *PROMPT, "site", "directions", "strengths", "betas"),
         after=("fit", "sweep", "extract"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="VALID: the reply's first token under every push",
     ),
     Stage(
@@ -122,7 +122,7 @@ STAGES = (
         reads=(*DATA, *PROMPT, *GATES, "site", "probe_c", "seed", "max_fpr"),
         after=("tune", "fit", "extract", "sweep"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="the gate chosen on VALID: per-domain probes, or a shared / all-layer probe fitted with tools in context",
     ),
     Stage(
@@ -131,7 +131,7 @@ STAGES = (
         reads=(*DATA, *PROMPT, *CALLS, "site", "action_rows"),
         after=("tune", "gate", "fit", "extract", "sweep"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="VALID: whole calls under each action on gate-open rows; the asset's action",
     ),
     Stage(
@@ -140,7 +140,7 @@ STAGES = (
         reads=(*DATA, *PROMPT, *CALLS, "site", "rows", "n_boot", "seed"),
         after=("tune", "gate", "actions", "fit", "extract", "sweep"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="TEST: baseline, ASA, every action, the paper's setting, ablations, intervals",
     ),
     Stage(
@@ -148,7 +148,7 @@ STAGES = (
         stage_baselines,
         reads=(*DATA, *PROMPT, "baselines", "max_new_tokens_call", "trigger_mode", "n_boot", "seed"),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="TEST: the few-shot prompts a user would try instead",
     ),
     Stage(
@@ -169,7 +169,7 @@ STAGES = (
             "seed",
         ),
         uses_model=True,
-        knobs=("batch_size",),
+        knobs=("batch_size", "batch_tokens"),
         doc="TEST: a LoRA finetune on CAL+TRAIN (rank 16, the paper's baseline), no gate",
     ),
     Stage(

@@ -67,6 +67,7 @@ def capture(
     positions: Positions = "last",
     *,
     batch_size: int = 16,
+    batch_tokens: int | None = None,
     chat: bool | None = None,
     tools: list[dict] | None = None,
     system: str | None = None,
@@ -94,6 +95,7 @@ def capture(
         positions: ``last`` (each prompt's last token), ``all``, a position or a list of positions (negative
             ones count from the end).
         batch_size: prompts per forward.
+        batch_tokens: also cap a forward at this many padded tokens after the shared prefix (None: no cap).
         chat: render through the chat template (None: conversations yes, strings no).
         tools: tool definitions the chat template lists.
         system: a system message put before each conversation that has none.
@@ -166,7 +168,7 @@ def capture(
         handles.append(hook_site(lm.model, lm.arch, key[0], key[1], make_grab(key)))
     handles.append(hook_site(lm.model, lm.arch, deepest, "block", stop))
     pad = lm.tokenizer.pad_token_id
-    batches = length_sorted_batches(lengths, batch_size)
+    batches = length_sorted_batches(lengths, batch_size, batch_tokens, -share)
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="capture", disable=not progress, leave=False):

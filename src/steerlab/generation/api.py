@@ -134,7 +134,7 @@ def generate(
     results: list[Generation | None] = [None] * len(ids)
     bar = tqdm(total=len(ids), desc=o.desc, disable=not o.progress, leave=False)
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], o.batch_size):
+        for batch in _batches(ids, o, len(prefix), max(rules.max_new)):
             rows = [ids[i] for i in batch]
             with row_setup(batch) if row_setup is not None else contextlib.nullcontext():
                 share = len(prefix) if context_safe(lm) else 0
@@ -145,6 +145,12 @@ def generate(
             bar.update(len(batch))
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _batches(ids: list[list[int]], o: GenerateOptions, shared: int, max_new: int) -> list[list[int]]:
+    """Length-sorted batches of ``o.batch_size`` rows, capped at ``o.batch_tokens`` padded tokens (after the shared
+    prefix, with room for the new tokens)."""
+    return length_sorted_batches([len(x) for x in ids], o.batch_size, o.batch_tokens, max_new - shared)
 
 
 def _conditions_check(conditions: dict) -> None:
@@ -219,7 +225,7 @@ def generate_conditions(
     results: dict[str, list[Generation | None]] = {name: [None] * n for name in conditions}
     bar = tqdm(total=n * len(conditions), desc=o.desc, disable=not o.progress, leave=False)
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], o.batch_size):
+        for batch in _batches(ids, o, len(prefix), max(rules.max_new)):
             rows = [ids[i] for i in batch]
             share = len(prefix) if context_safe(lm) else 0
             ctx_out, ctx_mask, ctx_pos = prefill(
@@ -251,6 +257,7 @@ def next_token_scores(
     *,
     token_ids: Sequence[Sequence[int]] | None = None,
     batch_size: int = 16,
+    batch_tokens: int | None = None,
     chat: bool | None = None,
     tools: list[dict] | None = None,
     shared_prefix: bool | str = "auto",
@@ -286,7 +293,7 @@ def next_token_scores(
         return torch.stack([torch.logsumexp(logp[:, list(t)], dim=-1) for t in token_ids], dim=-1).cpu()
 
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size, batch_tokens, 1 - len(prefix)):
             rows = [ids[i] for i in batch]
             share = len(prefix) if context_safe(lm) else 0
             if several:  # the context once, then one token per condition

@@ -22,6 +22,8 @@ class GenerateOptions:
     Attributes:
         max_new_tokens: tokens to decode, one value or one per prompt.
         batch_size: prompts per forward pass (results do not depend on it).
+        batch_tokens: also cap a batch at this many padded tokens, rows x (longest prompt after the shared prefix +
+            max_new_tokens): long prompts in smaller batches (memory), short ones up to ``batch_size`` (None: no cap).
         chat: wrap prompts in the chat template (None: when the tokenizer has one).
         tools: tool schemas handed to the chat template.
         system: a system message put before each prompt.
@@ -43,6 +45,7 @@ class GenerateOptions:
 
     max_new_tokens: int | Sequence[int] = 64
     batch_size: int = 8
+    batch_tokens: int | None = None
     chat: bool | None = None
     tools: list[dict] | None = None
     system: str | None = None
