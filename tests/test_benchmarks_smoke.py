@@ -91,6 +91,10 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "bench_steering_overhead.py": ("steering_overhead_cpu.json", ["plain_s", "steered_s", "overhead"]),
+    "bench_batching.py": (
+        "batching_cpu.json",
+        ["attention.split_over_fused", "attention.max_abs_diff", "decode_step_ratio_largest_over_smallest"],
+    ),
     "bench_prefix_kv.py": (
         "prefix_kv_cpu.json",
         [

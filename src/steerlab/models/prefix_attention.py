@@ -100,13 +100,26 @@ def prefix_attention(
         raise ValueError("a shared-prefix cache is for inference; attention dropout is not supported with it")
     if kwargs.get("s_aux") is not None:
         raise ValueError("attention sinks are not supported with a shared-prefix cache")
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if query.shape[2] > 1 and softcap is None:
+        return prompt_attention(query, key, value, prefix, attention_mask, scale), None
+    return split_attention(query, key, value, prefix, attention_mask, scale, softcap), None
+
+
+def split_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor],
+    attention_mask: torch.Tensor | None,
+    scale: float,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """The split softmax: the prefix part as one product for all rows, never copied (decode steps, softcapping)."""
     pk, pv = prefix
     bsz, hq, t, d = query.shape
     hkv, s, p = key.shape[1], key.shape[2], pk.shape[2]
     g = hq // hkv
-    scale = scaling if scaling is not None else d**-0.5
-    if t > 1 and softcap is None:
-        return _prompt_attention(query, key, value, prefix, attention_mask, scale), None
     q = query.reshape(bsz, hkv, g * t, d)  # query head h uses key head h // g (transformers' repeat_kv order)
     # the prefix part: one product per key head for all rows at once
     sp = torch.matmul(q.transpose(0, 1).reshape(hkv, bsz * g * t, d), pk[0].transpose(-1, -2))
@@ -132,10 +145,10 @@ def prefix_attention(
     out = torch.matmul(probs[..., p:], value)
     pp = probs[..., :p].transpose(0, 1).reshape(hkv, bsz * g * t, p)
     out = out + torch.matmul(pp, pv[0]).reshape(hkv, bsz, g * t, d).transpose(0, 1)
-    return out.reshape(bsz, hq, t, d).transpose(1, 2).contiguous(), None
+    return out.reshape(bsz, hq, t, d).transpose(1, 2).contiguous()
 
 
-def _prompt_attention(
+def prompt_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
