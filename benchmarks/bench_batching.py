@@ -26,7 +26,10 @@ def attention_arms(rows: int, row_tokens: int, prefix: int, seed: int = 0) -> di
     g = torch.Generator().manual_seed(seed)
     hq, hkv, d = 9, 3, 64
     q = torch.randn(rows, hq, row_tokens, d, generator=g)
-    k, v = torch.randn(rows, hkv, row_tokens, d, generator=g), torch.randn(rows, hkv, row_tokens, d, generator=g)
+    k, v = (
+        torch.randn(rows, hkv, row_tokens, d, generator=g),
+        torch.randn(rows, hkv, row_tokens, d, generator=g),
+    )
     pk, pv = torch.randn(1, hkv, prefix, d, generator=g), torch.randn(1, hkv, prefix, d, generator=g)
     own = torch.randint(row_tokens // 3, row_tokens + 1, (rows,), generator=g)
     pad = torch.arange(row_tokens)[None, :] >= (row_tokens - own)[:, None]
@@ -98,7 +101,8 @@ def main() -> None:
         "model": args.model,
         "attention": attention_arms(args.rows, args.row_tokens, args.prefix),
         "decode_steps": {"context_tokens": args.context, "by_batch": steps},
-        "decode_step_ratio_largest_over_smallest": steps[str(sizes[-1])]["step_s"] / steps[str(sizes[0])]["step_s"],
+        "decode_step_ratio_largest_over_smallest": steps[str(sizes[-1])]["step_s"]
+        / steps[str(sizes[0])]["step_s"],
         "rows_ratio_largest_over_smallest": sizes[-1] / sizes[0],
     }
     path = write_result("batching", out, args)
