@@ -152,6 +152,9 @@ class AsaConfig(ModelConfig):
                 if getattr(self, name) == default:  # left at the default job's value: the full search's
                     setattr(self, name, type(value)(value) if isinstance(value, list) else value)
             self.validate()
+        # 'auto' becomes the number it means, so the stages' keys hold the data a run reads (the default job and
+        # --full on a --limit-per-cell run share their stages), and a saved config says it
+        self.data_fraction = self.fraction()
 
     def validate(self) -> None:
         check_choice("trigger_mode", self.trigger_mode, TRIGGER_MODES)

@@ -19,7 +19,7 @@ from .controller import AsaParams
 from .data import check_domains_have_tools, load_examples, load_tools
 from .prompt import FEW_SHOT_SETS, PromptBuilder
 
-DATA = ("data", "limit_per_cell", "data_fraction", "preset", "conversations", "tools")
+DATA = ("data", "limit_per_cell", "data_fraction", "conversations", "tools")
 PROMPT = ("call_format", "few_shot", "use_template_tools")
 LAYER_CONVENTION = "layer k = output of decoder block k (0-based) = HF hidden_states[k+1]"
 
