@@ -130,7 +130,7 @@ class AsaConfig(ModelConfig):
     trigger_mode: str = opt("prefix", "'prefix': the reply starts with the marker; 'anywhere': it appears")
     max_new_tokens_call: int = opt(96, "tokens generated for a whole call (evaluate stage)")
     batch_size: int = opt(
-        64, "generation/capture batch, at most (results do not depend on it; peak memory grows with it)"
+        32, "generation/capture batch, at most (results do not depend on it; peak memory grows with it)"
     )
     batch_tokens: int = opt(
         8192,
