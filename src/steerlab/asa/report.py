@@ -161,7 +161,7 @@ def write_report(ctx: StageContext) -> Path:
         f"steerlab {__version__}; data `{c.data}`"
         + (f" (reduced: {c.limit_per_cell} per split×domain×label×kind)" if c.limit_per_cell else "")
         + (
-            f" ({c.fraction():g} of every split×domain×label×kind cell: the default job; --full uses all)"
+            f" ({c.fraction():g} of every split×domain×label×kind cell; --data-fraction 1 uses all)"
             if c.fraction() < 1
             else ""
         )

@@ -106,6 +106,11 @@ def prefix_attention(
     return split_attention(query, key, value, prefix, attention_mask, scale, softcap), None
 
 
+def _causal_keep(t: int, s: int, device: torch.device) -> torch.Tensor:
+    """[t, s] keep-mask, causal over a row part of s keys whose queries are its last t positions."""
+    return torch.ones(t, s, dtype=torch.bool, device=device).tril(s - t)
+
+
 def split_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -130,9 +135,8 @@ def split_attention(
         scores = torch.tanh(scores / softcap) * softcap
     row = scores[..., p:]
     if attention_mask is None:
-        if t > 1:  # causal over the row part, the queries being its last t positions
-            keep = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(s - t)
-            row.masked_fill_(~keep.repeat(g, 1), float("-inf"))
+        if t > 1:
+            row.masked_fill_(~_causal_keep(t, s, query.device).repeat(g, 1), float("-inf"))
     else:
         m = attention_mask[..., -s:]  # [B or 1, 1 or Hq, T, S]
         m = m.unsqueeze(2) if m.shape[1] == 1 else m.reshape(m.shape[0], hkv, g, t, s)
@@ -158,8 +162,8 @@ def prompt_attention(
 ) -> torch.Tensor:
     """The same attention for a prompt chunk (many queries per row): the prefix copied in front of each row's keys
     for this layer's call only, and one fused ``scaled_dot_product_attention``. With hundreds of queries per row the
-    split softmax above spent most of its time in score matrices, their softmax and copies (4x slower on CPU for
-    32 rows of 200 tokens after a 275-token prefix); for one query per row (a decode step) the split one is faster,
+    split softmax above spent most of its time in score matrices, their softmax and copies (3.56x slower on CPU for
+    32 rows of 200 tokens after a 275-token prefix: benchmarks/bench_batching.py); for one query per row (a decode step) the split one is faster,
     as it never copies the prefix."""
     pk, pv = prefix
     bsz, hq, t, _ = query.shape
@@ -172,8 +176,8 @@ def prompt_attention(
             gqa = {"enable_gqa": True}
         else:
             k, v = k.repeat_interleave(hq // hkv, dim=1), v.repeat_interleave(hq // hkv, dim=1)
-    if attention_mask is None:  # causal over the row part, the queries being its last t positions
-        row = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(s - t)[None, None]
+    if attention_mask is None:
+        row = _causal_keep(t, s, query.device)[None, None]
     else:
         row = attention_mask[..., -s:]
         if row.dtype != torch.bool:
