@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -87,6 +88,24 @@ def call_schema(
     return alts[0] if len(alts) == 1 else {"anyOf": alts}
 
 
+GRAMMAR_CACHE_BYTES = 64 * 2**20  # compiled grammars kept per tokenizer, across batches and requests
+_COMPILERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_compiler(tokenizer: object, vocab_size: int) -> object:
+    """One xgrammar compiler per tokenizer and vocabulary size, kept while the tokenizer lives.
+
+    Building the tokenizer's info costs ~0.4 s and compiling a call schema ~0.8 s on a 2-core CPU (SmolLM2); a
+    compiler per batch paid both on every server request. The shared compiler keeps compiled grammars in its own
+    cache, bounded by ``GRAMMAR_CACHE_BYTES`` so a server offered ever new tool lists stays flat in memory."""
+    xgr = require()
+    per = _COMPILERS.setdefault(tokenizer, {})
+    if vocab_size not in per:
+        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+        per[vocab_size] = xgr.GrammarCompiler(info, cache_limit_bytes=GRAMMAR_CACHE_BYTES)
+    return per[vocab_size]
+
+
 class CallGrammar:
     """A logits rule: rows whose reply is exactly the marker so far decode a schema-valid call, then the closer.
 
@@ -121,9 +140,7 @@ class CallGrammar:
         self.unconstrained: set[int] = set()
         self.marker, self.closer = spec.marker, spec.closer
         self.closer_ids = tokenizer(self.closer, add_special_tokens=False)["input_ids"]
-        self._compiler = xgr.GrammarCompiler(
-            xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-        )
+        self._compiler = shared_compiler(tokenizer, vocab_size)
         self._compiled: dict[str | None, object] = {}
         self._rows: dict[int, dict] = {}  # prompt index -> {"matcher", "start", "fed", "done_at"}
 
