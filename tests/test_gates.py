@@ -251,3 +251,23 @@ def test_gate_data_captured_per_tool_list_equals_each_context_alone(tiny_models)
         idx = [i for i, x in enumerate(split) if x == name]
         k = sum(n[s] for s in own)
         torch.testing.assert_close(part.h[k:], want[idx], atol=1e-4, rtol=1e-4)
+
+
+def test_gate_choice_is_stable_between_near_tied_candidates():
+    """F1s within one VALID tool prompt's worth are a tie (the smallest C wins); a real F1 gap still decides, and
+    a candidate over max_fpr is never chosen while one meets it."""
+    from steerlab.asa.gate_stage import pick_gate
+
+    def cand(c: float, f1: float, fpr: float, kind: str = "shared") -> dict:
+        return {"kind": kind, "c": c, "f1": f1, "fpr": fpr}
+
+    near = [cand(0.001, 0.7070, 0.03), cand(0.1, 0.7072, 0.03)]
+    assert pick_gate(near, 0.05, 100)["c"] == 0.001
+    assert pick_gate(near[::-1], 0.05, 100)["c"] == 0.001  # order does not matter
+    apart = [cand(0.001, 0.69, 0.03), cand(0.1, 0.71, 0.03)]  # 0.02 > 1/100
+    assert pick_gate(apart, 0.05, 100)["c"] == 0.1
+    over = [cand(0.001, 0.70, 0.03), cand(0.1, 0.95, 0.08)]
+    assert pick_gate(over, 0.05, 100)["c"] == 0.001
+    # none meets max_fpr: the best F1 within SLACK of the lowest false-call rate
+    none_ok = [cand(0.001, 0.60, 0.10), cand(0.01, 0.80, 0.11), cand(0.1, 0.90, 0.20)]
+    assert pick_gate(none_ok, 0.05, 100)["c"] == 0.01

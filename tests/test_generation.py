@@ -38,6 +38,15 @@ def test_token_capped_batches_exact_and_equal_outputs(tiny_models):
     assert length_sorted_batches(lengths, 4, max_tokens=1) == [[i] for i in (0, 4, 2, 1, 3, 5)]
     with pytest.raises(ValueError, match="max_tokens must be >= 1"):
         length_sorted_batches(lengths, 4, max_tokens=0)
+    # with a cost per forward the cut points minimise padded tokens + that cost: 30 + 9 + 2 x 100 beats
+    # 40 + 6 + 2 x 100 (the greedy cut); a free forward leaves no padding; the cap still holds
+    assert length_sorted_batches(lengths, 4, overhead=100) == [[0, 4, 2], [1, 3, 5]]
+    assert length_sorted_batches(lengths, 4, overhead=0) == [[0], [4], [2], [1, 3], [5]]
+    assert length_sorted_batches(lengths, 4, max_tokens=20, overhead=100) == [[0, 4], [2], [1, 3, 5]]
+    # five long conversations no longer pad 27 short prompts to their length
+    assert [len(b) for b in length_sorted_batches([200] * 5 + [20] * 27, 32, overhead=48)] == [5, 27]
+    with pytest.raises(ValueError, match="overhead must be >= 0"):
+        length_sorted_batches(lengths, 4, overhead=-1)
     lm = tiny_models("llama")
     prompts = [*PROMPTS, "a much longer question about " + "many things " * 12]
     kw = dict(max_new_tokens=5, chat=True, system=SYSTEM, progress=False, batch_size=4)

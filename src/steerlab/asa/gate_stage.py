@@ -230,10 +230,19 @@ def choose_gate(
             )
     if not cands:
         raise ValueError(f"no gate candidates: gates={list(c.gates)}")
+    return pick_gate(cands, c.max_fpr, int(valid.y.sum())), cands, fitted
+
+
+def pick_gate(cands: list[dict], max_fpr: float, n_pos: int) -> dict:
+    """The candidate with the best VALID F1 among those meeting ``max_fpr`` (else within ``SLACK`` of the lowest
+    false-call rate); F1s within one VALID tool prompt's worth (1 / ``n_pos``) of the best count as tied, and the
+    most regularised gate among them wins (smallest C, then fewer false calls). Without the tolerance a float-level
+    change (another batch size) flipped the choice between near-tied regularisations."""
     low = min(x["fpr"] for x in cands)
-    ok = [x for x in cands if x["fpr"] <= c.max_fpr] or [x for x in cands if x["fpr"] <= low + SLACK]
-    chosen = max(ok, key=lambda x: (round(x["f1"], 9), -x["fpr"]))
-    return chosen, cands, fitted
+    ok = [x for x in cands if x["fpr"] <= max_fpr] or [x for x in cands if x["fpr"] <= low + SLACK]
+    top = max(x["f1"] for x in ok)
+    tied = [x for x in ok if x["f1"] >= top - 1.0 / max(1, n_pos)]
+    return min(tied, key=lambda x: (x["c"], x["fpr"], -x["f1"]))
 
 
 def stage_gate(ctx: StageContext) -> dict:
@@ -270,7 +279,7 @@ def stage_gate(ctx: StageContext) -> dict:
         "n_valid": int(len(valid.y)),
         "selection": (
             f"max VALID F1 among gates with VALID false-call rate <= {c.max_fpr} (else within {SLACK} of the "
-            "lowest); probe gates' "
+            "lowest; F1s within one VALID tool prompt's worth tied, the smallest C wins); probe gates' "
             f"thresholds calibrated to {c.gate_fpr} false calls on out-of-fold fit scores ({FOLDS} folds by request)"
         ),
     }

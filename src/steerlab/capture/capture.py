@@ -15,7 +15,7 @@ from ..models import LoadedModel, hook_site, left_pad, position_ids_from_mask, r
 from ..models.hf_compat import cache_kwargs
 from ..models.phase import PROMPT, active_interventions, context_safe, forward_phase
 from ..models.prefix import cache_for_rows, common_prefix_len, prefix_cache, sharing_allowed
-from ..models.text import PromptLike, length_sorted_batches
+from ..models.text import FORWARD_OVERHEAD_TOKENS, PromptLike, length_sorted_batches
 from .activations import Activations, Positions
 from .cache import load_cached, save_cached
 
@@ -168,7 +168,7 @@ def capture(
         handles.append(hook_site(lm.model, lm.arch, key[0], key[1], make_grab(key)))
     handles.append(hook_site(lm.model, lm.arch, deepest, "block", stop))
     pad = lm.tokenizer.pad_token_id
-    batches = length_sorted_batches(lengths, batch_size, batch_tokens, -share)
+    batches = length_sorted_batches(lengths, batch_size, batch_tokens, -share, FORWARD_OVERHEAD_TOKENS)
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="capture", disable=not progress, leave=False):

@@ -23,7 +23,7 @@ from ..models import LoadedModel, render_prompts, tokenize_texts
 from ..models.hf_compat import output_cache
 from ..models.phase import CONTEXT, active_interventions, context_safe
 from ..models.prefix import prefix_cache, sharing_allowed
-from ..models.text import PromptLike, length_sorted_batches
+from ..models.text import FORWARD_OVERHEAD_TOKENS, PromptLike, length_sorted_batches
 from .decode import DecodeRules, Generation, decode, eos_ids
 from .options import GenerateOptions, resolve
 from .prefill import ContextCache, last_token_forward, prefill, shared_len
@@ -293,7 +293,9 @@ def next_token_scores(
         return torch.stack([torch.logsumexp(logp[:, list(t)], dim=-1) for t in token_ids], dim=-1).cpu()
 
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size, batch_tokens, 1 - len(prefix)):
+        for batch in length_sorted_batches(
+            [len(x) for x in ids], batch_size, batch_tokens, 1 - len(prefix), FORWARD_OVERHEAD_TOKENS
+        ):
             rows = [ids[i] for i in batch]
             share = len(prefix) if context_safe(lm) else 0
             if several:  # the context once, then one token per condition
