@@ -84,6 +84,52 @@ def test_conditions_equal_separate_runs(tiny_models, family):
     assert [g.token_ids for g in multi["plain"]] != [g.token_ids for g in multi["push"]]
 
 
+def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatch):
+    """After two steps alone, the surviving rows of conditions that leave decoding alone decode in one batch: each
+    row keeps its own condition's logits rule (with its own prompt index) and equals a run of that condition alone;
+    a condition steering generated tokens decodes alone; a cap on cache slots splits the merge into groups."""
+    from steerlab.generation import api
+    from steerlab.generation.rules import ForcedPrefix
+
+    lm = tiny_models("llama")
+    v = torch.randn(32, generator=torch.Generator().manual_seed(5)) * 8
+    forced = [7, 8, 9, 10, 11, 12]
+
+    class Forcing:  # a row setup with its own logits rule: prompt 1's reply starts with ``forced``
+        logits_rule = ForcedPrefix(lambda i: forced if i == 1 else None)
+
+        def __call__(self, idx: list[int]) -> object:
+            return steer(lm, v, layer=1, coef=0.5)
+
+    conds = {
+        "plain": None,
+        "push": lambda idx: steer(lm, v, layer=1, coef=torch.tensor([1.0, -1.0, 2.0])[idx]),
+        "forcing": Forcing(),
+        "gen": lambda idx: steer(lm, v, layer=2, coef=1.0, policy="generated"),
+    }
+    merges: list[int] = []
+    real = api.Decoder.merge
+
+    def spy(parts, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        merges.append(len(parts))
+        return real(parts, *a, **k)
+
+    monkeypatch.setattr(api.Decoder, "merge", staticmethod(spy))
+    kw = dict(max_new_tokens=10, chat=True, system=SYSTEM, progress=False, batch_size=3, ignore_eos=True)
+    together = generate_conditions(lm, PROMPTS, conds, **kw)
+    assert merges == [3]  # plain, push and forcing; gen decoded alone
+    apart = generate_conditions(lm, PROMPTS, conds, merge_conditions=False, **kw)
+    merges.clear()
+    capped = generate_conditions(lm, PROMPTS, conds, batch_tokens=150, **kw)
+    assert len(merges) > 1
+    for name, setup in conds.items():
+        ref = generate(lm, PROMPTS, row_setup=setup, **kw)
+        for run in (together, apart, capped):
+            assert [g.token_ids for g in run[name]] == [g.token_ids for g in ref], name
+    assert together["forcing"][1].token_ids[: len(forced)] == forced
+    assert together["forcing"][0].token_ids[: len(forced)] != forced
+
+
 def test_conditions_touching_earlier_tokens_are_computed_whole(tiny_models):
     lm = tiny_models("llama")
     v = torch.randn(32, generator=torch.Generator().manual_seed(4)) * 8

@@ -24,9 +24,9 @@ from ..models.hf_compat import output_cache
 from ..models.phase import CONTEXT, active_interventions, context_safe
 from ..models.prefix import prefix_cache, sharing_allowed
 from ..models.text import FORWARD_OVERHEAD_TOKENS, PromptLike, length_sorted_batches
-from .decode import DecodeRules, Generation, decode, eos_ids
+from .decode import Decoder, DecodeRules, Generation, by_part, decode, eos_ids
 from .options import GenerateOptions, resolve
-from .prefill import ContextCache, last_token_forward, prefill, shared_len
+from .prefill import ContextCache, croppable, last_token_forward, prefill, shared_len
 from .prefix_store import PrefixStore
 from .sampling import RowSampler, per_row
 
@@ -153,6 +153,30 @@ def _batches(ids: list[list[int]], o: GenerateOptions, shared: int, max_new: int
     return length_sorted_batches([len(x) for x in ids], o.batch_size, o.batch_tokens, max_new - shared)
 
 
+MERGE_AFTER = 2  # decode steps a condition takes alone before its surviving rows join other conditions' rows
+
+
+def _decode_together(
+    parts: list[tuple[str, Decoder, DecodeRules]],
+    cache: object,
+    batch: list[int],
+    n: int,
+    results: dict[str, list[Generation | None]],
+) -> None:
+    """Paused conditions' rows decoded as one batch to the end; each condition's results in its own slots."""
+    merged = Decoder.merge(
+        [d for _, d, _ in parts],
+        by_part([r for _, _, r in parts], n),
+        [j * n for j in range(len(parts))],
+        cache,
+    )
+    merged.run()
+    gens = merged.results()
+    for j, (name, _, _) in enumerate(parts):
+        for i, g in zip(batch, gens[j * len(batch) : (j + 1) * len(batch)]):
+            results[name][i] = g
+
+
 def _conditions_check(conditions: dict) -> None:
     if not conditions:
         raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
@@ -176,6 +200,13 @@ def _condition(lm: LoadedModel, setup: RowSetup | None, batch: list[int]):  # no
     with setup(batch) if setup is not None else contextlib.nullcontext():
         added = [h for h in active_interventions(lm) if id(h) not in before]
         yield not any(getattr(h, "touches_context", True) for h in added)
+
+
+def _decode_alone(lm: LoadedModel) -> bool:
+    """Whether the interventions now active would change decoding (or record it), so a condition's rows must
+    decode under them instead of merging with other conditions' rows; any intervention entered before
+    ``generate_conditions`` also keeps conditions apart (its per-row values index one condition's batch)."""
+    return any(getattr(h, "touches_decode", True) for h in active_interventions(lm))
 
 
 def generate_conditions(
@@ -234,18 +265,31 @@ def generate_conditions(
             context = ContextCache(output_cache(ctx_out))
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            merge = o.merge_conditions and not active_interventions(lm) and croppable(context.cache)
+            pending: list[tuple[str, Decoder, DecodeRules]] = []  # paused, waiting to decode together
             for name, setup in conditions.items():
                 cond_rules = rules.with_rule(getattr(setup, "logits_rule", None))
                 with _condition(lm, setup, batch) as exact:
                     if exact:
                         out = last_token_forward(lm, last, mask, ctx_pos, context.fresh())
-                        gens = decode(lm, out, mask, ctx_pos + 2, rows, batch, cond_rules)
+                        dec = Decoder(lm, out, mask, ctx_pos + 2, rows, batch, cond_rules)
+                        dec.run(MERGE_AFTER if merge and not _decode_alone(lm) else None)
                     else:
                         out, full_mask, last_pos = prefill(lm, rows, 0, None)
-                        gens = decode(lm, out, full_mask, last_pos + 1, rows, batch, cond_rules)
-                for i, g in zip(batch, gens):
-                    results[name][i] = g
+                        dec = Decoder(lm, out, full_mask, last_pos + 1, rows, batch, cond_rules)
+                        dec.run()
+                if dec.finished:
+                    for i, g in zip(batch, dec.results()):
+                        results[name][i] = g
+                else:  # a cap on the cache slots held at once: decode what waits before adding more
+                    held = sum(d.live_tokens() for _, d, _ in pending)
+                    if pending and o.batch_tokens is not None and held + dec.live_tokens() > o.batch_tokens:
+                        _decode_together(pending, context.cache, batch, n, results)
+                        pending = []
+                    pending.append((name, dec, cond_rules))
                 bar.update(len(batch))
+            if pending:
+                _decode_together(pending, context.cache, batch, n, results)
     bar.close()
     return results  # type: ignore[return-value]
 

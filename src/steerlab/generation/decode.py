@@ -11,7 +11,7 @@ from ..models import LoadedModel
 from ..models.hf_compat import cache_kwargs, output_cache
 from ..models.phase import DECODE, forward_phase
 from .prefill import croppable
-from .rules import LogitsRule
+from .rules import LogitsRule, fixed_tail
 from .sampling import RowSampler
 
 StopFn = Callable[[str], bool]
@@ -58,92 +58,202 @@ def decode(
 ) -> list[Generation]:
     """Decode from a prefill's output; ``index[j]`` is the prompt index of batch row j. A finished row leaves the
     batch when its cache rows can be dropped, otherwise it keeps feeding padding that its mask hides."""
-    from ..steering import active_handles
+    d = Decoder(lm, out, mask, next_pos, rows, index, rules)
+    d.run()
+    return d.results()
 
-    tok = lm.tokenizer
-    bsz = len(rows)
-    cache = output_cache(out)
-    logits = out.logits[:, -1]
-    gen: list[list[int]] = [[] for _ in range(bsz)]
-    text: list[str] = [""] * bsz
-    sent: list[int] = [0] * bsz  # characters already passed to on_token
-    stopped: list[str | None] = [None] * bsz
-    live = list(range(bsz))  # batch row of each row still in the tensors
-    compact = croppable(cache)
-    handles = active_handles(lm)
-    need_text = rules.stop is not None or rules.on_token is not None
-    for j in range(bsz):
-        if rules.max_new[index[j]] < 1:
-            stopped[j] = "length"
-    try:
-        for _step in range(max(rules.max_new[i] for i in index)):
-            if rules.cancelled is not None:
-                for b in live:
-                    if stopped[b] is None and rules.cancelled(index[b]):
-                        stopped[b] = "cancelled"
-            if all(s is not None for s in stopped):
-                break
-            prompt_rows = [index[b] for b in live]
-            if rules.logits_rule is not None:
-                logits = rules.logits_rule(prompt_rows, [gen[b] for b in live], logits.float().clone())
-            nxt = rules.sampler.pick(logits, prompt_rows)
-            for j, b in enumerate(live):
+
+class Decoder:
+    """``decode`` as steps: ``run(steps)`` may pause (its cache rows kept), and ``merge`` joins paused decoders of
+    the same context width into one batch (several conditions' surviving rows share each step's weight reads)."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        out: object,
+        mask: torch.Tensor,
+        next_pos: torch.Tensor,
+        rows: list[list[int]],
+        index: Sequence[int],
+        rules: DecodeRules,
+    ) -> None:
+        from ..steering import active_handles
+
+        self.lm, self.rows, self.index, self.rules = lm, rows, list(index), rules
+        self.mask, self.next_pos = mask, next_pos
+        self.cache = output_cache(out)
+        self.logits = out.logits[:, -1]
+        bsz = len(rows)
+        self.gen: list[list[int]] = [[] for _ in range(bsz)]
+        self.text: list[str] = [""] * bsz
+        self.sent: list[int] = [0] * bsz  # characters already passed to on_token
+        self.stopped: list[str | None] = [None] * bsz
+        self.live = list(range(bsz))  # batch row of each row still in the tensors
+        self.compact = croppable(self.cache)
+        self.handles = active_handles(lm)
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # the cache rows of a paused decoder
+        self.finished = False
+        for j in range(bsz):
+            if rules.max_new[self.index[j]] < 1:
+                self.stopped[j] = "length"
+
+    def run(self, steps: int | None = None) -> None:
+        """Decode until every row has stopped, or pause after ``steps`` forwards, the live rows' cache copied to
+        ``kv`` (the next condition restores the shared context and grows its buffer in place over these columns)."""
+        try:
+            done = 0
+            while not self.finished and (steps is None or done < steps):
+                self._step()
+                done += 1
+        finally:
+            for h in self.handles:
+                h.row_index = None
+        if not self.finished and self.compact:  # copies: a restored context's buffer is written in place
+            self.kv = [(x.keys.clone(), x.values.clone()) for x in self.cache.layers]
+
+    def _step(self) -> None:
+        rules, tok, index = self.rules, self.lm.tokenizer, self.index
+        gen, text, sent, stopped = self.gen, self.text, self.sent, self.stopped
+        if rules.cancelled is not None:
+            for b in self.live:
+                if stopped[b] is None and rules.cancelled(index[b]):
+                    stopped[b] = "cancelled"
+        if all(s is not None for s in stopped):
+            self.finished = True
+            return
+        need_text = rules.stop is not None or rules.on_token is not None
+        prompt_rows = [index[b] for b in self.live]
+        logits = self.logits
+        if rules.logits_rule is not None:
+            logits = rules.logits_rule(prompt_rows, [gen[b] for b in self.live], logits.float().clone())
+        nxt = rules.sampler.pick(logits, prompt_rows)
+        for j, b in enumerate(self.live):
+            if stopped[b] is not None:
+                continue
+            t = int(nxt[j])
+            if t in rules.eos:
+                stopped[b] = "eos"
+                continue
+            for tt in [t, *_tail(rules, index[b], gen[b], t, tok)]:
+                gen[b].append(tt)
+                if need_text:
+                    text[b] = tok.decode(gen[b], skip_special_tokens=False)
+                    if rules.on_token is not None and not text[b].endswith("\ufffd"):
+                        rules.on_token(index[b], tt, text[b][sent[b] :])
+                        sent[b] = len(text[b])
+                if rules.stop is not None and rules.stop(text[b]):
+                    stopped[b] = "stop"
+                elif len(gen[b]) >= rules.max_new[index[b]]:
+                    stopped[b] = "length"
                 if stopped[b] is not None:
-                    continue
-                t = int(nxt[j])
-                if t in rules.eos:
-                    stopped[b] = "eos"
-                    continue
-                for tt in [t, *_tail(rules, index[b], gen[b], t, tok)]:
-                    gen[b].append(tt)
-                    if need_text:
-                        text[b] = tok.decode(gen[b], skip_special_tokens=False)
-                        if rules.on_token is not None and not text[b].endswith("\ufffd"):
-                            rules.on_token(index[b], tt, text[b][sent[b] :])
-                            sent[b] = len(text[b])
-                    if rules.stop is not None and rules.stop(text[b]):
-                        stopped[b] = "stop"
-                    elif len(gen[b]) >= rules.max_new[index[b]]:
-                        stopped[b] = "length"
-                    if stopped[b] is not None:
-                        break
-            if all(s is not None for s in stopped):
-                break
-            alive = torch.tensor([stopped[b] is None for b in live], device=lm.device)
-            if compact and not bool(alive.all()):
-                keep = torch.nonzero(alive).flatten()
-                for layer in cache.layers:
-                    layer.keys, layer.values = layer.keys[keep], layer.values[keep]
-                mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep]
-                live = [live[int(i)] for i in keep]
-                alive = alive[keep]
-                for h in handles:
-                    h.row_index = list(live)
-            n = len(live)
-            feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(n, 1)
-            mask = torch.cat([mask, alive.long().view(n, 1)], dim=1)
-            with forward_phase(lm, DECODE):
-                out = lm.model(
-                    input_ids=feed,
-                    attention_mask=mask,
-                    position_ids=next_pos,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **cache_kwargs(lm.model, cache),
-                )
-            cache = output_cache(out)
-            next_pos = next_pos + 1
-            logits = out.logits[:, -1]
-    finally:
-        for h in handles:
-            h.row_index = None
-    results = []
-    for b, (g, r, s) in enumerate(zip(gen, rows, stopped)):
-        final = tok.decode(g, skip_special_tokens=False)
-        if rules.on_token is not None and len(final) > sent[b]:
-            rules.on_token(index[b], -1, final[sent[b] :])  # text held back for an incomplete character
-        results.append(Generation(text=final, token_ids=g, prompt_tokens=len(r), stopped_by=s or "length"))
-    return results
+                    break
+        if all(s is not None for s in stopped):
+            self.finished = True
+            return
+        alive = torch.tensor([stopped[b] is None for b in self.live], device=self.lm.device)
+        if self.compact and not bool(alive.all()):
+            keep = torch.nonzero(alive).flatten()
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[keep], layer.values[keep]
+            self.mask, self.next_pos, nxt = self.mask[keep], self.next_pos[keep], nxt[keep]
+            self.live = [self.live[int(i)] for i in keep]
+            alive = alive[keep]
+            for h in self.handles:
+                h.row_index = list(self.live)
+        n = len(self.live)
+        feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(n, 1)
+        self.mask = torch.cat([self.mask, alive.long().view(n, 1)], dim=1)
+        with forward_phase(self.lm, DECODE):
+            out = self.lm.model(
+                input_ids=feed,
+                attention_mask=self.mask,
+                position_ids=self.next_pos,
+                use_cache=True,
+                logits_to_keep=1,
+                **cache_kwargs(self.lm.model, self.cache),
+            )
+        self.cache = output_cache(out)
+        self.next_pos = self.next_pos + 1
+        self.logits = out.logits[:, -1]
+
+    def live_tokens(self) -> int:
+        """Cache slots the rows still decoding hold (rows x mask width): what a merge adds to memory."""
+        return len(self.live) * int(self.mask.shape[1])
+
+    @staticmethod
+    def merge(parts: Sequence[Decoder], rules: DecodeRules, offsets: Sequence[int], cache: object) -> Decoder:
+        """One decoder over paused ones of equal mask widths; part k's prompt index i becomes ``offsets[k] + i``
+        (``rules`` are indexed so, e.g. ``by_part``). ``cache`` (any cache object of the same layer kinds, e.g. the
+        shared context's) receives the joined rows. The parts' steering handles must be gone and must have left
+        decoding alone (the caller's check): the merged decoder runs without them."""
+        widths = {int(p.mask.shape[1]) for p in parts}
+        if len(widths) != 1 or any(p.kv is None or p.finished for p in parts):
+            raise ValueError(f"only paused decoders of equal mask widths can merge (widths {sorted(widths)})")
+        d = object.__new__(Decoder)
+        d.lm, d.rules, d.handles, d.compact, d.finished, d.kv = parts[0].lm, rules, [], True, False, None
+        d.rows, d.index, d.gen, d.text, d.sent, d.stopped, d.live = [], [], [], [], [], [], []
+        for p, off in zip(parts, offsets):
+            base = len(d.rows)
+            d.live += [base + b for b in p.live]
+            d.rows += p.rows
+            d.index += [off + i for i in p.index]
+            d.gen += p.gen
+            d.text += p.text
+            d.sent += p.sent
+            d.stopped += p.stopped
+        for k, layer in enumerate(cache.layers):
+            layer.keys = torch.cat([p.kv[k][0] for p in parts])
+            layer.values = torch.cat([p.kv[k][1] for p in parts])
+        d.cache = cache
+        d.mask = torch.cat([p.mask for p in parts])
+        d.next_pos = torch.cat([p.next_pos for p in parts])
+        d.logits = torch.cat([p.logits for p in parts])
+        return d
+
+    def results(self) -> list[Generation]:
+        tok, out = self.lm.tokenizer, []
+        for b, (g, r, s) in enumerate(zip(self.gen, self.rows, self.stopped)):
+            final = tok.decode(g, skip_special_tokens=False)
+            if self.rules.on_token is not None and len(final) > self.sent[b]:
+                self.rules.on_token(
+                    self.index[b], -1, final[self.sent[b] :]
+                )  # held back: an incomplete character
+            out.append(Generation(text=final, token_ids=g, prompt_tokens=len(r), stopped_by=s or "length"))
+        return out
+
+
+def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:
+    """The rules of a merged decoder: part k's rules for prompt indices k*n .. k*n + n - 1 (greedy, no streaming:
+    what ``generate_conditions`` allows)."""
+    first = parts[0]
+    return DecodeRules(
+        first.eos,
+        [m for r in parts for m in r.max_new],
+        RowSampler(n * len(parts)),
+        first.stop,
+        logits_rule=_ByPart([r.logits_rule for r in parts], n),
+    )
+
+
+class _ByPart:
+    """Each merged row's logits shaped by its own part's rule, with the part's own prompt indices."""
+
+    def __init__(self, rules: list[LogitsRule | None], n: int) -> None:
+        self.rules, self.n = rules, n
+
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
+        for k, rule in enumerate(self.rules):
+            js = [j for j, i in enumerate(rows) if i // self.n == k]
+            if rule is None or not js:
+                continue
+            logits[js] = rule([rows[j] % self.n for j in js], [gen[j] for j in js], logits[js])
+        return logits
+
+    def fixed_tail(self, row: int, gen: Sequence[int]) -> list[int] | None:
+        rule = self.rules[row // self.n]
+        return None if rule is None else fixed_tail([rule], row % self.n, gen)
 
 
 def _tail(rules: DecodeRules, i: int, gen: list[int], t: int, tok: object) -> list[int]:

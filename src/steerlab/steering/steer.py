@@ -114,6 +114,11 @@ class SteeringHandle:
         return self.policy in ("prompt_all", "all")
 
     @property
+    def touches_decode(self) -> bool:
+        """Whether this handle may change (or records) generated steps: then its rows decode under it alone."""
+        return DECODE not in _IDLE[self.policy] or self.record
+
+    @property
     def needs_whole_prompt(self) -> bool:
         """A controller that steers tokens before the last decides from the last one: the prompt must be one forward."""
         return self.controller is not None and self.touches_context
