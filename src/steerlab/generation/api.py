@@ -265,7 +265,12 @@ def generate_conditions(
             context = ContextCache(output_cache(ctx_out))
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
-            merge = o.merge_conditions and not active_interventions(lm) and croppable(context.cache)
+            merge = (
+                o.merge_conditions
+                and len(conditions) > 1
+                and not active_interventions(lm)
+                and croppable(context.cache)
+            )
             pending: list[tuple[str, Decoder, DecodeRules]] = []  # paused, waiting to decode together
             for name, setup in conditions.items():
                 cond_rules = rules.with_rule(getattr(setup, "logits_rule", None))
