@@ -68,10 +68,12 @@ def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[di
         )
         return time.perf_counter() - t, r.usage.completion_tokens
 
+    before = _batches(base)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         res = list(pool.map(one, ps))
     wall = time.perf_counter() - t0
+    after = _batches(base)
     lat = [r[0] for r in res]
     toks = sum(r[1] for r in res)
     return {
@@ -83,7 +85,17 @@ def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[di
         "completion_tokens": toks,
         "latency_p50_s": statistics.median(lat),
         "latency_max_s": max(lat),
+        # rows per batch the server ran for this arm (its /health counters): what batching caught
+        "mean_batch_rows": (after["rows"] - before["rows"]) / max(1, after["batches"] - before["batches"]),
     }
+
+
+def _batches(base: str) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(base.removesuffix("/v1") + "/health", timeout=30) as r:
+        return json.loads(r.read())["batches"]
 
 
 def main() -> None:
@@ -95,7 +107,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--max-tokens", dest="max_tokens", type=int, default=32)
-    ap.add_argument("--window-ms", dest="window_ms", type=float, default=10.0)
+    ap.add_argument(
+        "--window-ms", dest="window_ms", type=float, default=None, help="default: the server's own default"
+    )
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median round is kept")
     ap.add_argument(
         "--tool-tokens",
@@ -115,6 +129,8 @@ def main() -> None:
     tools = Engine.default_tools()
     big_tools, n_tool_tokens = big_tool_list(lm.tokenizer, tools, args.tool_tokens)
     ps = prompts(args.n)
+    if args.window_ms is None:
+        args.window_ms = ServeConfig().window_ms
     cfg = ServeConfig(window_ms=args.window_ms, max_batch=args.clients)
     out: dict = {
         "what": f"{args.n} chat requests with the 4 ASA tools on {args.model}, max_tokens {args.max_tokens}",

@@ -255,7 +255,7 @@ def test_serve_ui_demo_and_chat_flags_come_from_their_configs(tmp_path):
     )
     assert cfg.template_tools is False and cfg.host == "127.0.0.1"
     limits = cfg.limits()
-    assert (limits.max_batch, limits.default_temperature, limits.window_ms) == (5, 0.5, 10.0)
+    assert (limits.max_batch, limits.default_temperature, limits.window_ms) == (5, 0.5, 40.0)
     assert _parsed_config(ServeCommandConfig, ["serve", "--no-few-shot", "false"]).no_few_shot is False
     ui = _parsed_config(UiConfig, ["ui", "--no-browser", "--template-tools", "--port", "7001"])
     assert (ui.port, ui.no_browser, ui.template_tools, ui.model) == (7001, True, True, None)

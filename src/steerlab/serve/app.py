@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class ServeConfig:
     """Server limits and batching; defaults suit a CPU box (``steerlab serve --help`` lists them)."""
 
-    window_ms: float = 10.0
+    window_ms: float = 40.0
     max_batch: int = 8
     max_body_bytes: int = 1_000_000
     max_tokens_limit: int = 1024

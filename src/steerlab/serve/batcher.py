@@ -52,7 +52,7 @@ class BatchStats:
 class Batcher:
     """The queue in front of the engine; ``start()`` launches the worker, ``close()`` stops it."""
 
-    def __init__(self, engine: Engine, window_s: float = 0.01, max_batch: int = 8) -> None:
+    def __init__(self, engine: Engine, window_s: float = 0.04, max_batch: int = 8) -> None:
         if max_batch < 1:
             raise UserError(f"max_batch must be >= 1, got {max_batch}")
         if not 0 <= window_s <= 10:

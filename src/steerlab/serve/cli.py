@@ -97,7 +97,10 @@ class ServeCommandConfig(EngineConfig):
     WHAT = "serve config"
 
     window_ms: float = opt(
-        10.0, "collect requests arriving within this many ms into one batch", arg_type=_positive(float, 0)
+        40.0,
+        "collect requests arriving within this many ms into one batch (10 ms caught 3 of 8 clients that started "
+        "together over HTTP; 40 ms caught all 8, each request waiting at most that long)",
+        arg_type=_positive(float, 0),
     )
     max_batch: int = opt(8, "most requests decoded together", arg_type=_positive(int))
     max_body_bytes: int = opt(1_000_000, "requests with a larger body get 413", arg_type=_positive(int))
