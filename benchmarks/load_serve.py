@@ -94,7 +94,7 @@ def main() -> None:
             "lost": errs["lost"],
         },
     }
-    write_result("serve_load", out, args)
+    write_result("serve_load" if args.model == "tiny" else f"serve_load_{args.model}", out, args)
 
 
 if __name__ == "__main__":
