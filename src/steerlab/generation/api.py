@@ -343,7 +343,11 @@ def next_token_scores(
 
     with torch.inference_mode():
         for batch in length_sorted_batches(
-            [len(x) for x in ids], batch_size, batch_tokens, 1 - len(prefix), FORWARD_OVERHEAD_TOKENS
+            [len(x) for x in ids],
+            batch_size,
+            batch_tokens,
+            1 - len(prefix),
+            FORWARD_OVERHEAD_TOKENS * (1 + len(conditions) if several else 1),  # a forward per condition too
         ):
             rows = [ids[i] for i in batch]
             share = len(prefix) if context_safe(lm) else 0
