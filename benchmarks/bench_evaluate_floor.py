@@ -51,6 +51,12 @@ def main() -> None:
     ap.add_argument(
         "--test-rows", type=int, default=None, help="the first N TEST prompts only (default: all)"
     )
+    ap.add_argument(
+        "--merge",
+        choices=["on", "off"],
+        default="on",
+        help="off: every condition decodes alone (generate_conditions(merge_conditions=False)), the A/B of merging",
+    )
     args = parse_args(ap, test_rows=4)
     threads.apply()  # as the command line does: the cores not busy with other work
     with asa_run_copy(ap, args, "bench-evaluate-") as (src, r):
@@ -62,7 +68,7 @@ def main() -> None:
 
         def timed(*a, **kw):  # noqa: ANN002, ANN003, ANN202
             t = time.process_time()
-            out = real(*a, **kw)
+            out = real(*a, **kw, **({} if args.merge == "on" else {"merge_conditions": False}))
             gen_seconds[0] += time.process_time() - t
             gens.append(out)
             return out
@@ -113,10 +119,12 @@ def main() -> None:
             "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
             "target": "<= 1.5x",
             "threads": torch.get_num_threads(),
+            "merge_conditions": args.merge,
             "command": f"bench_evaluate_floor.py --run {src} --preset {args.preset}"
-            + (f" --test-rows {args.test_rows}" if args.test_rows else ""),
+            + (f" --test-rows {args.test_rows}" if args.test_rows else "")
+            + (" --merge off" if args.merge == "off" else ""),
         }
-        write_result("evaluate_floor", result, args)
+        write_result("evaluate_floor" + ("" if args.merge == "on" else "_merge_off"), result, args)
 
 
 if __name__ == "__main__":

@@ -177,8 +177,11 @@ class Decoder:
         self.logits = out.logits[:, -1]
 
     def live_tokens(self) -> int:
-        """Cache slots the rows still decoding hold (rows x mask width): what a merge adds to memory."""
-        return len(self.live) * int(self.mask.shape[1])
+        """Cache slots the rows still decoding may come to hold: rows x (mask width + the most new tokens any of
+        them may still add), what a merge adds to memory (as ``batch_tokens`` counts a batch)."""
+        rows = [b for b in self.live if self.stopped[b] is None]
+        room = max((self.rules.max_new[self.index[b]] - len(self.gen[b]) for b in rows), default=0)
+        return len(self.live) * (int(self.mask.shape[1]) + room)
 
     @staticmethod
     def merge(parts: Sequence[Decoder], rules: DecodeRules, offsets: Sequence[int], cache: object) -> Decoder:
@@ -201,9 +204,13 @@ class Decoder:
             d.text += p.text
             d.sent += p.sent
             d.stopped += p.stopped
-        for k, layer in enumerate(cache.layers):
+        for k, layer in enumerate(cache.layers):  # each part's copy freed as soon as its layer is joined
             layer.keys = torch.cat([p.kv[k][0] for p in parts])
             layer.values = torch.cat([p.kv[k][1] for p in parts])
+            for p in parts:
+                p.kv[k] = None
+        for p in parts:
+            p.kv = None
         d.cache = cache
         d.mask = torch.cat([p.mask for p in parts])
         d.next_pos = torch.cat([p.next_pos for p in parts])
