@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument(
         "--merge",
         choices=["on", "off"],
-        default="on",
-        help="off: every condition decodes alone (generate_conditions(merge_conditions=False)), the A/B of merging",
+        default="off",
+        help="on: conditions decode together (generate_conditions(merge_conditions=True)), the A/B of merging",
     )
     args = parse_args(ap, test_rows=4)
     threads.apply()  # as the command line does: the cores not busy with other work
@@ -68,7 +68,7 @@ def main() -> None:
 
         def timed(*a, **kw):  # noqa: ANN002, ANN003, ANN202
             t = time.process_time()
-            out = real(*a, **kw, **({} if args.merge == "on" else {"merge_conditions": False}))
+            out = real(*a, **kw, merge_conditions=args.merge == "on")
             gen_seconds[0] += time.process_time() - t
             gens.append(out)
             return out
@@ -122,9 +122,9 @@ def main() -> None:
             "merge_conditions": args.merge,
             "command": f"bench_evaluate_floor.py --run {src} --preset {args.preset}"
             + (f" --test-rows {args.test_rows}" if args.test_rows else "")
-            + (" --merge off" if args.merge == "off" else ""),
+            + (" --merge on" if args.merge == "on" else ""),
         }
-        write_result("evaluate_floor" + ("" if args.merge == "on" else "_merge_off"), result, args)
+        write_result("evaluate_floor" + ("" if args.merge == "off" else "_merge_on"), result, args)
 
 
 if __name__ == "__main__":

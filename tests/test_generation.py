@@ -116,11 +116,12 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
 
     monkeypatch.setattr(api.Decoder, "merge", staticmethod(spy))
     kw = dict(max_new_tokens=10, chat=True, system=SYSTEM, progress=False, batch_size=3, ignore_eos=True)
-    together = generate_conditions(lm, PROMPTS, conds, **kw)
+    together = generate_conditions(lm, PROMPTS, conds, merge_conditions=True, **kw)
     assert merges == [3]  # plain, push and forcing; gen decoded alone
-    apart = generate_conditions(lm, PROMPTS, conds, merge_conditions=False, **kw)
+    apart = generate_conditions(lm, PROMPTS, conds, **kw)  # the default: each condition alone
+    assert len(merges) == 1
     merges.clear()
-    capped = generate_conditions(lm, PROMPTS, conds, batch_tokens=150, **kw)
+    capped = generate_conditions(lm, PROMPTS, conds, batch_tokens=150, merge_conditions=True, **kw)
     assert len(merges) > 1
     for name, setup in conds.items():
         ref = generate(lm, PROMPTS, row_setup=setup, **kw)

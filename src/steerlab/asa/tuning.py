@@ -335,7 +335,9 @@ def stage_actions(ctx: StageContext) -> dict:
     conds = {a: action_for(ctx, lm, params, best, a, c.constrain) for a in c.actions}
     rows = {}
     if len(ex):
-        gens = generate_conditions(lm, msgs, conds, data.call_options(ctx.progress, "actions (VALID)"))
+        # every row here decodes a whole call: the actions decode together (docs/limits.md)
+        opts = data.call_options(ctx.progress, "actions (VALID)").replace(merge_conditions=True)
+        gens = generate_conditions(lm, msgs, conds, opts)
         for a in c.actions:
             ok = [
                 call_success(g.text, c.call_format, data.tools, data.domain_tool.get(e.domain))[0]
