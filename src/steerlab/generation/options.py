@@ -36,9 +36,9 @@ class GenerateOptions:
         ignore_eos: decode the end-of-sequence token like any other (fixed-length runs).
         merge_conditions: ``generate_conditions`` only: after two steps alone, the rows of conditions whose
             interventions leave decoding alone (prompt-token steering, logits rules) decode in one batch, up to
-            ``batch_tokens`` cache slots (each row's room to grow counted). Pays where most rows decode long
-            (ASA's actions stage: 1.18x); costs memory for the copies it holds (ASA's evaluate: +0.4 GB, no faster),
-            so it is off unless asked for.
+            ``batch_tokens`` cache slots (each row's room to grow counted). Meant for conditions whose rows mostly decode
+            long (ASA's actions stage); it holds copies of the paused rows' caches (ASA's evaluate: +0.4 GB and no
+            faster), so it is off unless asked for.
         temperature: 0 for greedy; one value or one per prompt.
         top_p: nucleus sampling mass; one value or one per prompt.
         seed: a row's sample depends only on its own seed; one value or one per prompt.
