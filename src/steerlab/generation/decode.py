@@ -221,10 +221,9 @@ class Decoder:
         tok, out = self.lm.tokenizer, []
         for b, (g, r, s) in enumerate(zip(self.gen, self.rows, self.stopped)):
             final = tok.decode(g, skip_special_tokens=False)
-            if self.rules.on_token is not None and len(final) > self.sent[b]:
-                self.rules.on_token(
-                    self.index[b], -1, final[self.sent[b] :]
-                )  # held back: an incomplete character
+            held = final[self.sent[b] :]  # text held back for an incomplete character
+            if self.rules.on_token is not None and held:
+                self.rules.on_token(self.index[b], -1, held)
             out.append(Generation(text=final, token_ids=g, prompt_tokens=len(r), stopped_by=s or "length"))
         return out
 

@@ -145,7 +145,7 @@ def _cheapest_cuts(
     """Contiguous runs of ``order`` (longest first) of at most ``batch_size`` rows and ``max_tokens`` padded
     tokens that minimise the sum of rows x widest + ``overhead`` (dynamic programming; ties: fewer batches)."""
     n = len(order)
-    best: list[tuple[int, int]] = [(0, 0)] + [(0, 0)] * n  # (cost, batches) of the first i rows
+    best: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (cost, batches) of the first i rows
     cut = [0] * (n + 1)
     for i in range(1, n + 1):
         choice = None
