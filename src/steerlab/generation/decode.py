@@ -38,6 +38,15 @@ class DecodeRules:
     logits_rule: LogitsRule | None = None
     cancelled: Callable[[int], bool] | None = None  # prompt index -> stop now (its client left)
 
+    def needs_text(self) -> bool:
+        """Whether decoding must keep each row's text (for the stop rule or streaming)."""
+        return self.stop is not None or self.on_token is not None
+
+    def stops(self, i: int, text: str) -> bool:
+        """Whether prompt ``i``'s reply ``text`` is finished by the stop rule (a joined stream's rules give each part
+        its own)."""
+        return self.stop is not None and self.stop(text)
+
     def with_rule(self, rule: LogitsRule | None) -> DecodeRules:
         """The same rules with ``rule`` (e.g. a condition's own) added."""
         from dataclasses import replace
@@ -121,7 +130,7 @@ class Decoder:
         if all(s is not None for s in stopped):
             self.finished = True
             return
-        need_text = rules.stop is not None or rules.on_token is not None
+        need_text = rules.needs_text()
         prompt_rows = [index[b] for b in self.live]
         logits = self.logits
         if rules.logits_rule is not None:
@@ -141,7 +150,7 @@ class Decoder:
                     if rules.on_token is not None and not text[b].endswith("\ufffd"):
                         rules.on_token(index[b], tt, text[b][sent[b] :])
                         sent[b] = len(text[b])
-                if rules.stop is not None and rules.stop(text[b]):
+                if rules.stops(index[b], text[b]):
                     stopped[b] = "stop"
                 elif len(gen[b]) >= rules.max_new[index[b]]:
                     stopped[b] = "length"
@@ -218,14 +227,80 @@ class Decoder:
         return d
 
     def results(self) -> list[Generation]:
-        tok, out = self.lm.tokenizer, []
-        for b, (g, r, s) in enumerate(zip(self.gen, self.rows, self.stopped)):
-            final = tok.decode(g, skip_special_tokens=False)
-            held = final[self.sent[b] :]  # text held back for an incomplete character
-            if self.rules.on_token is not None and held:
-                self.rules.on_token(self.index[b], -1, held)
-            out.append(Generation(text=final, token_ids=g, prompt_tokens=len(r), stopped_by=s or "length"))
+        return [self._result(b) for b in range(len(self.rows))]
+
+    def _result(self, b: int) -> Generation:
+        g = self.gen[b]
+        final = self.lm.tokenizer.decode(g, skip_special_tokens=False)
+        held = final[self.sent[b] :]  # text held back for an incomplete character
+        if self.rules.on_token is not None and held:
+            self.rules.on_token(self.index[b], -1, held)
+        return Generation(final, g, len(self.rows[b]), self.stopped[b] or "length")
+
+    def joinable(self, other: Decoder) -> bool:
+        """Whether ``other``'s rows can join this decoder's batch: both drop finished rows from their caches, no
+        steering handle watches either's steps, and their caches hold the same shared prefix (or none)."""
+        if not (self.compact and other.compact) or self.handles or other.handles or self.finished:
+            return False
+        mine, theirs = self.cache.layers, other.cache.layers
+        return len(mine) == len(theirs) and all(
+            _same_prefix(getattr(a, "prefix", None), getattr(b, "prefix", None)) for a, b in zip(mine, theirs)
+        )
+
+    def join(self, other: Decoder) -> None:
+        """Take ``other``'s rows (a fresh or running decoder, ``joinable``) into this batch between two steps: the
+        narrower cache is padded on the left with masked slots, as a prefill pads shorter prompts. ``other``'s
+        prompt indices must not clash with this one's (the rules of both are this decoder's)."""
+        if not self.joinable(other):
+            raise ValueError("these decoders cannot share a batch (see Decoder.joinable)")
+        width = max(int(self.mask.shape[1]), int(other.mask.shape[1]))
+        for a, b in zip(self.cache.layers, other.cache.layers):
+            a.keys = torch.cat([_left_pad(a.keys, width, 2), _left_pad(b.keys, width, 2)])
+            a.values = torch.cat([_left_pad(a.values, width, 2), _left_pad(b.values, width, 2)])
+        self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)])
+        self.next_pos = torch.cat([self.next_pos, other.next_pos])
+        self.logits = torch.cat([self.logits, other.logits])
+        base = len(self.rows)
+        self.live += [base + b for b in other.live]
+        self.rows += other.rows
+        self.index += other.index
+        self.gen += other.gen
+        self.text += other.text
+        self.sent += other.sent
+        self.stopped += other.stopped
+        self.finished = False
+
+    def pop_finished(self) -> list[tuple[int, Generation]]:
+        """(prompt index, result) of every row that stopped since the last call, which this decoder then forgets (a
+        long-running batch does not grow with the rows that passed through it)."""
+        if not self.compact:
+            raise ValueError("pop_finished needs a cache that drops finished rows (Decoder.compact)")
+        in_batch = set() if self.finished else set(self.live)
+        done = [b for b, s in enumerate(self.stopped) if s is not None and b not in in_batch]
+        out = [(self.index[b], self._result(b)) for b in done]
+        keep = [b for b in range(len(self.rows)) if b in in_batch]
+        for name in ("rows", "index", "gen", "text", "sent", "stopped"):
+            lst = getattr(self, name)
+            setattr(self, name, [lst[b] for b in keep])
+        where = {b: k for k, b in enumerate(keep)}
+        self.live = [where[b] for b in self.live] if not self.finished else []
         return out
+
+
+def _same_prefix(a: tuple | None, b: tuple | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(x.data_ptr() == y.data_ptr() and x.shape == y.shape for x, y in zip(a, b))
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """``t`` with zeros before its columns along ``dim`` up to ``width`` (masked slots: never attended)."""
+    n = width - int(t.shape[dim])
+    if n <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = n
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
 def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:
@@ -274,9 +349,7 @@ def _tail(rules: DecodeRules, i: int, gen: list[int], t: int, tok: object) -> li
     room = rules.max_new[i] - len(gen) - 1
     if room <= 0:
         return []
-    ends = len(tail) >= room or (
-        rules.stop is not None and rules.stop(tok.decode([*gen, t, *tail], skip_special_tokens=False))
-    )
+    ends = len(tail) >= room or rules.stops(i, tok.decode([*gen, t, *tail], skip_special_tokens=False))
     return list(tail[:room]) if ends else []
 
 

@@ -7,6 +7,8 @@ is the call format's business (``steerlab.tools.formats``): the engine asks it f
 for the stop rule, and names no marker. The contract: given a batch of rows (messages, tools, per-row options:
 ASA on/off, strength and tau overrides, temperature, top_p, seed, max_tokens, stop strings), return for each its
 generated text, why it stopped, and the gate decision (domain, p_tool, gate), with tokens streamed as they come.
+``Running`` is the same as a batch that requests join between decode steps and leave as soon as they stop (the
+server's continuous batching); ``run`` is one such batch fed all its rows at once.
 
 What a row gets is the asset's ``OperatingPoint`` (``steerlab.asa.point``), the same object the evaluate stage
 measured: its action when the gate opens (push, or the reply started with the call marker), the marker forbidden
@@ -318,17 +320,27 @@ class Engine:
         return stop
 
     def run(self, rows: list[Prepared], emit: Emit | None = None) -> list[RowOutput]:
-        """Generate every row in one batch; rows are grouped only by their stop rule (stop strings, and whether
-        the reply was prefilled with a call marker)."""
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(rows):
-            groups.setdefault((r.spec.stop, bool(r.prefill), r.head), []).append(i)
+        """Generate every row: they decode together where they can share steps (``Running``); each row's result
+        in order."""
         out: list[RowOutput | None] = [None] * len(rows)
-        with self.lock:
-            for key, idx in groups.items():
-                for i, res in zip(idx, self._run_group([rows[i] for i in idx], key, idx, emit)):
-                    out[i] = res
+
+        def keep(i: int, kind: str, payload: object) -> None:
+            if kind == "done":
+                out[i] = payload  # type: ignore[assignment]
+            if emit is not None:
+                emit(i, kind, payload)
+
+        running = self.running()
+        waiting = list(range(len(rows)))
+        while waiting or running:
+            if waiting:
+                waiting = running.admit([rows[i] for i in waiting], keep, waiting)
+            running.step()
         return out  # type: ignore[return-value]
+
+    def running(self) -> Running:
+        """An empty running batch on this engine's model (the server keeps one and feeds it requests)."""
+        return Running(self)
 
     def _forced(self, r: Prepared) -> str | None:
         """The call a row's ``tool_choice`` forces, decoded under its schema (None: none forced, or the textual
@@ -417,51 +429,87 @@ class Engine:
             action=did,
         )
 
-    def _run_group(
-        self, rows: list[Prepared], key: tuple, ids: list[int], emit: Emit | None
-    ) -> list[RowOutput]:
-        from ..generation import generate
-
-        stops, prefilled, head = key
-        for j, r in enumerate(rows):
-            if emit is not None and r.prefill:
-                emit(ids[j], "delta", r.prefill)
+    def _rules(
+        self, rows: list[Prepared], emit: Emit, ids: list[int], stops: tuple, prefilled: bool
+    ) -> object:
+        """The decoding rules of one group (rows sharing a stop rule): lengths, samplers, streaming, cancelling."""
+        from ..generation.decode import DecodeRules, eos_ids
+        from ..generation.sampling import RowSampler
 
         def on_token(i: int, _tok: int, delta: str) -> None:
-            if emit is not None:
-                emit(ids[i], "delta", delta)
+            emit(ids[i], "delta", delta)
 
-        setup, rule = self._actions(rows)
-        gens = generate(
-            self.lm,
-            [r.prompt for r in rows],
-            chat=False,
-            max_new_tokens=[r.spec.max_tokens for r in rows],
-            temperature=[r.spec.temperature for r in rows],
-            top_p=[r.spec.top_p for r in rows],
-            seed=[r.spec.seed for r in rows],
-            batch_size=len(rows),
-            stop=self._stop_rule(stops, prefilled),
-            row_setup=setup,
-            logits_rule=rule,
-            on_token=on_token,
-            progress=False,
-            shared_head=head or None,
-            prefix_store=self.prefixes,
+        specs = [r.spec for r in rows]
+        return DecodeRules(
+            eos_ids(self.lm),
+            [s.max_tokens for s in specs],
+            RowSampler(
+                len(rows), [s.temperature for s in specs], [s.top_p for s in specs], [s.seed for s in specs]
+            ),
+            self._stop_rule(stops, prefilled),
+            on_token,
             cancelled=lambda i: rows[i].cancelled.is_set(),
         )
-        out = []
-        for j, (r, g) in enumerate(zip(rows, gens)):
-            text = r.prefill + g.text
-            hit = next((s for s in stops if s in text), None) if g.stopped_by == "stop" else None
-            gate = self._gate_info(j, r, setup)
-            if emit is not None:
-                emit(ids[j], "gate", gate)
-            reused = len(head) if head and self.prefixes is not None else 0
-            res = RowOutput(
-                text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit, reused
-            )
-            out.append(res)
-            if emit is not None:
-                emit(ids[j], "done", res)
-        return out
+
+    def _output(self, r: Prepared, g: object, gate: GateInfo) -> RowOutput:
+        stops = r.spec.stop
+        text = r.prefill + g.text
+        hit = next((s for s in stops if s in text), None) if g.stopped_by == "stop" else None
+        reused = len(r.head) if r.head and self.prefixes is not None else 0
+        return RowOutput(
+            text, g.stopped_by, r.prompt_tokens, len(g.token_ids), gate, self.call_format, hit, reused
+        )
+
+
+class Running:
+    """Rows decoding together on one engine (continuous batching, ``steerlab.generation.stream``): requests join
+    between decode steps and each leaves, its ``done`` emitted, as soon as it stops. Not thread-safe: one worker
+    owns it (it takes the engine's lock per call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        from ..generation.stream import DecodeStream
+
+        self.engine = engine
+        self.stream = DecodeStream(engine.lm, engine.prefixes)
+        self._rows: dict[int, tuple[Prepared, int, object, int, Emit]] = {}  # global index -> its row's facts
+
+    @property
+    def rows(self) -> int:
+        """Rows decoding now."""
+        return self.stream.rows
+
+    def __bool__(self) -> bool:
+        return bool(self.stream)
+
+    def admit(self, rows: list[Prepared], emit: Emit, ids: list[int]) -> list[int]:
+        """Prefill rows and join them to the running ones (grouped by stop rule and shared head); ``ids[j]`` names
+        row j in ``emit``. Returns the ids of the rows that must wait until the running rows are done."""
+        groups: dict[tuple, list[int]] = {}
+        for j, r in enumerate(rows):
+            groups.setdefault((r.spec.stop, bool(r.prefill), r.head), []).append(j)
+        waiting: list[int] = []
+        with self.engine.lock:
+            for (stops, prefilled, head), js in groups.items():
+                group = [rows[j] for j in js]
+                gids = [ids[j] for j in js]
+                setup, rule = self.engine._actions(group)
+                rules = self.engine._rules(group, emit, gids, stops, prefilled).with_rule(rule)
+                off = self.stream.admit([r.ids for r in group], rules, setup, head or None)
+                if off is None:
+                    waiting += gids
+                    continue
+                for k, (r, i) in enumerate(zip(group, gids)):
+                    self._rows[off + k] = (r, i, setup, k, emit)
+                    if r.prefill:
+                        emit(i, "delta", r.prefill)
+        return waiting
+
+    def step(self) -> None:
+        """One decode step for every running row; rows that stopped emit their gate decision and result."""
+        with self.engine.lock:
+            finished = self.stream.step()
+        for gi, g in finished:
+            r, i, setup, k, emit = self._rows.pop(gi)
+            gate = self.engine._gate_info(k, r, setup)
+            emit(i, "gate", gate)
+            emit(i, "done", self.engine._output(r, g, gate))

@@ -1,0 +1,257 @@
+"""Continuous batching: one running decode that new rows join between steps, and that hands back each row as soon
+as it stops.
+
+Why: a server that decodes a batch to its end makes every request wait for the batch's longest reply, and a request
+that arrives a moment after a batch starts waits for that whole batch. Here a finished row leaves at once (its
+client gets its answer and may send the next request) and a new request is prefilled and joins the rows already
+decoding at the next step, so the model's weights are read once per step for every row in flight.
+
+Each admitted group keeps its own rules (stop rule, sampler, streaming callback, logits rule such as ASA's call
+grammar) with its own prompt indices; a group's row setup (ASA's gate and push at the last prompt token) is active
+during its prefill only, so groups may join only when their setups leave decoding alone (``touches_decode``).
+Where rows cannot share a step (a cache that cannot drop rows, e.g. sliding-window layers; another shared prefix)
+a group waits until the running rows are done. Exact: each row decodes as it would alone (tests compare).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Sequence
+
+import torch
+
+from ..models import LoadedModel
+from ..models.phase import active_interventions, context_safe
+from .decode import Decoder, DecodeRules, Generation, eos_ids
+from .prefill import prefill
+from .prefix_store import PrefixStore
+
+
+class _Parts:
+    """The rules of the admitted groups, looked up by global prompt index (group k holds ``offsets[k]`` onward)."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.rules: list[DecodeRules] = []
+        self.left: list[int] = []  # rows of each group not yet handed back
+
+    def add(self, offset: int, n: int, rules: DecodeRules) -> None:
+        self.offsets.append(offset)
+        self.rules.append(rules)
+        self.left.append(n)
+
+    def find(self, i: int) -> tuple[DecodeRules, int]:
+        k = bisect.bisect_right(self.offsets, i) - 1
+        return self.rules[k], i - self.offsets[k]
+
+    def drop_last(self) -> None:
+        del self.offsets[-1], self.rules[-1], self.left[-1]
+
+    def done(self, i: int) -> None:
+        """Row ``i`` was handed back; a group with none left is forgotten."""
+        k = bisect.bisect_right(self.offsets, i) - 1
+        self.left[k] -= 1
+        if self.left[k] == 0:
+            del self.offsets[k], self.rules[k], self.left[k]
+
+    def groups(self, rows: Sequence[int]) -> dict[int, list[int]]:
+        """Logits rows j by group: {group: [j, ...]} for prompt indices ``rows``."""
+        out: dict[int, list[int]] = {}
+        for j, i in enumerate(rows):
+            out.setdefault(bisect.bisect_right(self.offsets, i) - 1, []).append(j)
+        return out
+
+
+class _MaxNew:
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+
+    def __getitem__(self, i: int) -> int:
+        rules, local = self.parts.find(i)
+        return rules.max_new[local]
+
+
+class _Sampler:
+    """Each group's own sampler on its rows (greedy rows need none)."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+
+    def pick(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        nxt = logits.argmax(dim=-1)
+        for k, js in self.parts.groups(rows).items():
+            sampler = self.parts.rules[k].sampler
+            if not sampler.greedy:
+                off = self.parts.offsets[k]
+                nxt[js] = sampler.pick(logits[js], [rows[j] - off for j in js])
+        return nxt
+
+
+class _Rule:
+    """Each group's logits rule on its rows, with the group's own prompt indices."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
+
+    def __call__(
+        self, rows: Sequence[int], gen: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor:
+        for k, js in self.parts.groups(rows).items():
+            rule, off = self.parts.rules[k].logits_rule, self.parts.offsets[k]
+            if rule is not None:
+                logits[js] = rule([rows[j] - off for j in js], [gen[j] for j in js], logits[js])
+        return logits
+
+    def fixed_tail(self, row: int, gen: Sequence[int]) -> list[int] | None:
+        rules, local = self.parts.find(row)
+        f = getattr(rules.logits_rule, "fixed_tail", None)
+        return None if f is None else f(local, gen)
+
+
+class _JoinedRules(DecodeRules):
+    """``DecodeRules`` over global prompt indices, each answered by the row's own group."""
+
+    def __init__(self, eos: set[int]) -> None:
+        self.parts = _Parts()
+        super().__init__(
+            eos,
+            _MaxNew(self.parts),  # type: ignore[arg-type]
+            _Sampler(self.parts),  # type: ignore[arg-type]
+            on_token=self._on_token,
+            logits_rule=_Rule(self.parts),
+            cancelled=self._cancelled,
+        )
+
+    def needs_text(self) -> bool:
+        return any(r.needs_text() for r in self.parts.rules)
+
+    def stops(self, i: int, text: str) -> bool:
+        rules, local = self.parts.find(i)
+        return rules.stops(local, text)
+
+    def _on_token(self, i: int, tok: int, delta: str) -> None:
+        rules, local = self.parts.find(i)
+        if rules.on_token is not None:
+            rules.on_token(local, tok, delta)
+
+    def _cancelled(self, i: int) -> bool:
+        rules, local = self.parts.find(i)
+        return rules.cancelled is not None and rules.cancelled(local)
+
+
+class DecodeStream:
+    """A running batch that rows join (``admit``) and leave (``step`` returns them) between decode steps.
+
+    Rows admitted together are a group: prompt indices ``0 .. n-1`` in the group's ``rules`` and row setup; ``admit``
+    returns the group's global offset, and ``step`` reports rows by global index (``offset + i``). ``store`` holds the
+    shared heads' caches (``head``: the token ids every row of the group starts with, computed once and kept)."""
+
+    def __init__(self, lm: LoadedModel, store: PrefixStore | None = None) -> None:
+        self.lm, self.store = lm, store
+        self.eos = eos_ids(lm)
+        self.rules = _JoinedRules(self.eos)
+        self.dec: Decoder | None = None
+        self._next = 0
+        self._running_head: tuple[int, ...] | None = None  # the stored head the running rows share
+
+    @property
+    def rows(self) -> int:
+        """Rows decoding now."""
+        return 0 if self.dec is None else len(self.dec.live)
+
+    def __bool__(self) -> bool:
+        return self.dec is not None
+
+    def admit(
+        self,
+        ids: Sequence[Sequence[int]],
+        rules: DecodeRules,
+        setup: object | None = None,
+        head: Sequence[int] | None = None,
+    ) -> int | None:
+        """Prefill a group's rows (under ``setup(list(range(n)))`` when given) and join them to the running batch;
+        None (nothing done) when they cannot share its steps: try again once ``step`` has emptied it."""
+        rows = [list(map(int, r)) for r in ids]
+        n = len(rows)
+        if n == 0:
+            raise ValueError("admit needs at least one row")
+        if self.dec is not None and not self._may_join(rows, head):
+            return None
+        rules = rules.with_rule(getattr(setup, "logits_rule", None))
+        width = max(map(len, rows)) + max(rules.max_new[i] for i in range(n))
+        with torch.inference_mode():
+            with setup(list(range(n))) if setup is not None else contextlib.nullcontext():
+                share, cache = self._head(rows, head, width)
+                out, mask, last_pos = prefill(self.lm, rows, share, cache)
+            off = self._next
+            self.rules.parts.add(off, n, rules)
+            dec = Decoder(self.lm, out, mask, last_pos + 1, rows, [off + i for i in range(n)], self.rules)
+            if self.dec is None:
+                self.dec = dec
+            elif self.dec.joinable(dec):
+                self.dec.join(dec)
+            else:  # e.g. the store recomputed the head meanwhile: the same tokens, another cache
+                self.rules.parts.drop_last()
+                return None
+            self._next += n
+        return off
+
+    def _may_join(self, rows: list[list[int]], head: Sequence[int] | None) -> bool:
+        """A cheap check before a prefill: a running batch on another stored head (or on none) cannot take rows, nor
+        one whose cache keeps finished rows, nor a model whose padding a sliding window or conv state would see."""
+        arch = self.lm.arch
+        if not self.dec.compact or active_interventions(self.lm):
+            return False
+        if arch.sliding_window is not None or "conv" in arch.layer_kinds:
+            return False
+        return self._head_ids(rows, head) == getattr(self, "_running_head", None)
+
+    def _head_ids(self, rows: list[list[int]], head: Sequence[int] | None) -> tuple[int, ...] | None:
+        if self.store is None or not head:
+            return None
+        h = [int(x) for x in head]
+        if not all(len(r) > len(h) and r[: len(h)] == h for r in rows):
+            return None
+        return tuple(h)
+
+    def _head(
+        self, rows: list[list[int]], head: Sequence[int] | None, width: int
+    ) -> tuple[int, object | None]:
+        from ..models.prefix import sharing_allowed
+
+        h = self._head_ids(rows, head)
+        if h is None or not context_safe(self.lm) or not sharing_allowed(self.lm, width):
+            h = None
+        if self.dec is None:
+            self._running_head = h
+        return (0, None) if h is None else (len(h), self.store.get(h))
+
+    def step(self) -> list[tuple[int, Generation]]:
+        """One decode step for every row in the batch; returns (global index, result) of the rows that stopped."""
+        if self.dec is None:
+            return []
+        with torch.inference_mode():
+            self.dec.run(1)
+        return self._finished()
+
+    def _finished(self) -> list[tuple[int, Generation]]:
+        dec = self.dec
+        if dec.compact:
+            out = dec.pop_finished()
+        elif dec.finished:  # a cache that keeps finished rows: its rows come back together
+            out = list(zip(dec.index, dec.results()))
+        else:
+            out = []
+        for i, _ in out:
+            self.rules.parts.done(i)
+        if dec.finished:
+            self.dec = None
+        return out
+
+    def run(self) -> list[tuple[int, Generation]]:
+        """Step until every row has stopped; every row's (global index, result)."""
+        out: list[tuple[int, Generation]] = []
+        while self.dec is not None:
+            out += self.step()
+        return out

@@ -1,0 +1,164 @@
+"""Continuous batching (``DecodeStream``): rows that join a running batch between steps, and leave it as soon as
+they stop, decode exactly as they would alone."""
+
+import pytest
+import torch
+
+from steerlab.generation import generate
+from steerlab.generation.decode import DecodeRules
+from steerlab.generation.prefix_store import PrefixStore
+from steerlab.generation.rules import ForcedPrefix
+from steerlab.generation.sampling import RowSampler
+from steerlab.generation.stream import DecodeStream
+from steerlab.models import render_prompts, tokenize_texts
+from steerlab.steering import steer
+
+SYSTEM = "You are a tool-using assistant. Think before answering. " * 2
+FIRST = ["hello there, how are you today?", "hi", "what is the weather like in Paris right now?"]
+LATER = ["tell me a joke about cats and dogs, please", "ok"]
+
+
+def _ids(lm, prompts):
+    return tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, prompts, chat=True, system=SYSTEM))
+
+
+def _head(lm):
+    """The system turn's tokens: every prompt's ids start with them."""
+    a, b = _ids(lm, ["x"])[0], _ids(lm, ["y z"])[0]
+    n = 0
+    while a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def _rules(lm, n, max_new, **kw):
+    return DecodeRules(set(), [max_new] * n, kw.pop("sampler", RowSampler(n)), **kw)
+
+
+@pytest.mark.parametrize("stored_head", [False, True])
+def test_rows_joining_mid_decode_equal_each_row_alone(tiny_models, stored_head):
+    """Group B joins after group A's third step (other prompt lengths, another max length, a logits rule of its
+    own); every row equals ``generate`` on that prompt alone, and finished rows come back before the others."""
+    lm = tiny_models("llama")
+    store = PrefixStore(lm) if stored_head else None
+    head = _head(lm) if stored_head else None
+    forced = [7, 8, 9]
+    stream = DecodeStream(lm, store)
+    a = stream.admit(_ids(lm, FIRST), _rules(lm, 3, 9), head=head)
+    seen: dict[int, object] = {}
+    order: list[int] = []
+    for _ in range(3):
+        for i, g in stream.step():
+            seen[i] = g
+            order.append(i)
+    rule = ForcedPrefix(lambda i: forced if i == 0 else None)
+    b = stream.admit(_ids(lm, LATER), _rules(lm, 2, 5, logits_rule=rule), head=head)
+    assert (a, b) == (0, 3)
+    assert stream.rows == 5  # both groups share the next step
+    while stream:
+        for i, g in stream.step():
+            seen[i] = g
+            order.append(i)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert order.index(3) < order.index(0)  # B's 5-token rows finished first: they were not held for A's
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True)
+    for i, p in enumerate(FIRST):
+        assert seen[a + i].token_ids == generate(lm, [p], max_new_tokens=9, **kw)[0].token_ids
+    for i, p in enumerate(LATER):
+        ref = generate(
+            lm,
+            [p],
+            max_new_tokens=5,
+            logits_rule=ForcedPrefix(lambda _, i=i: forced if i == 0 else None),
+            **kw,
+        )
+        assert seen[b + i].token_ids == ref[0].token_ids
+    assert seen[b].token_ids[:3] == forced
+    assert stream.rules.parts.offsets == []  # every group handed back and forgotten
+
+
+def test_each_group_keeps_its_stop_rule_sampler_and_stream(tiny_models):
+    """Per group: its own stop rule, seeded sampling and streaming callback with its own prompt indices; a
+    cancelled row leaves at the next step."""
+    lm = tiny_models("llama")
+    streamed: dict[tuple[str, int], str] = {}
+
+    def on(tag):
+        def cb(i, _t, delta):
+            streamed[(tag, i)] = streamed.get((tag, i), "") + delta
+
+        return cb
+
+    stream = DecodeStream(lm)
+    stop_a = lambda text: len(text) >= 12  # noqa: E731
+    sampler = RowSampler(2, temperature=[0.0, 1.5], seed=[None, 11])
+    stream.admit(_ids(lm, FIRST[:2]), _rules(lm, 2, 8, stop=stop_a, on_token=on("a")))
+    stream.step()
+    gone: set[int] = set()  # prompt 1 of group b: its client leaves after its first step
+    stream.admit(
+        _ids(lm, LATER),
+        _rules(lm, 2, 8, sampler=sampler, on_token=on("b"), cancelled=lambda i: i in gone),
+    )
+    seen: dict[int, object] = dict(stream.step())
+    gone.add(1)
+    seen.update(stream.run())
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True, max_new_tokens=8)
+    for i, p in enumerate(FIRST[:2]):
+        ref = generate(lm, [p], stop=stop_a, **kw)[0]
+        assert (seen[i].token_ids, seen[i].stopped_by) == (ref.token_ids, ref.stopped_by)
+        assert streamed[("a", i)] == seen[i].text
+    ref = generate(lm, [LATER[0]], temperature=0.0, **kw)[0]
+    assert seen[2].token_ids == ref.token_ids
+    assert seen[3].stopped_by == "cancelled"
+    alone = generate(lm, [LATER[1]], temperature=1.5, seed=11, **kw)[0]
+    assert seen[3].token_ids == alone.token_ids[: len(seen[3].token_ids)]
+    assert len(seen[3].token_ids) == 1
+    assert streamed[("b", 0)] == seen[2].text
+
+
+def test_prompt_last_steering_is_per_group_and_decoding_stays_shared(tiny_models):
+    """A group's row setup (a push at the last prompt token) acts on its prefill only: the group joins the running
+    rows, which it does not steer, and each row equals its own steered or plain run alone."""
+    lm = tiny_models("llama")
+    v = torch.randn(32, generator=torch.Generator().manual_seed(3)) * 8
+    setup = lambda idx: steer(lm, v, layer=1, coef=torch.tensor([2.0, -2.0])[idx])  # noqa: E731
+    stream = DecodeStream(lm)
+    stream.admit(_ids(lm, FIRST), _rules(lm, 3, 6))
+    stream.step()
+    off = stream.admit(_ids(lm, LATER), _rules(lm, 2, 6), setup=setup)
+    assert off is not None and stream.rows == 5
+    got = dict(stream.run())
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True, max_new_tokens=6)
+    for i, p in enumerate(FIRST):
+        assert got[i].token_ids == generate(lm, [p], **kw)[0].token_ids
+    steered = generate(lm, LATER, row_setup=setup, batch_size=1, **kw)
+    assert [got[off + i].token_ids for i in range(2)] == [g.token_ids for g in steered]
+
+
+def test_groups_wait_where_rows_cannot_share_a_step(tiny_models):
+    """A sliding-window model (gemma3) keeps padding out of its window: a second group waits for the running rows
+    (admit returns None) and then decodes exactly."""
+    lm = tiny_models("gemma3")
+    stream = DecodeStream(lm)
+    stream.admit(_ids(lm, FIRST[:1]), _rules(lm, 1, 4))
+    stream.step()
+    assert stream.admit(_ids(lm, LATER[:1]), _rules(lm, 1, 4)) is None
+    first = dict(stream.run())
+    off = stream.admit(_ids(lm, LATER[:1]), _rules(lm, 1, 4))
+    later = dict(stream.run())
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True, max_new_tokens=4)
+    assert first[0].token_ids == generate(lm, FIRST[:1], **kw)[0].token_ids
+    assert later[off].token_ids == generate(lm, LATER[:1], **kw)[0].token_ids
+
+
+def test_a_long_running_batch_forgets_the_rows_that_left(tiny_models):
+    """Rows pass through one batch that never empties; what it holds stays bounded by the rows in flight."""
+    lm = tiny_models("llama")
+    stream = DecodeStream(lm)
+    stream.admit(_ids(lm, ["start"]), _rules(lm, 1, 40))
+    for k in range(12):
+        stream.admit(_ids(lm, [FIRST[k % 3]]), _rules(lm, 1, 2))
+        stream.step()
+        stream.step()
+        assert len(stream.dec.rows) <= 3 and len(stream.rules.parts.offsets) <= 3
+    assert len(dict(stream.run())) == 1  # the first row, which ran through all of them
