@@ -87,6 +87,9 @@ def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[di
         "latency_max_s": max(lat),
         # rows per batch the server ran for this arm (its /health counters): what batching caught
         "mean_batch_rows": (after["rows"] - before["rows"]) / max(1, after["batches"] - before["batches"]),
+        # requests started per prefill (continuous batching starts late arrivals between decode steps)
+        "mean_admit_rows": (after.get("admitted", 0) - before.get("admitted", 0))
+        / max(1, after.get("admissions", 0) - before.get("admissions", 0)),
     }
 
 

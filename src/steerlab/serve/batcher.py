@@ -50,6 +50,7 @@ class BatchStats:
     rows: int = 0
     max_rows: int = 0
     admitted: int = 0
+    admissions: int = 0  # prefills that started rows (each pauses the running rows for one forward)
     errors: int = 0
     cancelled: int = 0  # rows stopped because their client disconnected
 
@@ -185,6 +186,7 @@ class Batcher:
 
         waiting = set(running.admit(rows, emit, [id(t) for t in live]))
         self.stats.admitted += len(live) - len(waiting)
+        self.stats.admissions += len(live) > len(waiting)
         return [t for t in live if id(t) in waiting]
 
     def _step(self, running: object) -> None:
