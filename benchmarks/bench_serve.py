@@ -51,19 +51,21 @@ def big_tool_list(tokenizer, base: list[dict], min_tokens: int) -> tuple[list[di
     return tools, len(tokenizer(json.dumps(tools))["input_ids"])
 
 
-def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[dict]) -> dict:
+def _run(base: str, ps: list[str], clients: int, max_tokens: int | list[int], tools: list[dict]) -> dict:
     import openai
 
     client = openai.OpenAI(base_url=base, api_key="x", max_retries=0, timeout=600)
     model = client.models.list().data[0].id  # the server refuses other model names (404 model_not_found)
 
-    def one(p: str) -> tuple[float, int]:
+    lengths = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(ps)
+
+    def one(p: str, n: int) -> tuple[float, int]:
         t = time.perf_counter()
         r = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": p}],
             tools=tools or openai.NOT_GIVEN,
-            max_tokens=max_tokens,
+            max_tokens=n,
             temperature=0,
         )
         return time.perf_counter() - t, r.usage.completion_tokens
@@ -71,7 +73,7 @@ def _run(base: str, ps: list[str], clients: int, max_tokens: int, tools: list[di
     before = _batches(base)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        res = list(pool.map(one, ps))
+        res = list(pool.map(one, ps, lengths))
     wall = time.perf_counter() - t0
     after = _batches(base)
     lat = [r[0] for r in res]
@@ -121,7 +123,13 @@ def main() -> None:
         default=400,
         help="size of the tool-prompt arm's tool list",
     )
-    args = parse_args(ap, model="tiny", n=4, clients=2, max_tokens=2, rounds=1, tool_tokens=60)
+    ap.add_argument(
+        "--mixed",
+        action="store_true",
+        help="also time the plain server on replies of mixed lengths (max_tokens alternating --max-tokens / 4 and "
+        "2 x --max-tokens): what continuous batching is for",
+    )
+    args = parse_args(ap, model="tiny", n=4, clients=2, max_tokens=2, rounds=1, tool_tokens=60, mixed=True)
 
     from steerlab.models import tiny_model
     from steerlab.serve.app import ServeConfig, create_app
@@ -165,6 +173,12 @@ def main() -> None:
                     ("prefill_only", 1, 1),
                 ):
                     runs.setdefault(f"{tag}_{mode}", []).append(_run(base, ps, clients, mt, tools))
+            if args.mixed:
+                mix = [max(1, args.max_tokens // 4) if i % 2 else 2 * args.max_tokens for i in range(len(ps))]
+                for mode, clients in (("one_at_a_time", 1), ("concurrent", args.clients)):
+                    runs.setdefault(f"plain_mixed_{mode}", []).append(
+                        _run(bases["plain"], ps, clients, mix, tools)
+                    )
             # the tool-prompt arm: the plain server, one request at a time, the big tool list's prefix cached
             _run(bases["plain"], ps[:1], 1, 1, big_tools)
             for mode, tl in (("with_tool_prompt", big_tools), ("without_tools", [])):
@@ -179,6 +193,11 @@ def main() -> None:
     out["throughput_ratio_plain"] = (
         out["plain_concurrent"]["requests_per_s"] / out["plain_one_at_a_time"]["requests_per_s"]
     )
+    if args.mixed:
+        out["throughput_ratio_plain_mixed"] = (
+            out["plain_mixed_concurrent"]["requests_per_s"]
+            / out["plain_mixed_one_at_a_time"]["requests_per_s"]
+        )
     if args.asset:
         out["throughput_ratio_asa"] = (
             out["asa_concurrent"]["requests_per_s"] / out["asa_one_at_a_time"]["requests_per_s"]

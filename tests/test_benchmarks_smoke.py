@@ -81,6 +81,7 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
             "plain_concurrent.latency_p50_s",
             "asa_prefill_only.wall_s",
             "throughput_ratio_plain",
+            "throughput_ratio_plain_mixed",
             "throughput_ratio_asa",
             "asa_overhead_prefill_only",
             "asa_overhead_per_request",

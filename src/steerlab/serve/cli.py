@@ -98,11 +98,14 @@ class ServeCommandConfig(EngineConfig):
 
     window_ms: float = opt(
         40.0,
-        "collect requests arriving within this many ms into one batch (10 ms caught 3 of 8 clients that started "
-        "together over HTTP; 40 ms caught all 8, each request waiting at most that long)",
+        "when nothing is decoding, collect requests arriving within this many ms before the first prefill (10 ms "
+        "caught 3 of 8 clients that started together over HTTP; 40 ms caught all 8); while rows decode, waiting "
+        "requests join them at the next step",
         arg_type=_positive(float, 0),
     )
-    max_batch: int = opt(8, "most requests decoded together", arg_type=_positive(int))
+    max_batch: int = opt(
+        8, "most requests decoding at once (more wait for a row to finish)", arg_type=_positive(int)
+    )
     max_body_bytes: int = opt(1_000_000, "requests with a larger body get 413", arg_type=_positive(int))
     max_prompt_tokens: int = opt(
         4096, "longer rendered prompts get 413 context_length_exceeded", arg_type=_positive(int)
