@@ -133,10 +133,10 @@ class AsaConfig(ModelConfig):
         32, "generation/capture batch, at most (results do not depend on it; peak memory grows with it)"
     )
     batch_tokens: int = opt(
-        4096,
+        3072,
         "... and at most this many padded tokens per batch (rows x (longest prompt after the shared prefix + new "
-        "tokens)): long conversations go in smaller batches, short prompts fill batch_size (4096 kept every stage "
-        "of the main job under 2 GB and was no slower than 8192)",
+        "tokens)): long conversations go in smaller batches, short prompts fill batch_size (3072 keeps every stage "
+        "of the main job under 2 GB: docs/limits.md)",
     )
     probe_c: float = opt(1.0, "inverse L2 strength of the logistic probes and router")
     seed: int = opt(0, "seed of probes, random-direction control and bootstrap")
