@@ -120,6 +120,12 @@ class Decoder:
         if not self.finished and self.compact:  # copies: a restored context's buffer is written in place
             self.kv = [(x.keys.clone(), x.values.clone()) for x in self.cache.layers]
 
+    def step(self) -> None:
+        """One decode step with the cache kept in place (a running batch that rows join, ``DecodeStream``; ``run``
+        with ``steps`` copies the cache when it pauses)."""
+        if not self.finished:
+            self._step()
+
     def _step(self) -> None:
         rules, tok, index = self.rules, self.lm.tokenizer, self.index
         gen, text, sent, stopped = self.gen, self.text, self.sent, self.stopped

@@ -232,7 +232,7 @@ class DecodeStream:
         if self.dec is None:
             return []
         with torch.inference_mode():
-            self.dec.run(1)
+            self.dec.step()
         return self._finished()
 
     def _finished(self) -> list[tuple[int, Generation]]:
