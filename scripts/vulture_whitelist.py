@@ -19,3 +19,5 @@ pytestmark  # tests: read by pytest (module-level marks)
 local_ray  # tests/test_sweep_ray.py: a fixture used for its side effect (a local Ray cluster)
 stop_after_parsing  # tests/test_config_hypothesis.py: a fixture used for its side effect (commands stop after parsing)
 no_model_load  # tests/test_user_edges.py: a fixture used for its side effect (loading a model fails the test)
+_.admitted  # serve/batcher.py BatchStats: reported by /health (via __dict__), read by benchmarks/bench_serve.py
+_.admissions  # serve/batcher.py BatchStats: reported by /health (via __dict__), read by benchmarks/bench_serve.py
