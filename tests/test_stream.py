@@ -135,6 +135,18 @@ def test_prompt_last_steering_is_per_group_and_decoding_stays_shared(tiny_models
     assert [got[off + i].token_ids for i in range(2)] == [g.token_ids for g in steered]
 
 
+def test_a_setup_that_steers_generated_tokens_is_refused(tiny_models):
+    """A group's setup acts during its prefill only: one that would steer decoding gets a clear error, not silence."""
+    lm = tiny_models("llama")
+    v = torch.randn(32, generator=torch.Generator().manual_seed(3))
+    stream = DecodeStream(lm)
+    with pytest.raises(ValueError, match="generated tokens"):
+        stream.admit(
+            _ids(lm, FIRST[:1]), _rules(lm, 1, 4), setup=lambda idx: steer(lm, v, layer=1, policy="generated")
+        )
+    assert not stream and stream.rules.parts.offsets == []
+
+
 def test_groups_wait_where_rows_cannot_share_a_step(tiny_models):
     """A sliding-window model (gemma3) keeps padding out of its window: a second group waits for the running rows
     (admit returns None) and then decodes exactly."""

@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 from ..models import LoadedModel, render_prompts, tokenize_texts
 from ..models.hf_compat import output_cache
 from ..models.phase import CONTEXT, active_interventions, context_safe
-from ..models.prefix import prefix_cache, sharing_allowed
+from ..models.prefix import prefix_cache
 from ..models.text import FORWARD_OVERHEAD_TOKENS, PromptLike, length_sorted_batches
 from .decode import Decoder, DecodeRules, Generation, by_part, decode, eos_ids
 from .options import GenerateOptions, resolve
 from .prefill import ContextCache, croppable, last_token_forward, prefill, shared_len
-from .prefix_store import PrefixStore
+from .prefix_store import stored_prefix
 from .sampling import RowSampler, per_row
 
 RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
@@ -46,36 +46,6 @@ class _Prefix:
         if self._cache is None and self.ids:
             self._cache = prefix_cache(self.lm, self.ids)
         return self._cache
-
-
-class _StoredPrefix:
-    """A shared head whose cache comes from a ``PrefixStore`` (kept across calls)."""
-
-    def __init__(self, store: PrefixStore, ids: list[int]) -> None:
-        self.store, self.ids = store, ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def cache(self) -> object:
-        return self.store.get(self.ids)
-
-
-def _stored_prefix(
-    lm: LoadedModel,
-    ids: list[list[int]],
-    width: int,
-    head: Sequence[int] | None,
-    store: PrefixStore | None,
-) -> _StoredPrefix | None:
-    """The stored head, when every row starts with it (and keeps a token after it) and sharing is exact here."""
-    if store is None or not head:
-        return None
-    head = [int(x) for x in head]
-    n = len(head)
-    if not all(len(r) > n and r[:n] == head for r in ids) or not sharing_allowed(lm, width):
-        return None
-    return _StoredPrefix(store, head)
 
 
 def _tokenize(lm: LoadedModel, prompts: Sequence[PromptLike], **render: object) -> list[list[int]]:
@@ -128,7 +98,7 @@ def generate(
         o.cancelled,
     ).with_rule(getattr(row_setup, "logits_rule", None))
     width = max(len(x) for x in ids) + max(rules.max_new)
-    prefix = _stored_prefix(lm, ids, width, o.shared_head, o.prefix_store) or _Prefix(
+    prefix = stored_prefix(lm, ids, width, o.shared_head, o.prefix_store) or _Prefix(
         lm, ids[0][: shared_len(lm, ids, o.shared_prefix, o.min_shared, width)]
     )
     results: list[Generation | None] = [None] * len(ids)

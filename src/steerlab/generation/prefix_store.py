@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from ..models import LoadedModel
-from ..models.prefix import prefix_cache
+from ..models.prefix import prefix_cache, sharing_allowed
 
 
 def cache_bytes(cache: object) -> int:
@@ -74,3 +74,33 @@ class PrefixStore:
 
     def stats(self) -> dict:
         return {"entries": len(self), "bytes": self.bytes, "hits": self.hits, "misses": self.misses}
+
+
+class StoredPrefix:
+    """A shared head whose cache comes from a ``PrefixStore`` (kept across calls)."""
+
+    def __init__(self, store: PrefixStore, ids: list[int]) -> None:
+        self.store, self.ids = store, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def cache(self) -> object:
+        return self.store.get(self.ids)
+
+
+def stored_prefix(
+    lm: LoadedModel,
+    ids: list[list[int]],
+    width: int,
+    head: Sequence[int] | None,
+    store: PrefixStore | None,
+) -> StoredPrefix | None:
+    """The stored head, when every row starts with it (and keeps a token after it) and sharing is exact here."""
+    if store is None or not head:
+        return None
+    head = [int(x) for x in head]
+    n = len(head)
+    if not all(len(r) > n and r[:n] == head for r in ids) or not sharing_allowed(lm, width):
+        return None
+    return StoredPrefix(store, head)

@@ -8,7 +8,7 @@ decoding at the next step, so the model's weights are read once per step for eve
 
 Each admitted group keeps its own rules (stop rule, sampler, streaming callback, logits rule such as ASA's call
 grammar) with its own prompt indices; a group's row setup (ASA's gate and push at the last prompt token) is active
-during its prefill only, so groups may join only when their setups leave decoding alone (``touches_decode``).
+during its prefill only, so a setup that would steer generated tokens (``touches_decode``) is refused.
 Where rows cannot share a step (a cache that cannot drop rows, e.g. sliding-window layers; another shared prefix)
 a group waits until the running rows are done. Exact: each row decodes as it would alone (tests compare).
 """
@@ -25,7 +25,7 @@ from ..models import LoadedModel
 from ..models.phase import active_interventions, context_safe
 from .decode import Decoder, DecodeRules, Generation, eos_ids
 from .prefill import prefill
-from .prefix_store import PrefixStore
+from .prefix_store import PrefixStore, stored_prefix
 
 
 class _Parts:
@@ -163,6 +163,20 @@ class DecodeStream:
     def __bool__(self) -> bool:
         return self.dec is not None
 
+    def can_take(self, ids: Sequence[Sequence[int]], head: Sequence[int] | None, max_new: int) -> bool:
+        """Whether rows could join the running batch now (always, when it is empty): a cheap check before building
+        their rules. Not when the running cache keeps finished rows, when an intervention is active outside the
+        stream, when a sliding window or conv state would see the padding, or when the rows share another stored
+        head (or none) than the running rows'."""
+        if self.dec is None:
+            return True
+        arch = self.lm.arch
+        if not self.dec.compact or active_interventions(self.lm):
+            return False
+        if arch.sliding_window is not None or "conv" in arch.layer_kinds:
+            return False
+        return self._key(self._prefix(ids, head, max_new)) == self._running_head
+
     def admit(
         self,
         ids: Sequence[Sequence[int]],
@@ -170,25 +184,37 @@ class DecodeStream:
         setup: object | None = None,
         head: Sequence[int] | None = None,
     ) -> int | None:
-        """Prefill a group's rows (under ``setup(list(range(n)))`` when given) and join them to the running batch;
-        None (nothing done) when they cannot share its steps: try again once ``step`` has emptied it."""
+        """Prefill a group's rows (under ``setup(list(range(n)))`` when given, which must leave decoding alone) and
+        join them to the running batch; None (nothing done) when they cannot share its steps: try again once
+        ``step`` has emptied it."""
         rows = [list(map(int, r)) for r in ids]
         n = len(rows)
         if n == 0:
             raise ValueError("admit needs at least one row")
-        if self.dec is not None and not self._may_join(rows, head):
-            return None
         rules = rules.with_rule(getattr(setup, "logits_rule", None))
-        width = max(map(len, rows)) + max(rules.max_new[i] for i in range(n))
+        max_new = max(rules.max_new[i] for i in range(n))
+        if not self.can_take(rows, head, max_new):
+            return None
+        prefix = self._prefix(rows, head, max_new)
+        before = {id(h) for h in active_interventions(self.lm)}
         with torch.inference_mode():
             with setup(list(range(n))) if setup is not None else contextlib.nullcontext():
-                share, cache = self._head(rows, head, width)
-                out, mask, last_pos = prefill(self.lm, rows, share, cache)
+                added = [h for h in active_interventions(self.lm) if id(h) not in before]
+                if any(getattr(h, "touches_decode", True) for h in added):
+                    raise ValueError(
+                        "a row setup that steers (or records) generated tokens cannot join a running batch: its "
+                        "hooks act during the group's prefill only; use generate() for it"
+                    )
+                if prefix is not None and not context_safe(self.lm):
+                    prefix = None
+                out, mask, last_pos = prefill(
+                    self.lm, rows, len(prefix) if prefix else 0, prefix.cache() if prefix else None
+                )
             off = self._next
             self.rules.parts.add(off, n, rules)
             dec = Decoder(self.lm, out, mask, last_pos + 1, rows, [off + i for i in range(n)], self.rules)
             if self.dec is None:
-                self.dec = dec
+                self.dec, self._running_head = dec, self._key(prefix)
             elif self.dec.joinable(dec):
                 self.dec.join(dec)
             else:  # e.g. the store recomputed the head meanwhile: the same tokens, another cache
@@ -197,35 +223,15 @@ class DecodeStream:
             self._next += n
         return off
 
-    def _may_join(self, rows: list[list[int]], head: Sequence[int] | None) -> bool:
-        """A cheap check before a prefill: a running batch on another stored head (or on none) cannot take rows, nor
-        one whose cache keeps finished rows, nor a model whose padding a sliding window or conv state would see."""
-        arch = self.lm.arch
-        if not self.dec.compact or active_interventions(self.lm):
-            return False
-        if arch.sliding_window is not None or "conv" in arch.layer_kinds:
-            return False
-        return self._head_ids(rows, head) == getattr(self, "_running_head", None)
+    def _prefix(
+        self, rows: Sequence[Sequence[int]], head: Sequence[int] | None, max_new: int
+    ) -> object | None:
+        rows = [list(r) for r in rows]
+        return stored_prefix(self.lm, rows, max(map(len, rows)) + max_new, head, self.store)
 
-    def _head_ids(self, rows: list[list[int]], head: Sequence[int] | None) -> tuple[int, ...] | None:
-        if self.store is None or not head:
-            return None
-        h = [int(x) for x in head]
-        if not all(len(r) > len(h) and r[: len(h)] == h for r in rows):
-            return None
-        return tuple(h)
-
-    def _head(
-        self, rows: list[list[int]], head: Sequence[int] | None, width: int
-    ) -> tuple[int, object | None]:
-        from ..models.prefix import sharing_allowed
-
-        h = self._head_ids(rows, head)
-        if h is None or not context_safe(self.lm) or not sharing_allowed(self.lm, width):
-            h = None
-        if self.dec is None:
-            self._running_head = h
-        return (0, None) if h is None else (len(h), self.store.get(h))
+    @staticmethod
+    def _key(prefix: object | None) -> tuple[int, ...] | None:
+        return None if prefix is None else tuple(prefix.ids)
 
     def step(self) -> list[tuple[int, Generation]]:
         """One decode step for every row in the batch; returns (global index, result) of the rows that stopped."""

@@ -118,9 +118,8 @@ class Batcher:
 
     def _loop(self) -> None:
         running = self.engine.running()
-        held: list[
-            Ticket
-        ] = []  # rendered, waiting for the running rows to end (they cannot share their steps)
+        # rendered, waiting for the running rows to end (they cannot share their steps)
+        held: list[Ticket] = []
         stop = False
         while True:
             if not running and not held:
@@ -141,7 +140,7 @@ class Batcher:
             except Exception:  # noqa: BLE001 - the server keeps serving; the clients get a 500 without a traceback
                 log.exception("generation failed for a batch of %d rows", running.rows)
                 self.stats.errors += 1
-                self._fail(running, held + batch)
+                self._fail(held + batch)
                 running, held = self.engine.running(), []
 
     def _admit(self, running: object, tickets: list[Ticket]) -> list[Ticket]:
@@ -196,7 +195,7 @@ class Batcher:
         self.stats.rows += n
         self.stats.max_rows = max(self.stats.max_rows, n)
 
-    def _fail(self, running: object, tickets: list[Ticket]) -> None:
+    def _fail(self, tickets: list[Ticket]) -> None:
         """Every request in flight or waiting gets a 500."""
         for t in {id(t): t for t in [*self._inflight.values(), *tickets]}.values():
             t.put(

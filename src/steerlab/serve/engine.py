@@ -492,6 +492,10 @@ class Running:
             for (stops, prefilled, head), js in groups.items():
                 group = [rows[j] for j in js]
                 gids = [ids[j] for j in js]
+                longest = max(r.spec.max_tokens for r in group)
+                if not self.stream.can_take([r.ids for r in group], head or None, longest):
+                    waiting += gids  # checked before the group's actions and grammar are built
+                    continue
                 setup, rule = self.engine._actions(group)
                 rules = self.engine._rules(group, emit, gids, stops, prefilled).with_rule(rule)
                 off = self.stream.admit([r.ids for r in group], rules, setup, head or None)
