@@ -85,10 +85,12 @@ def test_conditions_equal_separate_runs(tiny_models, family):
 
 
 def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatch):
-    """After two steps alone, the surviving rows of conditions that leave decoding alone decode in one batch: each
-    row keeps its own condition's logits rule (with its own prompt index) and equals a run of that condition alone;
-    a condition steering generated tokens decodes alone; a cap on cache slots splits the merge into groups."""
+    """Rows of every batch and condition that leave decoding alone decode in one pool: each row keeps its own
+    condition's logits rule (with its own prompt index) and equals a run of that condition alone; a condition
+    steering generated tokens decodes alone; a pool capped at fewer rows or cache slots steps more often, same
+    tokens; merge_conditions=False decodes each batch x condition to its end."""
     from steerlab.generation import api
+    from steerlab.generation import pool as pool_mod
     from steerlab.generation.rules import ForcedPrefix
 
     lm = tiny_models("llama")
@@ -107,28 +109,57 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
         "forcing": Forcing(),
         "gen": lambda idx: steer(lm, v, layer=2, coef=1.0, policy="generated"),
     }
-    merges: list[int] = []
-    real = api.Decoder.merge
+    joins: list[int] = []
+    real = pool_mod.DecodePool.add
 
-    def spy(parts, *a, **k):  # noqa: ANN001, ANN002, ANN003
-        merges.append(len(parts))
-        return real(parts, *a, **k)
+    def spy(self, dec):  # noqa: ANN001, ANN202
+        joins.append(len(dec.rows))
+        return real(self, dec)
 
-    monkeypatch.setattr(api.Decoder, "merge", staticmethod(spy))
-    kw = dict(max_new_tokens=10, chat=True, system=SYSTEM, progress=False, batch_size=3, ignore_eos=True)
-    together = generate_conditions(lm, PROMPTS, conds, merge_conditions=True, **kw)
-    assert merges == [3]  # plain, push and forcing; gen decoded alone
-    apart = generate_conditions(lm, PROMPTS, conds, **kw)  # the default: each condition alone
-    assert len(merges) == 1
-    merges.clear()
-    capped = generate_conditions(lm, PROMPTS, conds, batch_tokens=150, merge_conditions=True, **kw)
-    assert len(merges) > 1
+    monkeypatch.setattr(pool_mod.DecodePool, "add", spy)
+    kw = dict(max_new_tokens=10, chat=True, system=SYSTEM, progress=False, batch_size=2, ignore_eos=True)
+    together = generate_conditions(lm, PROMPTS, conds, **kw)  # the default: pooled
+    assert sum(joins) == 3 * len(PROMPTS)  # plain, push and forcing, every batch; gen decoded alone
+    joins.clear()
+    apart = generate_conditions(lm, PROMPTS, conds, merge_conditions=False, **kw)
+    assert joins == []
+    few = api.DecodePool(1, None)
+    monkeypatch.setattr(api, "_pool", lambda lm, o: few)
+    one_row = generate_conditions(lm, PROMPTS, conds, **kw)
+    assert few.dec is None and len(joins) > 0
     for name, setup in conds.items():
         ref = generate(lm, PROMPTS, row_setup=setup, **kw)
-        for run in (together, apart, capped):
+        for run in (together, apart, one_row):
             assert [g.token_ids for g in run[name]] == [g.token_ids for g in ref], name
     assert together["forcing"][1].token_ids[: len(forced)] == forced
     assert together["forcing"][0].token_ids[: len(forced)] != forced
+
+
+def test_pool_of_rows_joining_mid_decode_equals_each_alone(tiny_models, monkeypatch):
+    """Batches of different widths join a running pool at different steps, rows stop at different lengths, and the
+    pool trims the padding columns no live row needs: every row equals its own generate run."""
+    from steerlab.generation import decode as decode_mod
+
+    lm = tiny_models("llama")
+    prompts = [*PROMPTS, "a much longer prompt " * 6, "x", "two words", "and a fourth one here"]
+    lengths = [3, 17, 5, 40, 9, 2, 30]
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True)
+    monkeypatch.setattr(decode_mod, "TRIM_COLUMNS", 2)  # trim often
+    trimmed: list[int] = []
+    real = decode_mod.Decoder._trim
+
+    def spy(self):  # noqa: ANN001, ANN202
+        width = self.mask.shape[1]
+        real(self)
+        trimmed.append(width - self.mask.shape[1])
+
+    monkeypatch.setattr(decode_mod.Decoder, "_trim", spy)
+    got = generate_conditions(lm, prompts, {"a": None, "b": None}, max_new_tokens=lengths, batch_size=2, **kw)
+    assert max(trimmed) > 100  # the long prompt's columns, once it left
+    for i, p in enumerate(prompts):
+        ref = generate(lm, [p], max_new_tokens=lengths[i], **kw)[0]
+        assert got["a"][i].token_ids == ref.token_ids and got["b"][i].token_ids == ref.token_ids, i
+        assert len(ref.token_ids) == lengths[i]
 
 
 def test_conditions_touching_earlier_tokens_are_computed_whole(tiny_models):

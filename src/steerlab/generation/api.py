@@ -26,11 +26,13 @@ from ..models.prefix import prefix_cache
 from ..models.text import FORWARD_OVERHEAD_TOKENS, PromptLike, length_sorted_batches
 from .decode import Decoder, DecodeRules, Generation, by_part, decode, eos_ids
 from .options import GenerateOptions, resolve
-from .prefill import ContextCache, croppable, last_token_forward, prefill, shared_len
+from .pool import DecodePool
+from .prefill import ContextCache, last_token_forward, prefill, shared_len
 from .prefix_store import stored_prefix
 from .sampling import RowSampler, per_row
 
 RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
+POOL_BATCHES = 2  # generate_conditions decodes up to this many batches' rows together (DecodePool)
 
 
 class _Prefix:
@@ -123,30 +125,6 @@ def _batches(ids: list[list[int]], o: GenerateOptions, shared: int, max_new: int
     return length_sorted_batches([len(x) for x in ids], o.batch_size, o.batch_tokens, max_new - shared)
 
 
-MERGE_AFTER = 2  # decode steps a condition takes alone before its surviving rows join other conditions' rows
-
-
-def _decode_together(
-    parts: list[tuple[str, Decoder, DecodeRules]],
-    cache: object,
-    batch: list[int],
-    n: int,
-    results: dict[str, list[Generation | None]],
-) -> None:
-    """Paused conditions' rows decoded as one batch to the end; each condition's results in its own slots."""
-    merged = Decoder.merge(
-        [d for _, d, _ in parts],
-        by_part([r for _, _, r in parts], n),
-        [j * n for j in range(len(parts))],
-        cache,
-    )
-    merged.run()
-    gens = merged.results()
-    for j, (name, _, _) in enumerate(parts):
-        for i, g in zip(batch, gens[j * len(batch) : (j + 1) * len(batch)]):
-            results[name][i] = g
-
-
 def _conditions_check(conditions: dict) -> None:
     if not conditions:
         raise ValueError("conditions is empty; give at least one {name: row_setup or None}")
@@ -224,6 +202,15 @@ def generate_conditions(
         }
     prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, o.shared_prefix, o.min_shared, width, keep=2)])
     results: dict[str, list[Generation | None]] = {name: [None] * n for name in conditions}
+    names = list(conditions)
+    each = [rules.with_rule(getattr(setup, "logits_rule", None)) for setup in conditions.values()]
+    pool = _pool(lm, o) if o.merge_conditions else None
+    pooled = by_part(each, n)  # condition k's prompt i is row k * n + i of the pool
+
+    def keep(done: list[tuple[int, Generation]]) -> None:
+        for g, gen in done:
+            results[names[g // n]][g % n] = gen
+
     bar = tqdm(total=n * len(conditions), desc=o.desc, disable=not o.progress, leave=False)
     with torch.inference_mode():
         for batch in _batches(ids, o, len(prefix), max(rules.max_new)):
@@ -235,38 +222,44 @@ def generate_conditions(
             context = ContextCache(output_cache(ctx_out))
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
-            merge = (
-                o.merge_conditions
-                and len(conditions) > 1
-                and not active_interventions(lm)
-                and croppable(context.cache)
-            )
-            pending: list[tuple[str, Decoder, DecodeRules]] = []  # paused, waiting to decode together
-            for name, setup in conditions.items():
-                cond_rules = rules.with_rule(getattr(setup, "logits_rule", None))
+            for k, (name, setup) in enumerate(conditions.items()):
+                joins = None
                 with _condition(lm, setup, batch) as exact:
                     if exact:
                         out = last_token_forward(lm, last, mask, ctx_pos, context.fresh())
-                        dec = Decoder(lm, out, mask, ctx_pos + 2, rows, batch, cond_rules)
-                        dec.run(MERGE_AFTER if merge and not _decode_alone(lm) else None)
+                        if pool is not None and not _decode_alone(lm):
+                            joins = (
+                                out  # decoded in the pool, after the setup is gone (it left decoding alone)
+                            )
+                        else:
+                            dec = Decoder(lm, out, mask, ctx_pos + 2, rows, batch, each[k])
+                            dec.run()
                     else:
                         out, full_mask, last_pos = prefill(lm, rows, 0, None)
-                        dec = Decoder(lm, out, full_mask, last_pos + 1, rows, batch, cond_rules)
+                        dec = Decoder(lm, out, full_mask, last_pos + 1, rows, batch, each[k])
                         dec.run()
-                if dec.finished:
-                    for i, g in zip(batch, dec.results()):
-                        results[name][i] = g
-                else:  # a cap on the cache slots held at once: decode what waits before adding more
-                    held = sum(d.live_tokens() for _, d, _ in pending)
-                    if pending and o.batch_tokens is not None and held + dec.live_tokens() > o.batch_tokens:
-                        _decode_together(pending, context.cache, batch, n, results)
-                        pending = []
-                    pending.append((name, dec, cond_rules))
+                if joins is not None:
+                    dec = Decoder(lm, joins, mask, ctx_pos + 2, rows, [k * n + i for i in batch], pooled)
+                    if pool.joinable(dec):
+                        keep(pool.add(dec))
+                        bar.update(len(batch))
+                        continue
+                    dec = Decoder(lm, joins, mask, ctx_pos + 2, rows, batch, each[k])
+                    dec.run()
+                for i, g in zip(batch, dec.results()):
+                    results[name][i] = g
                 bar.update(len(batch))
-            if pending:
-                _decode_together(pending, context.cache, batch, n, results)
+        if pool is not None:
+            keep(pool.finish())
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _pool(lm: LoadedModel, o: GenerateOptions) -> DecodePool:
+    """The rows decoding together: ``POOL_BATCHES`` batches' worth (rows, and cache slots under ``batch_tokens``)."""
+    return DecodePool(
+        POOL_BATCHES * o.batch_size, None if o.batch_tokens is None else POOL_BATCHES * o.batch_tokens
+    )
 
 
 def next_token_scores(

@@ -14,6 +14,7 @@ from .prefill import croppable
 from .rules import LogitsRule, fixed_tail
 from .sampling import RowSampler
 
+TRIM_COLUMNS = 32  # unattended leading cache columns worth a copy of the cache to drop (Decoder._trim)
 StopFn = Callable[[str], bool]
 TokenFn = Callable[[int, int, str], None]  # (prompt index, token id, newly decoded text)
 
@@ -73,8 +74,8 @@ def decode(
 
 
 class Decoder:
-    """``decode`` as steps: ``run(steps)`` may pause (its cache rows kept), and ``merge`` joins paused decoders of
-    the same context width into one batch (several conditions' surviving rows share each step's weight reads)."""
+    """``decode`` as steps: ``step`` decodes one token for every live row, and ``join`` takes another decoder's rows
+    into this batch between steps (rows of several batches and conditions share each step's weight reads)."""
 
     def __init__(
         self,
@@ -88,7 +89,7 @@ class Decoder:
     ) -> None:
         from ..steering import active_handles
 
-        self.lm, self.rows, self.index, self.rules = lm, rows, list(index), rules
+        self.lm, self.rows, self.index, self.rules = lm, list(rows), list(index), rules
         self.mask, self.next_pos = mask, next_pos
         self.cache = output_cache(out)
         self.logits = out.logits[:, -1]
@@ -100,29 +101,23 @@ class Decoder:
         self.live = list(range(bsz))  # batch row of each row still in the tensors
         self.compact = croppable(self.cache)
         self.handles = active_handles(lm)
-        self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # the cache rows of a paused decoder
         self.finished = False
         for j in range(bsz):
             if rules.max_new[self.index[j]] < 1:
                 self.stopped[j] = "length"
 
-    def run(self, steps: int | None = None) -> None:
-        """Decode until every row has stopped, or pause after ``steps`` forwards, the live rows' cache copied to
-        ``kv`` (the next condition restores the shared context and grows its buffer in place over these columns)."""
+    def run(self) -> None:
+        """Decode until every row has stopped."""
         try:
-            done = 0
-            while not self.finished and (steps is None or done < steps):
+            while not self.finished:
                 self._step()
-                done += 1
         finally:
             for h in self.handles:
                 h.row_index = None
-        if not self.finished and self.compact:  # copies: a restored context's buffer is written in place
-            self.kv = [(x.keys.clone(), x.values.clone()) for x in self.cache.layers]
 
     def step(self) -> None:
-        """One decode step with the cache kept in place (a running batch that rows join, ``DecodeStream``; ``run``
-        with ``steps`` copies the cache when it pauses)."""
+        """One decode step with the cache kept in place (a running batch that rows join: ``DecodeStream``,
+        ``DecodePool``)."""
         if not self.finished:
             self._step()
 
@@ -175,6 +170,7 @@ class Decoder:
             alive = alive[keep]
             for h in self.handles:
                 h.row_index = list(self.live)
+            self._trim()
         n = len(self.live)
         feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(n, 1)
         self.mask = torch.cat([self.mask, alive.long().view(n, 1)], dim=1)
@@ -191,46 +187,23 @@ class Decoder:
         self.next_pos = self.next_pos + 1
         self.logits = out.logits[:, -1]
 
+    def _trim(self) -> None:
+        """Drop the leading cache columns that no live row attends to (padding left by rows that have left): a batch
+        that rows keep joining would otherwise grow by a column per step for as long as it never empties."""
+        used = self.mask.any(dim=0)
+        lead = int(used.long().argmax())
+        if lead < TRIM_COLUMNS:
+            return
+        self.mask = self.mask[:, lead:]
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+
     def live_tokens(self) -> int:
         """Cache slots the rows still decoding may come to hold: rows x (mask width + the most new tokens any of
-        them may still add), what a merge adds to memory (as ``batch_tokens`` counts a batch)."""
+        them may still add), what joining them adds to memory (as ``batch_tokens`` counts a batch)."""
         rows = [b for b in self.live if self.stopped[b] is None]
         room = max((self.rules.max_new[self.index[b]] - len(self.gen[b]) for b in rows), default=0)
         return len(self.live) * (int(self.mask.shape[1]) + room)
-
-    @staticmethod
-    def merge(parts: Sequence[Decoder], rules: DecodeRules, offsets: Sequence[int], cache: object) -> Decoder:
-        """One decoder over paused ones of equal mask widths; part k's prompt index i becomes ``offsets[k] + i``
-        (``rules`` are indexed so, e.g. ``by_part``). ``cache`` (any cache object of the same layer kinds, e.g. the
-        shared context's) receives the joined rows. The parts' steering handles must be gone and must have left
-        decoding alone (the caller's check): the merged decoder runs without them."""
-        widths = {int(p.mask.shape[1]) for p in parts}
-        if len(widths) != 1 or any(p.kv is None or p.finished for p in parts):
-            raise ValueError(f"only paused decoders of equal mask widths can merge (widths {sorted(widths)})")
-        d = object.__new__(Decoder)
-        d.lm, d.rules, d.handles, d.compact, d.finished, d.kv = parts[0].lm, rules, [], True, False, None
-        d.rows, d.index, d.gen, d.text, d.sent, d.stopped, d.live = [], [], [], [], [], [], []
-        for p, off in zip(parts, offsets):
-            base = len(d.rows)
-            d.live += [base + b for b in p.live]
-            d.rows += p.rows
-            d.index += [off + i for i in p.index]
-            d.gen += p.gen
-            d.text += p.text
-            d.sent += p.sent
-            d.stopped += p.stopped
-        for k, layer in enumerate(cache.layers):  # each part's copy freed as soon as its layer is joined
-            layer.keys = torch.cat([p.kv[k][0] for p in parts])
-            layer.values = torch.cat([p.kv[k][1] for p in parts])
-            for p in parts:
-                p.kv[k] = None
-        for p in parts:
-            p.kv = None
-        d.cache = cache
-        d.mask = torch.cat([p.mask for p in parts])
-        d.next_pos = torch.cat([p.next_pos for p in parts])
-        d.logits = torch.cat([p.logits for p in parts])
-        return d
 
     def results(self) -> list[Generation]:
         return [self._result(b) for b in range(len(self.rows))]
@@ -310,7 +283,7 @@ def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
 
 def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:
-    """The rules of a merged decoder: part k's rules for prompt indices k*n .. k*n + n - 1 (greedy, no streaming:
+    """The rules of a pooled decoder (``DecodePool``): part k's rules for prompt indices k*n .. k*n + n - 1 (greedy, no streaming:
     what ``generate_conditions`` allows)."""
     first = parts[0]
     return DecodeRules(
@@ -323,7 +296,7 @@ def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:
 
 
 class _ByPart:
-    """Each merged row's logits shaped by its own part's rule, with the part's own prompt indices."""
+    """Each pooled row's logits shaped by its own part's rule, with the part's own prompt indices."""
 
     def __init__(self, rules: list[LogitsRule | None], n: int) -> None:
         self.rules, self.n = rules, n

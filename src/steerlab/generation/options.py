@@ -34,11 +34,10 @@ class GenerateOptions:
         desc: the progress bar's label.
         logits_rule: shapes each row's next-token scores (see ``steerlab.generation.rules``).
         ignore_eos: decode the end-of-sequence token like any other (fixed-length runs).
-        merge_conditions: ``generate_conditions`` only: after two steps alone, the rows of conditions whose
-            interventions leave decoding alone (prompt-token steering, logits rules) decode in one batch, up to
-            ``batch_tokens`` cache slots (each row's room to grow counted). Meant for conditions whose rows mostly decode
-            long (ASA's actions stage); it holds copies of the paused rows' caches (ASA's evaluate: +0.4 GB and no
-            faster), so it is off unless asked for.
+        merge_conditions: ``generate_conditions`` only: the rows of every batch and condition whose interventions
+            leave decoding alone (prompt-token steering, logits rules) decode in one running batch that each batch x
+            condition joins once its last prompt token is computed, up to two batches' rows and ``batch_tokens``
+            cache slots (``DecodePool``); False: each batch x condition decodes to its end.
         temperature: 0 for greedy; one value or one per prompt.
         top_p: nucleus sampling mass; one value or one per prompt.
         seed: a row's sample depends only on its own seed; one value or one per prompt.
@@ -61,7 +60,7 @@ class GenerateOptions:
     desc: str = "generate"
     logits_rule: LogitsRule | None = None
     ignore_eos: bool = False
-    merge_conditions: bool = False
+    merge_conditions: bool = True
     # ---- generate only (generate_conditions decodes greedily, every condition from the same context)
     temperature: float | Sequence[float] = 0.0
     top_p: float | Sequence[float] = 1.0
