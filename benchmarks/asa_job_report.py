@@ -94,6 +94,17 @@ def main() -> None:
             f"**{floor['ratio_stage_over_floor']:.2f}x** the floor (generation alone "
             f"{floor['ratio_generation_over_floor']:.2f}x); target ≤ 1.5x: {ok}.",
         ]
+        off = _load("evaluate_floor_merge_off", args.results)
+        if off and floor.get("merge_conditions") == "on":
+            lines += [
+                "",
+                f"The same stage with every batch x condition decoded to its end instead of in one pool "
+                f"(`.venv/bin/python benchmarks/{off['command']}`, `benchmarks/results/evaluate_floor_merge_off_cpu.json`): "
+                f"{off['stage_cpu_seconds']:.1f} CPU s, **{off['ratio_stage_over_floor']:.2f}x** its floor "
+                f"({off['floor_cpu_seconds']:.1f} CPU s in that run), peak {off['stage_peak_rss_mb']:.0f} MB against "
+                f"{floor['stage_peak_rss_mb']:.0f} MB with the pool; the pool's stage is "
+                f"**{off['stage_cpu_seconds'] / floor['stage_cpu_seconds']:.2f}x** faster.",
+            ]
     th = _load("threads_under_load", args.results)
     if th:
         c = th["steerlab_choice"]

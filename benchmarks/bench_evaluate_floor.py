@@ -54,8 +54,9 @@ def main() -> None:
     ap.add_argument(
         "--merge",
         choices=["on", "off"],
-        default="off",
-        help="on: conditions decode together (generate_conditions(merge_conditions=True)), the A/B of merging",
+        default="on",
+        help="on (the default): every batch x condition decodes in one pool (generate_conditions("
+        "merge_conditions=True)); off: each decodes to its end, the A/B of the pool",
     )
     args = parse_args(ap, test_rows=4)
     threads.apply()  # as the command line does: the cores not busy with other work
@@ -122,9 +123,9 @@ def main() -> None:
             "merge_conditions": args.merge,
             "command": f"bench_evaluate_floor.py --run {src} --preset {args.preset}"
             + (f" --test-rows {args.test_rows}" if args.test_rows else "")
-            + (" --merge on" if args.merge == "on" else ""),
+            + (" --merge off" if args.merge == "off" else ""),
         }
-        write_result("evaluate_floor" + ("" if args.merge == "off" else "_merge_on"), result, args)
+        write_result("evaluate_floor" + ("" if args.merge == "on" else "_merge_off"), result, args)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from .prefix_store import stored_prefix
 from .sampling import RowSampler, per_row
 
 RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
-POOL_BATCHES = 2  # generate_conditions decodes up to this many batches' rows together (DecodePool)
+POOL_ROWS = 2  # generate_conditions decodes up to this many batches' rows together (DecodePool)
 
 
 class _Prefix:
@@ -207,11 +207,13 @@ def generate_conditions(
     pool = _pool(lm, o) if o.merge_conditions else None
     pooled = by_part(each, n)  # condition k's prompt i is row k * n + i of the pool
 
-    def keep(done: list[tuple[int, Generation]]) -> None:
+    bar = tqdm(total=n * len(conditions), desc=o.desc, disable=not o.progress, leave=False)
+
+    def keep(done: list[tuple[int, Generation]]) -> None:  # rows the pool finished
         for g, gen in done:
             results[names[g // n]][g % n] = gen
+        bar.update(len(done))
 
-    bar = tqdm(total=n * len(conditions), desc=o.desc, disable=not o.progress, leave=False)
     with torch.inference_mode():
         for batch in _batches(ids, o, len(prefix), max(rules.max_new)):
             rows = [ids[i] for i in batch]
@@ -242,7 +244,6 @@ def generate_conditions(
                     dec = Decoder(lm, joins, mask, ctx_pos + 2, rows, [k * n + i for i in batch], pooled)
                     if pool.joinable(dec):
                         keep(pool.add(dec))
-                        bar.update(len(batch))
                         continue
                     dec = Decoder(lm, joins, mask, ctx_pos + 2, rows, batch, each[k])
                     dec.run()
@@ -256,10 +257,9 @@ def generate_conditions(
 
 
 def _pool(lm: LoadedModel, o: GenerateOptions) -> DecodePool:
-    """The rows decoding together: ``POOL_BATCHES`` batches' worth (rows, and cache slots under ``batch_tokens``)."""
-    return DecodePool(
-        POOL_BATCHES * o.batch_size, None if o.batch_tokens is None else POOL_BATCHES * o.batch_tokens
-    )
+    """The rows decoding together: up to ``POOL_ROWS`` batches' rows within one batch's ``batch_tokens`` cache slots
+    (each row's room to grow counted), so the pool's cache is bounded as a batch's was."""
+    return DecodePool(POOL_ROWS * o.batch_size, o.batch_tokens)
 
 
 def next_token_scores(
