@@ -105,6 +105,14 @@ def main() -> None:
                 f"{floor['stage_peak_rss_mb']:.0f} MB with the pool; the pool's stage is "
                 f"**{off['stage_cpu_seconds'] / floor['stage_cpu_seconds']:.2f}x** faster.",
             ]
+            if "one_token_forwards" in off and "one_token_forwards" in floor:
+                lines[-1] += (
+                    f" One-token forwards (decode steps and last prompt tokens): {off['one_token_forwards']} "
+                    f"({off['one_token_forwards_of_one_row']} of one row, {off['mean_rows_per_one_token_forward']} rows "
+                    f"on average) without the pool, {floor['one_token_forwards']} "
+                    f"({floor['one_token_forwards_of_one_row']} of one row, {floor['mean_rows_per_one_token_forward']} "
+                    "rows on average) with it."
+                )
     th = _load("threads_under_load", args.results)
     if th:
         c = th["steerlab_choice"]

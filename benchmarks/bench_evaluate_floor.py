@@ -42,6 +42,19 @@ def bare_rate(lm, n: int = 3) -> float:  # noqa: ANN001
     return x.numel() / statistics.median(times)
 
 
+def _counter(steps: list[int]):  # noqa: ANN202
+    """A forward pre-hook on the decoder stack recording the rows of every one-token forward."""
+
+    def pre(_mod, args, kwargs):  # noqa: ANN001, ANN202
+        x = kwargs.get("input_ids")
+        if x is None:
+            x = kwargs.get("inputs_embeds", args[0] if args else None)
+        if x is not None and x.shape[1] == 1:
+            steps.append(int(x.shape[0]))
+
+    return pre
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
@@ -75,6 +88,8 @@ def main() -> None:
             return out
 
         evaluation.generate_conditions = timed
+        steps: list[int] = []  # rows of each one-token forward (decode steps and last prompt tokens)
+        hook = lm.model.get_decoder().register_forward_pre_hook(_counter(steps), with_kwargs=True)
         try:
             with first_test_rows(args.test_rows):
                 t0, w0 = time.process_time(), time.perf_counter()
@@ -82,6 +97,7 @@ def main() -> None:
                 stage_seconds, wall = time.process_time() - t0, time.perf_counter() - w0
         finally:
             evaluation.generate_conditions = real
+            hook.remove()
         rate_after = bare_rate(lm)
         done = json.loads((r.path("evaluate") / "_DONE.json").read_text())
         cfg = r.config
@@ -115,6 +131,9 @@ def main() -> None:
             "stage_wall_seconds": round(wall, 2),
             "generation_cpu_seconds": round(gen_seconds[0], 2),
             "stage_peak_rss_mb": done.get("peak_rss_mb"),
+            "one_token_forwards": len(steps),
+            "one_token_forwards_of_one_row": sum(1 for b in steps if b == 1),
+            "mean_rows_per_one_token_forward": round(sum(steps) / max(1, len(steps)), 1),
             "batch_size": cfg.batch_size,
             "ratio_stage_over_floor": round(stage_seconds / floor_seconds, 2),
             "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
