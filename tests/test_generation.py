@@ -90,6 +90,7 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
     steering generated tokens decodes alone; a pool capped at fewer rows or cache slots steps more often, same
     tokens; merge_conditions=False decodes each batch x condition to its end."""
     from steerlab.generation import api
+    from steerlab.generation import decode as decode_mod
     from steerlab.generation import pool as pool_mod
     from steerlab.generation.rules import ForcedPrefix
 
@@ -110,26 +111,34 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
         "gen": lambda idx: steer(lm, v, layer=2, coef=1.0, policy="generated"),
     }
     joins: list[int] = []
+    mid_decode: list[int] = []  # rows of the pool, tokens already decoded, when a group joined
     real = pool_mod.DecodePool.add
 
     def spy(self, dec):  # noqa: ANN001, ANN202
         joins.append(len(dec.rows))
+        if self.dec is not None:
+            mid_decode.append(max(len(g) for g in self.dec.gen))
         return real(self, dec)
 
     monkeypatch.setattr(pool_mod.DecodePool, "add", spy)
-    kw = dict(max_new_tokens=10, chat=True, system=SYSTEM, progress=False, batch_size=2, ignore_eos=True)
+    monkeypatch.setattr(decode_mod, "TRIM_COLUMNS", 1)
+    kw = dict(
+        max_new_tokens=[3, 10, 7], chat=True, system=SYSTEM, progress=False, batch_size=2, ignore_eos=True
+    )
     together = generate_conditions(lm, PROMPTS, conds, **kw)  # the default: pooled
     assert sum(joins) == 3 * len(PROMPTS)  # plain, push and forcing, every batch; gen decoded alone
+    assert max(mid_decode) > 0  # groups joined rows already decoding (rows had left: ragged lengths)
     joins.clear()
     apart = generate_conditions(lm, PROMPTS, conds, merge_conditions=False, **kw)
     assert joins == []
+    capped = generate_conditions(lm, PROMPTS, conds, batch_tokens=150, **kw)  # the pool steps on cache slots
     few = api.DecodePool(1, None)
     monkeypatch.setattr(api, "_pool", lambda lm, o: few)
     one_row = generate_conditions(lm, PROMPTS, conds, **kw)
     assert few.dec is None and len(joins) > 0
     for name, setup in conds.items():
         ref = generate(lm, PROMPTS, row_setup=setup, **kw)
-        for run in (together, apart, one_row):
+        for run in (together, apart, capped, one_row):
             assert [g.token_ids for g in run[name]] == [g.token_ids for g in ref], name
     assert together["forcing"][1].token_ids[: len(forced)] == forced
     assert together["forcing"][0].token_ids[: len(forced)] != forced

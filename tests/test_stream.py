@@ -36,9 +36,13 @@ def _rules(lm, n, max_new, **kw):
 
 
 @pytest.mark.parametrize("stored_head", [False, True])
-def test_rows_joining_mid_decode_equal_each_row_alone(tiny_models, stored_head):
+def test_rows_joining_mid_decode_equal_each_row_alone(tiny_models, stored_head, monkeypatch):
     """Group B joins after group A's third step (other prompt lengths, another max length, a logits rule of its
-    own); every row equals ``generate`` on that prompt alone, and finished rows come back before the others."""
+    own); every row equals ``generate`` on that prompt alone, and finished rows come back before the others. The
+    decoder drops unattended leading cache columns as soon as there is one (Decoder._trim)."""
+    from steerlab.generation import decode as decode_mod
+
+    monkeypatch.setattr(decode_mod, "TRIM_COLUMNS", 1)
     lm = tiny_models("llama")
     store = PrefixStore(lm) if stored_head else None
     head = _head(lm) if stored_head else None

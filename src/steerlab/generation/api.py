@@ -257,8 +257,9 @@ def generate_conditions(
 
 
 def _pool(lm: LoadedModel, o: GenerateOptions) -> DecodePool:
-    """The rows decoding together: up to ``POOL_ROWS`` batches' rows within one batch's ``batch_tokens`` cache slots
-    (each row's room to grow counted), so the pool's cache is bounded as a batch's was."""
+    """The rows decoding together: a group joins, then the pool steps until it holds at most ``POOL_ROWS`` batches'
+    rows and one batch's ``batch_tokens`` cache slots (each row's room to grow counted), so it holds about twice a
+    batch's cache at most, for a moment (the main job's stages peaked under 1.9 GB, docs/asa.md)."""
     return DecodePool(POOL_ROWS * o.batch_size, o.batch_tokens)
 
 
