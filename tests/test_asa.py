@@ -311,6 +311,38 @@ def test_asset_round_trip_gives_identical_decisions(tiny_run):
     torch.testing.assert_close(torch.tensor([x.p_tool for x in res]), params.p_tool(h), atol=1e-5, rtol=1e-5)
 
 
+def test_a_reused_action_decides_each_call_afresh(tiny_run):
+    """One bound action used for two calls: the second call's prompt 0 gets its own gate (and so its own prefill
+    or none), not the first call's prompt 0's."""
+    from steerlab.generation import generate
+
+    r, out = tiny_run
+    lm = r.models.get("tiny")
+    st = AsaSteerer(lm, out["asset"]["path"])
+    msgs = [st.builder.messages(e.prompt) for e in AsaInputs(r.config).examples["test"]]
+    kw = dict(
+        max_new_tokens=4,
+        progress=False,
+        tools=st.builder.tools if st.builder.use_template_tools else None,
+    )
+    probe = st.steering(action="prefill")
+    generate(lm, msgs, row_setup=probe, **{**kw, "max_new_tokens": 1})
+    gates = probe.decisions(len(msgs))["gate"].tolist()
+    opens = [i for i, g in enumerate(gates) if g > 0]
+    rest = [i for i, g in enumerate(gates) if g <= 0]
+    assert opens and rest, gates
+    first = [msgs[opens[0]], msgs[rest[0]]]  # prompt 0 opens
+    second = [msgs[rest[0]], msgs[opens[0]]]  # prompt 0 does not
+    reused = st.steering(action="prefill")
+    generate(lm, first, row_setup=reused, **kw)
+    again = generate(lm, second, row_setup=reused, **kw)
+    fresh_action = st.steering(action="prefill")
+    fresh = generate(lm, second, row_setup=fresh_action, **kw)
+    assert [g.token_ids for g in again] == [g.token_ids for g in fresh]
+    assert reused.decisions(2)["gate"].tolist() == fresh_action.decisions(2)["gate"].tolist()
+    assert fresh[0].token_ids != fresh[1].token_ids[: len(fresh[0].token_ids)]  # the prefill shows
+
+
 def test_old_names_of_the_trigger_mode_and_the_ablation_still_work_with_a_warning(tiny_run):
     """AsaSteerer.trigger_mode (what counts as a call) and steering(ablation=) (which ablation) have distinct names;
     the old ``mode`` spellings of both still work and say what replaced them."""

@@ -61,8 +61,7 @@ class GatedSteering:
         self.row_strength = (
             None if row_strength is None else torch.as_tensor(list(row_strength), dtype=torch.float32)
         )
-        self.batches: list[tuple[list[int], AsaController]] = []
-        self.gate_of: dict[int, int] = {}  # prompt index -> the gate its first forward decided
+        self.gate_of: dict[int, int] = {}  # prompt index -> the gate its first forward decided (in this call)
         self.domain_of: dict[int, int] = {}
         self.p_of: dict[int, float] = {}
 
@@ -91,8 +90,11 @@ class GatedSteering:
 
     def __call__(self, idx: list[int]) -> SteeringHandle | contextlib.ExitStack:
         ctrl = self.controller(idx)
-        self.batches.append((list(idx), ctrl))
         batch = list(idx)
+        for i in batch:  # a new batch of these prompts (the object reused for another call): decide afresh
+            self.gate_of.pop(i, None)
+            self.domain_of.pop(i, None)
+            self.p_of.pop(i, None)
         layer = self.params.layer
         earlier = [k for k in self.params.gate_layers if k != layer]  # an all-layer gate reads these too
         seen: dict[int, torch.Tensor] = {}
