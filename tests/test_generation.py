@@ -133,7 +133,7 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
     assert joins == []
     capped = generate_conditions(lm, PROMPTS, conds, batch_tokens=150, **kw)  # the pool steps on cache slots
     few = api.DecodePool(1, None)
-    monkeypatch.setattr(api, "_pool", lambda lm, o: few)
+    monkeypatch.setattr(api, "_pool", lambda o: few)
     one_row = generate_conditions(lm, PROMPTS, conds, **kw)
     assert few.dec is None and len(joins) > 0
     for name, setup in conds.items():
@@ -142,6 +142,22 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
             assert [g.token_ids for g in run[name]] == [g.token_ids for g in ref], name
     assert together["forcing"][1].token_ids[: len(forced)] == forced
     assert together["forcing"][0].token_ids[: len(forced)] != forced
+
+
+def test_conditions_under_an_outer_handle_equal_separate_runs(tiny_models):
+    """A prompt-token steer entered before the call (it leaves decoding alone) stays on for every condition: no
+    condition joins the pool, and each equals one generate call under the same handle."""
+    lm = tiny_models("llama")
+    v = torch.randn(32, generator=torch.Generator().manual_seed(6)) * 8
+    conds = {"plain": None, "push": lambda idx: steer(lm, v, layer=2, coef=1.5)}
+    kw = dict(
+        max_new_tokens=[3, 8, 5], chat=True, system=SYSTEM, progress=False, batch_size=2, ignore_eos=True
+    )
+    with steer(lm, v, layer=1, coef=-1.0, policy="prompt_last"):
+        multi = generate_conditions(lm, PROMPTS, conds, **kw)
+        for name, setup in conds.items():
+            ref = generate(lm, PROMPTS, row_setup=setup, **kw)
+            assert [g.token_ids for g in multi[name]] == [g.token_ids for g in ref], name
 
 
 def test_pool_of_rows_joining_mid_decode_equals_each_alone(tiny_models, monkeypatch):

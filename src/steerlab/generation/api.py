@@ -27,7 +27,7 @@ from ..models.text import FORWARD_OVERHEAD_TOKENS, PromptLike, length_sorted_bat
 from .decode import Decoder, DecodeRules, Generation, by_part, decode, eos_ids
 from .options import GenerateOptions, resolve
 from .pool import DecodePool
-from .prefill import ContextCache, last_token_forward, prefill, shared_len
+from .prefill import ContextCache, croppable, last_token_forward, prefill, shared_len
 from .prefix_store import stored_prefix
 from .sampling import RowSampler, per_row
 
@@ -152,8 +152,8 @@ def _condition(lm: LoadedModel, setup: RowSetup | None, batch: list[int]):  # no
 
 def _decode_alone(lm: LoadedModel) -> bool:
     """Whether the interventions now active would change decoding (or record it), so a condition's rows must
-    decode under them instead of merging with other conditions' rows; any intervention entered before
-    ``generate_conditions`` also keeps conditions apart (its per-row values index one condition's batch)."""
+    decode under them instead of joining the pool (an intervention entered before ``generate_conditions`` keeps
+    every condition out of the pool: its per-row values index one condition's batch)."""
     return any(getattr(h, "touches_decode", True) for h in active_interventions(lm))
 
 
@@ -204,7 +204,7 @@ def generate_conditions(
     results: dict[str, list[Generation | None]] = {name: [None] * n for name in conditions}
     names = list(conditions)
     each = [rules.with_rule(getattr(setup, "logits_rule", None)) for setup in conditions.values()]
-    pool = _pool(lm, o) if o.merge_conditions else None
+    pool = _pool(o) if o.merge_conditions else None
     pooled = by_part(each, n)  # condition k's prompt i is row k * n + i of the pool
 
     bar = tqdm(total=n * len(conditions), desc=o.desc, disable=not o.progress, leave=False)
@@ -224,15 +224,15 @@ def generate_conditions(
             context = ContextCache(output_cache(ctx_out))
             last = torch.tensor([[r[-1]] for r in rows], device=lm.device)
             mask = torch.cat([ctx_mask, torch.ones_like(last)], dim=1)
+            # the pool takes rows whose cache can drop finished rows, when nothing was active before this call
+            pooling = pool is not None and not active_interventions(lm) and croppable(context.cache)
             for k, (name, setup) in enumerate(conditions.items()):
-                joins = None
+                joins = None  # the last-token forward of rows the pool decodes, after the setup is gone
                 with _condition(lm, setup, batch) as exact:
                     if exact:
                         out = last_token_forward(lm, last, mask, ctx_pos, context.fresh())
-                        if pool is not None and not _decode_alone(lm):
-                            joins = (
-                                out  # decoded in the pool, after the setup is gone (it left decoding alone)
-                            )
+                        if pooling and not _decode_alone(lm):
+                            joins = out
                         else:
                             dec = Decoder(lm, out, mask, ctx_pos + 2, rows, batch, each[k])
                             dec.run()
@@ -241,12 +241,12 @@ def generate_conditions(
                         dec = Decoder(lm, out, full_mask, last_pos + 1, rows, batch, each[k])
                         dec.run()
                 if joins is not None:
-                    dec = Decoder(lm, joins, mask, ctx_pos + 2, rows, [k * n + i for i in batch], pooled)
-                    if pool.joinable(dec):
-                        keep(pool.add(dec))
-                        continue
-                    dec = Decoder(lm, joins, mask, ctx_pos + 2, rows, batch, each[k])
-                    dec.run()
+                    keep(
+                        pool.add(
+                            Decoder(lm, joins, mask, ctx_pos + 2, rows, [k * n + i for i in batch], pooled)
+                        )
+                    )
+                    continue
                 for i, g in zip(batch, dec.results()):
                     results[name][i] = g
                 bar.update(len(batch))
@@ -256,7 +256,7 @@ def generate_conditions(
     return results  # type: ignore[return-value]
 
 
-def _pool(lm: LoadedModel, o: GenerateOptions) -> DecodePool:
+def _pool(o: GenerateOptions) -> DecodePool:
     """The rows decoding together: a group joins, then the pool steps until it holds at most ``POOL_ROWS`` batches'
     rows and one batch's ``batch_tokens`` cache slots (each row's room to grow counted), so it holds about twice a
     batch's cache at most, for a moment (the main job's stages peaked under 1.9 GB, docs/asa.md)."""

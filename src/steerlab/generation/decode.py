@@ -283,8 +283,8 @@ def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
 
 def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:
-    """The rules of a pooled decoder (``DecodePool``): part k's rules for prompt indices k*n .. k*n + n - 1 (greedy, no streaming:
-    what ``generate_conditions`` allows)."""
+    """The rules of a pooled decoder (``DecodePool``): part k's rules for prompt indices k*n .. k*n + n - 1
+    (greedy, no streaming: what ``generate_conditions`` allows)."""
     first = parts[0]
     return DecodeRules(
         first.eos,
