@@ -1,6 +1,7 @@
 """ASA: controller semantics on hand-made cases, every stage on a tiny model, asset round trip and errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,6 +191,8 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     ):
         assert (r.root / png).stat().st_size > 1000
     report = (r.root / "report.md").read_text()
+    # the report stage names its file where it lies once the stage is done, not its temporary folder
+    assert Path(r.result("report")["report"]).read_text() == (r.path("report") / "report.md").read_text()
     assert "Goals on TEST" in report and "shots:per_tool" in report and "the paper's setting" in report
     assert "### Single prompts and conversations" in report and "| conversation (n=24) | baseline |" in report
     # a prefilled, constrained call parses and its arguments validate, wherever the gate opened (the tiny model's

@@ -144,6 +144,43 @@ def test_conditions_decoded_together_equal_separate_runs(tiny_models, monkeypatc
     assert together["forcing"][0].token_ids[: len(forced)] != forced
 
 
+def test_conditions_with_their_own_lengths_and_stop_rules_equal_separate_runs(tiny_models):
+    """per_condition gives a condition its own max_new_tokens, stop rule and logits rule while every condition
+    shares each batch's context: each equals one generate call with those options, pooled or not; bad names and
+    fields are refused, naming them."""
+    from steerlab.generation.rules import ForcedPrefix
+
+    lm = tiny_models("llama")
+    v = torch.randn(32, generator=torch.Generator().manual_seed(8)) * 8
+    conds = {
+        "plain": None,
+        "push": lambda idx: steer(lm, v, layer=1, coef=1.5),
+        "short": lambda idx: steer(lm, v, layer=1, coef=-1.0),
+    }
+    per = {
+        "push": {
+            "max_new_tokens": [2, 5, 3],
+            "logits_rule": ForcedPrefix(lambda i: [9, 9] if i == 2 else None),
+        },
+        "short": {"max_new_tokens": 4, "stop": lambda text: len(text) >= 2},
+    }
+    kw = dict(max_new_tokens=9, chat=True, system=SYSTEM, progress=False, batch_size=2, ignore_eos=True)
+    pooled = generate_conditions(lm, PROMPTS, conds, per_condition=per, **kw)
+    apart = generate_conditions(lm, PROMPTS, conds, per_condition=per, merge_conditions=False, **kw)
+    for name, setup in conds.items():
+        ref = generate(lm, PROMPTS, row_setup=setup, **{**kw, **per.get(name, {})})
+        assert [g.token_ids for g in pooled[name]] == [g.token_ids for g in ref], name
+        assert [g.token_ids for g in apart[name]] == [g.token_ids for g in ref], name
+    assert [len(g.token_ids) for g in pooled["plain"]] == [9, 9, 9]
+    assert [len(g.token_ids) for g in pooled["push"]] == [2, 5, 3]
+    assert pooled["push"][2].token_ids[:2] == [9, 9]
+    assert all(g.stopped_by == "stop" for g in pooled["short"])
+    with pytest.raises(ValueError, match=r"\['nope'\], which are not conditions"):
+        generate_conditions(lm, PROMPTS, conds, per_condition={"nope": {}}, **kw)
+    with pytest.raises(ValueError, match=r"sets \['batch_size'\]; a condition may set only max_new_tokens"):
+        generate_conditions(lm, PROMPTS, conds, per_condition={"push": {"batch_size": 1}}, **kw)
+
+
 def test_conditions_under_an_outer_handle_equal_separate_runs(tiny_models):
     """A prompt-token steer entered before the call (it leaves decoding alone) stays on for every condition: no
     condition joins the pool, and each equals one generate call under the same handle."""

@@ -103,18 +103,17 @@ def stage_evaluate(ctx: StageContext) -> dict:
             ctx, lm, params, best, "steer", "none", ablation=mode, labels=list(y), seed=c.seed
         )
     # The rows a user would deploy decode whole calls (success precision); the reference and ablation rows only need
-    # the trigger decision, so they stop once it is known (a call would cost ~40 decoding steps per row).
-    full = {k: v for k, v in conds.items() if k not in trigger_only}
-    whole = data.call_options(ctx.progress, "evaluate (TEST, whole calls)")
-    gens = generate_conditions(lm, data.messages("test"), full, whole)
+    # the trigger decision, so they stop once it is known (a call would cost ~40 decoding steps per row). One call:
+    # every condition shares each batch's context (all but the last prompt token), computed once.
+    whole = data.call_options(ctx.progress, "evaluate (TEST)")
     decision = decision_stop(c.call_format, c.trigger_mode)
-    trigger = whole.replace(desc="evaluate (TEST, trigger decision)")
-    if decision is not None:  # the format decides within a few tokens whether a call comes
-        trigger = trigger.replace(max_new_tokens=16, stop=decision)
-    gens.update(
-        generate_conditions(
-            lm, data.messages("test"), {k: v for k, v in conds.items() if k in trigger_only}, trigger
-        )
+    short = {"max_new_tokens": 16, "stop": decision} if decision is not None else {}
+    gens = generate_conditions(
+        lm,
+        data.messages("test"),
+        conds,
+        whole,
+        per_condition={k: short for k in conds if k in trigger_only and short},
     )
     rows, preds, predictions = {}, {}, []
     for name in conds:

@@ -64,7 +64,8 @@ def stage_asset(ctx: StageContext) -> dict:
 def stage_report(ctx: StageContext) -> dict:
     from .report import write_report
 
-    return {"report": str(write_report(ctx))}
+    written = write_report(ctx)  # in the stage's temporary folder, renamed when the stage is done
+    return {"report": str(ctx.runner.path("report") / written.name)}
 
 
 STAGES = (

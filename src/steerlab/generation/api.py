@@ -13,7 +13,7 @@ state, no sliding window the padded rows could exceed). Otherwise the rows are c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ from .prefix_store import stored_prefix
 from .sampling import RowSampler, per_row
 
 RowSetup = Callable[[list[int]], contextlib.AbstractContextManager]
+CONDITION_FIELDS = ("max_new_tokens", "stop", "logits_rule")  # what a condition may decode differently
 POOL_ROWS = 2  # generate_conditions decodes up to this many batches' rows together (DecodePool)
 
 
@@ -157,11 +158,33 @@ def _decode_alone(lm: LoadedModel) -> bool:
     return any(getattr(h, "touches_decode", True) for h in active_interventions(lm))
 
 
+def _per_condition(
+    o: GenerateOptions, conditions: dict, per_condition: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, GenerateOptions]:
+    """Each condition's options: ``o`` with its own decoding fields on top (checked: known names, allowed fields)."""
+    per = dict(per_condition or {})
+    unknown = sorted(set(per) - set(conditions))
+    if unknown:
+        raise ValueError(
+            f"per_condition names {unknown}, which are not conditions; conditions: {list(conditions)}"
+        )
+    for name, ch in per.items():
+        bad = sorted(set(ch) - set(CONDITION_FIELDS))
+        if bad:
+            raise ValueError(
+                f"per_condition[{name!r}] sets {bad}; a condition may set only {', '.join(CONDITION_FIELDS)} "
+                "(the rest is shared: every condition decodes from one context)"
+            )
+    return {name: o.replace(**per.get(name, {})) for name in conditions}
+
+
 def generate_conditions(
     lm: LoadedModel,
     prompts: Sequence[PromptLike],
     conditions: dict[str, RowSetup | None],
     options: GenerateOptions | None = None,
+    *,
+    per_condition: Mapping[str, Mapping[str, Any]] | None = None,
     **changes: Any,
 ) -> dict[str, list[Generation]]:
     """Greedy generation under several conditions, each equal to one ``generate`` call per condition.
@@ -177,6 +200,9 @@ def generate_conditions(
             None for the plain model.
         options: how to decode (``GenerateOptions``); sampling, streaming, cancelling and a stored prefix are
             ``generate``'s alone and refused here (ValueError naming them).
+        per_condition: name -> decoding options of that condition alone (``max_new_tokens``, ``stop``,
+            ``logits_rule``) on top of ``options``: conditions that decode differently (whole calls, or only a
+            trigger decision) still share one context per batch instead of one call each.
         **changes: any field of ``GenerateOptions`` by name, on top of ``options`` (the old keyword arguments).
 
     Returns:
@@ -185,25 +211,30 @@ def generate_conditions(
     _conditions_check(conditions)
     o = resolve(options, changes)
     o.greedy_only("generate_conditions")
+    own = _per_condition(o, conditions, per_condition)
     ids = _tokenize(lm, prompts, chat=o.chat, tools=o.tools, system=o.system)
     n = len(ids)
-    rules = DecodeRules(
-        set() if o.ignore_eos else eos_ids(lm),
-        _max_new(o.max_new_tokens, n),
-        RowSampler(n),
-        o.stop,
-        logits_rule=o.logits_rule,
-    )
-    width = max(len(x) for x in ids) + max(rules.max_new)
+    eos = set() if o.ignore_eos else eos_ids(lm)
+    each = [
+        DecodeRules(
+            eos,
+            _max_new(own[name].max_new_tokens, n),
+            RowSampler(n),
+            own[name].stop,
+            logits_rule=own[name].logits_rule,
+        ).with_rule(getattr(setup, "logits_rule", None))
+        for name, setup in conditions.items()
+    ]
+    longest = max(max(r.max_new) for r in each)
+    width = max(len(x) for x in ids) + longest
     if not _splittable(lm, ids):
         return {
-            name: generate(lm, prompts, o.replace(desc=f"{o.desc}:{name}"), row_setup=setup)
+            name: generate(lm, prompts, own[name].replace(desc=f"{o.desc}:{name}"), row_setup=setup)
             for name, setup in conditions.items()
         }
     prefix = _Prefix(lm, ids[0][: shared_len(lm, ids, o.shared_prefix, o.min_shared, width, keep=2)])
     results: dict[str, list[Generation | None]] = {name: [None] * n for name in conditions}
     names = list(conditions)
-    each = [rules.with_rule(getattr(setup, "logits_rule", None)) for setup in conditions.values()]
     pool = _pool(o) if o.merge_conditions else None
     pooled = by_part(each, n)  # condition k's prompt i is row k * n + i of the pool
 
@@ -215,7 +246,7 @@ def generate_conditions(
         bar.update(len(done))
 
     with torch.inference_mode():
-        for batch in _batches(ids, o, len(prefix), max(rules.max_new)):
+        for batch in _batches(ids, o, len(prefix), longest):
             rows = [ids[i] for i in batch]
             share = len(prefix) if context_safe(lm) else 0
             ctx_out, ctx_mask, ctx_pos = prefill(

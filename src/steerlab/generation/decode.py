@@ -283,16 +283,28 @@ def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
 
 def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:
-    """The rules of a pooled decoder (``DecodePool``): part k's rules for prompt indices k*n .. k*n + n - 1
-    (greedy, no streaming: what ``generate_conditions`` allows)."""
-    first = parts[0]
-    return DecodeRules(
-        first.eos,
-        [m for r in parts for m in r.max_new],
-        RowSampler(n * len(parts)),
-        first.stop,
-        logits_rule=_ByPart([r.logits_rule for r in parts], n),
-    )
+    """The rules of a pooled decoder (``DecodePool``): part k's rules (its lengths, stop rule and logits rule) for
+    prompt indices k*n .. k*n + n - 1 (greedy, no streaming: what ``generate_conditions`` allows)."""
+    return _PartRules(parts, n)
+
+
+class _PartRules(DecodeRules):
+    """``DecodeRules`` over pooled prompt indices, each answered by its own part's stop rule."""
+
+    def __init__(self, parts: Sequence[DecodeRules], n: int) -> None:
+        self.parts, self.n = list(parts), n
+        super().__init__(
+            parts[0].eos,
+            [m for r in parts for m in r.max_new],
+            RowSampler(n * len(parts)),
+            logits_rule=_ByPart([r.logits_rule for r in parts], n),
+        )
+
+    def needs_text(self) -> bool:
+        return any(r.needs_text() for r in self.parts)
+
+    def stops(self, i: int, text: str) -> bool:
+        return self.parts[i // self.n].stops(i % self.n, text)
 
 
 class _ByPart:
