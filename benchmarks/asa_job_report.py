@@ -94,6 +94,16 @@ def main() -> None:
             f"**{floor['ratio_stage_over_floor']:.2f}x** the floor (generation alone "
             f"{floor['ratio_generation_over_floor']:.2f}x); target ≤ 1.5x: {ok}.",
         ]
+        if "forward_shapes_cpu_seconds" in floor:
+            one = floor["one_token_forward_cpu_seconds"]
+            lines[-1] += (
+                f" Where the gap lies: the forwards the stage ran, each one-token forward bare at the rows it carried "
+                f"({', '.join(f'{r} rows {t:.3f} s' for r, t in one.items())}) and the contexts at the bare rate, cost "
+                f"{floor['forward_shapes_cpu_seconds']:.1f} CPU s, **{floor['ratio_forward_shapes_over_floor']:.2f}x** "
+                f"the floor by themselves (a CPU step reads every weight for a few rows); the stage is "
+                f"**{floor['ratio_stage_over_forward_shapes']:.2f}x** those forwards (steering, gate, grammar, stop "
+                "rules, cache bookkeeping, metrics)."
+            )
         off = _load("evaluate_floor_merge_off", args.results)
         if off and floor.get("merge_conditions") == "on":
             lines += [

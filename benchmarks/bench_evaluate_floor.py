@@ -7,7 +7,9 @@ run before and after the stage; the faster of the two medians, so the floor is n
 process's CPU seconds (the machine is shared: wall time would measure the neighbours; torch on the threads the
 command line chose, one on a busy machine; the wall time is in the result too). steerlab's time is the whole stage (generation of every row under every condition, the gate, the schema mask, stop rules, metrics
 with bootstrap intervals, plots), rerun on a copy of a finished run directory so the run itself is untouched.
-Target: <= 1.5x. Run: ``.venv/bin/python benchmarks/bench_evaluate_floor.py --run runs/asa-smollm2-135m``
+Target: <= 1.5x. Beside it, the arithmetic of the forwards the stage ran (each one-token forward, bare, at the rows
+it carried; the contexts at the bare batched rate): how much a CPU's one token per row per step costs over the floor,
+and how much steerlab adds above those forwards. Run: ``.venv/bin/python benchmarks/bench_evaluate_floor.py --run runs/asa-smollm2-135m``
 (a run of ``steerlab asa run``; ``--preset full`` for a run of ``--full``).
 """
 
@@ -40,6 +42,23 @@ def bare_rate(lm, n: int = 3) -> float:  # noqa: ANN001
             lm.model(input_ids=x, logits_to_keep=1)
             times.append(time.process_time() - t)
     return x.numel() / statistics.median(times)
+
+
+def one_token_seconds(lm, rows: list[int], n: int = 2) -> dict[int, float]:  # noqa: ANN001
+    """CPU seconds of a bare forward of one token per row (no cache, every row's logits: what a decode step computes
+    besides attention to its cache), the fastest of ``n``, for each distinct row count."""
+    hi = min(1000, lm.model.config.vocab_size)
+    out = {}
+    with torch.inference_mode():
+        for r in sorted(set(rows)):
+            x = torch.randint(10, hi, (r, 1), generator=torch.Generator().manual_seed(r)).to(lm.device)
+            times = []
+            for _ in range(n):
+                t = time.process_time()
+                lm.model(input_ids=x, logits_to_keep=1)
+                times.append(time.process_time() - t)
+            out[r] = min(times)
+    return out
 
 
 def _counter(steps: list[int]):  # noqa: ANN202
@@ -112,6 +131,11 @@ def main() -> None:
         floor_tokens = prefix + suffix + generated[0]
         rate = max(rate_before, rate_after)
         floor_seconds = floor_tokens / rate
+        # the arithmetic of the forwards the stage ran, at the row counts it ran them: every one-token forward
+        # (decode steps, each condition's last prompt token) bare at its rows, the contexts (all but each row's
+        # last prompt token) at the bare batched rate
+        one = one_token_seconds(lm, steps)
+        shapes_seconds = sum(one[r] for r in steps) + (prefix + suffix - len(ids)) / rate
         result = {
             "what": "ASA evaluate stage (TEST, every condition by generation) vs the compute floor of its tokens",
             "model": lm.name,
@@ -138,6 +162,13 @@ def main() -> None:
             "batch_size": cfg.batch_size,
             "ratio_stage_over_floor": round(stage_seconds / floor_seconds, 2),
             "ratio_generation_over_floor": round(gen_seconds[0] / floor_seconds, 2),
+            # what one token per row per forward costs on this machine, and steerlab's cost above those forwards
+            "forward_shapes_cpu_seconds": round(shapes_seconds, 2),
+            "ratio_forward_shapes_over_floor": round(shapes_seconds / floor_seconds, 2),
+            "ratio_stage_over_forward_shapes": round(stage_seconds / shapes_seconds, 2),
+            "one_token_forward_cpu_seconds": {
+                str(r): round(t, 4) for r, t in one.items() if r in (1, 8, 16, 32, 64)
+            },
             "target": "<= 1.5x",
             "threads": torch.get_num_threads(),
             "merge_conditions": args.merge,
