@@ -5,6 +5,9 @@ Same process, same loaded model, real HTTP with the openai client. Throughput ra
 the same server without it, at max_tokens=1 (prefill + gate: the part ASA adds to) and at ``--max-tokens``.
 Tool prompt = latency of a request carrying a tool list of at least ``--tool-tokens`` tokens (the 4 ASA tools and
 made-up ones), once the server holds that prefix's KV cache, / latency of the same request without tools.
+The clients run in a process of their own (as an agent's would), so their HTTP and JSON work does not share the
+server's interpreter lock; ``--clients-in-process`` runs them as threads of the server's process (how this script
+measured before; a client's Python then competes with the batcher for the lock).
 Run: ``python benchmarks/bench_serve.py [--model smollm2-135m] [--asset DIR] [--n 32] [--clients 8]``; ``--smoke``
 serves the tiny model with a tiny ASA asset built on the spot.
 """
@@ -13,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from _common import load_bench_model, parse_args, prompts, write_result
@@ -51,7 +55,9 @@ def big_tool_list(tokenizer, base: list[dict], min_tokens: int) -> tuple[list[di
     return tools, len(tokenizer(json.dumps(tools))["input_ids"])
 
 
-def _run(base: str, ps: list[str], clients: int, max_tokens: int | list[int], tools: list[dict]) -> dict:
+def run_clients(
+    base: str, ps: list[str], clients: int, max_tokens: int | list[int], tools: list[dict]
+) -> dict:
     import openai
 
     client = openai.OpenAI(base_url=base, api_key="x", max_retries=0, timeout=600)
@@ -129,13 +135,21 @@ def main() -> None:
         help="also time the plain server on replies of mixed lengths (max_tokens alternating --max-tokens / 4 and "
         "2 x --max-tokens): what continuous batching is for",
     )
+    ap.add_argument(
+        "--clients-in-process",
+        dest="clients_in_process",
+        action="store_true",
+        help="run the clients as threads of the server's process instead of a process of their own",
+    )
     args = parse_args(ap, model="tiny", n=4, clients=2, max_tokens=2, rounds=1, tool_tokens=60, mixed=True)
 
+    from steerlab import threads
     from steerlab.models import tiny_model
     from steerlab.serve.app import ServeConfig, create_app
     from steerlab.serve.background import serve_in_thread
     from steerlab.serve.engine import Engine
 
+    choice = threads.apply()  # as `steerlab serve` does at start: the cores not busy with other work
     lm = tiny_model("llama") if args.model == "tiny" else load_bench_model(args.model)
     tools = Engine.default_tools()
     big_tools, n_tool_tokens = big_tool_list(lm.tokenizer, tools, args.tool_tokens)
@@ -159,6 +173,17 @@ def main() -> None:
         engines["asa"] = Engine(lm, args.asset)
     runs: dict[str, list[dict]] = {}
     with contextlib.ExitStack() as stack:
+        client_proc = None
+        if not args.clients_in_process:  # one process for every client thread, started once
+            client_proc = stack.enter_context(
+                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            )
+
+        def _run(*a: object) -> dict:
+            if client_proc is None:
+                return run_clients(*a)
+            return client_proc.submit(run_clients, *a).result()
+
         bases = {
             k: stack.enter_context(serve_in_thread(create_app(lambda e=e: e, cfg)))
             for k, e in engines.items()
@@ -186,6 +211,8 @@ def main() -> None:
     for key, rs in runs.items():  # the round with the median wall time
         out[key] = sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
     out["rounds"] = args.rounds
+    out["threads"] = choice.as_dict()
+    out["clients_run_in"] = "the server's process" if args.clients_in_process else "a process of their own"
     out["tool_prompt_tokens"] = n_tool_tokens
     out["tool_prompt_latency_ratio"] = (
         out["plain_with_tool_prompt"]["latency_p50_s"] / out["plain_without_tools"]["latency_p50_s"]

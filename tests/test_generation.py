@@ -179,6 +179,8 @@ def test_conditions_with_their_own_lengths_and_stop_rules_equal_separate_runs(ti
         generate_conditions(lm, PROMPTS, conds, per_condition={"nope": {}}, **kw)
     with pytest.raises(ValueError, match=r"sets \['batch_size'\]; a condition may set only max_new_tokens"):
         generate_conditions(lm, PROMPTS, conds, per_condition={"push": {"batch_size": 1}}, **kw)
+    with pytest.raises(ValueError, match=r"per_condition\['push'\] must be a dict of options, got int"):
+        generate_conditions(lm, PROMPTS, conds, per_condition={"push": 4}, **kw)
 
 
 def test_conditions_under_an_outer_handle_equal_separate_runs(tiny_models):

@@ -169,6 +169,8 @@ def _per_condition(
             f"per_condition names {unknown}, which are not conditions; conditions: {list(conditions)}"
         )
     for name, ch in per.items():
+        if not isinstance(ch, Mapping):
+            raise ValueError(f"per_condition[{name!r}] must be a dict of options, got {type(ch).__name__}")
         bad = sorted(set(ch) - set(CONDITION_FIELDS))
         if bad:
             raise ValueError(
