@@ -183,6 +183,37 @@ def test_stream_reassembles_to_the_whole_reply(server):
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2  # streamed, not one blob
 
 
+def test_a_reply_read_whole_sends_no_event_per_token(engine):
+    """A request without ``stream`` gets its gate decision and its result and nothing per token (each event costs
+    the server's event loop a wake-up while the batch decodes); a streaming row beside it in the same batch still
+    streams its whole reply, and both replies equal their solo runs."""
+    events: dict[int, list[str]] = {0: [], 1: [], 2: []}
+    specs = [
+        RowSpec([{"role": "user", "content": PROMPT}], Engine.default_tools(), max_tokens=10, stream=False),
+        RowSpec([{"role": "user", "content": PROMPT}], Engine.default_tools(), max_tokens=10, stream=True),
+        RowSpec(
+            [{"role": "user", "content": "Hi"}],
+            Engine.default_tools(),
+            "required",
+            max_tokens=10,
+            stream=False,
+        ),
+    ]
+    deltas: list[str] = []
+
+    def emit(i: int, kind: str, payload: object) -> None:
+        events[i].append(kind)
+        if kind == "delta" and i == 1:
+            deltas.append(payload)
+
+    together = engine.run([engine.render(s) for s in specs], emit)
+    assert events[0] == ["gate", "done"] and events[2] == ["gate", "done"]
+    assert events[1].count("delta") >= 2 and "".join(deltas) == together[1].text
+    for s, got in zip(specs, together):
+        alone = engine.run([engine.render(s)])[0]
+        assert (got.text, got.finish) == (alone.text, alone.finish)
+
+
 def test_sse_wire_format(server):
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
     with httpx.stream("POST", f"{server}/chat/completions", json=body, timeout=60) as r:

@@ -50,6 +50,7 @@ class RowSpec:
     seed: int | None = None
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
+    stream: bool = True  # text deltas are emitted as they come; False: only the gate decision and the result
 
 
 @dataclass
@@ -436,8 +437,11 @@ class Engine:
         from ..generation.decode import DecodeRules, eos_ids
         from ..generation.sampling import RowSampler
 
+        streams = [r.spec.stream for r in rows]
+
         def on_token(i: int, _tok: int, delta: str) -> None:
-            emit(ids[i], "delta", delta)
+            if streams[i]:
+                emit(ids[i], "delta", delta)
 
         specs = [r.spec for r in rows]
         return DecodeRules(
@@ -447,7 +451,7 @@ class Engine:
                 len(rows), [s.temperature for s in specs], [s.top_p for s in specs], [s.seed for s in specs]
             ),
             self._stop_rule(stops, prefilled),
-            on_token,
+            on_token if any(streams) else None,  # a reply read whole costs no event per token
             cancelled=lambda i: rows[i].cancelled.is_set(),
         )
 
@@ -504,7 +508,7 @@ class Running:
                     continue
                 for k, (r, i) in enumerate(zip(group, gids)):
                     self._rows[off + k] = (r, i, setup, k, emit)
-                    if r.prefill:
+                    if r.prefill and r.spec.stream:
                         emit(i, "delta", r.prefill)
         return waiting
 

@@ -554,6 +554,7 @@ def parse_request(
         seed=seed,
         max_tokens=mt,
         stop=tuple(sorted(set(stops))),
+        stream=stream,
     )
     return ChatRequest(spec, stream, bool(so.get("include_usage")))
 
