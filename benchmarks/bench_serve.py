@@ -8,6 +8,9 @@ made-up ones), once the server holds that prefix's KV cache, / latency of the sa
 The clients run in a process of their own (as an agent's would), so their HTTP and JSON work does not share the
 server's interpreter lock; ``--clients-in-process`` runs them as threads of the server's process (how this script
 measured before; a client's Python then competes with the batcher for the lock).
+Packing gain = requests/s of the concurrent clients on the plain server / the same on a server that prefills every
+late prompt in a forward of its own (``Engine.fuse_prompts = False``) instead of inside the running rows' next
+decode step; ``--no-unpacked`` skips that arm.
 Run: ``python benchmarks/bench_serve.py [--model smollm2-135m] [--asset DIR] [--n 32] [--clients 8]``; ``--smoke``
 serves the tiny model with a tiny ASA asset built on the spot.
 """
@@ -95,9 +98,16 @@ def run_clients(
         "latency_max_s": max(lat),
         # rows per batch the server ran for this arm (its /health counters): what batching caught
         "mean_batch_rows": (after["rows"] - before["rows"]) / max(1, after["batches"] - before["batches"]),
-        # requests started per prefill (continuous batching starts late arrivals between decode steps)
-        "mean_admit_rows": (after.get("admitted", 0) - before.get("admitted", 0))
+        # requests started per prefill of their own (continuous batching starts late arrivals between decode steps)
+        "mean_admit_rows": (
+            after.get("admitted", 0)
+            - before.get("admitted", 0)
+            - after.get("packed", 0)
+            + before.get("packed", 0)
+        )
         / max(1, after.get("admissions", 0) - before.get("admissions", 0)),
+        # requests whose prompts went through the running rows' decode step (no forward of their own)
+        "packed_rows": after.get("packed", 0) - before.get("packed", 0),
     }
 
 
@@ -136,6 +146,13 @@ def main() -> None:
         "2 x --max-tokens): what continuous batching is for",
     )
     ap.add_argument(
+        "--no-unpacked",
+        dest="no_unpacked",
+        action="store_true",
+        help="skip the arm that serves the concurrent clients with every late prompt prefilled on its own (the A/B "
+        "for packing late prompts into the running rows' decode steps)",
+    )
+    ap.add_argument(
         "--clients-in-process",
         dest="clients_in_process",
         action="store_true",
@@ -169,6 +186,9 @@ def main() -> None:
 
         args.asset = tiny_asset(Path(tempfile.mkdtemp(prefix="bench-serve-asa-")), lm)
     engines = {"plain": Engine(lm)}
+    if not args.no_unpacked:  # the A/B for packing late prompts into the running rows' steps
+        engines["unpacked"] = Engine(lm)
+        engines["unpacked"].fuse_prompts = False
     if args.asset:
         engines["asa"] = Engine(lm, args.asset)
     runs: dict[str, list[dict]] = {}
@@ -197,6 +217,8 @@ def main() -> None:
                     ("concurrent", args.clients, args.max_tokens),
                     ("prefill_only", 1, 1),
                 ):
+                    if tag == "unpacked" and mode != "concurrent":
+                        continue
                     runs.setdefault(f"{tag}_{mode}", []).append(_run(base, ps, clients, mt, tools))
             if args.mixed:
                 mix = [max(1, args.max_tokens // 4) if i % 2 else 2 * args.max_tokens for i in range(len(ps))]
@@ -220,6 +242,10 @@ def main() -> None:
     out["throughput_ratio_plain"] = (
         out["plain_concurrent"]["requests_per_s"] / out["plain_one_at_a_time"]["requests_per_s"]
     )
+    if "unpacked_concurrent" in out:  # late prompts in the running rows' steps vs each its own forward
+        out["packing_gain"] = (
+            out["plain_concurrent"]["requests_per_s"] / out["unpacked_concurrent"]["requests_per_s"]
+        )
     if args.mixed:
         out["throughput_ratio_plain_mixed"] = (
             out["plain_mixed_concurrent"]["requests_per_s"]

@@ -183,6 +183,29 @@ def test_stream_reassembles_to_the_whole_reply(server):
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 2  # streamed, not one blob
 
 
+def test_a_request_admitted_mid_decode_is_prefilled_inside_the_step_and_equals_its_solo_run(lm, asset):
+    """Without an asset a request that arrives while others decode goes through the model with their next step
+    (one forward, ``Running.packed`` counts it); with one, the gate reads its own prefill, so it gets a forward of its
+    own. Either way every reply equals the same request served alone."""
+    specs = [
+        RowSpec([{"role": "user", "content": p}], Engine.default_tools(), max_tokens=m, stream=False)
+        for p, m in ((PROMPT, 9), ("Hi there, what can you do for me today?", 6), ("Book a flight", 7))
+    ]
+    for eng, packs in ((Engine(lm), True), (Engine(lm, asset), False)):
+        running = eng.running()
+        done: dict[int, object] = {}
+        keep = lambda i, kind, payload: done.__setitem__(i, payload) if kind == "done" else None  # noqa: E731
+        running.admit([eng.render(specs[0])], keep, [0])
+        running.step()
+        running.admit([eng.render(s) for s in specs[1:]], keep, [1, 2])
+        while running:
+            running.step()
+        assert running.packed == (2 if packs else 0)
+        for i, s in enumerate(specs):
+            alone = eng.run([eng.render(s)])[0]
+            assert (done[i].text, done[i].finish) == (alone.text, alone.finish)
+
+
 def test_a_reply_read_whole_sends_no_event_per_token(engine):
     """A request without ``stream`` gets its gate decision and its result and nothing per token (each event costs
     the server's event loop a wake-up while the batch decodes); a streaming row beside it in the same batch still

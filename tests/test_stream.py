@@ -39,7 +39,8 @@ def _rules(lm, n, max_new, **kw):
 def test_rows_joining_mid_decode_equal_each_row_alone(tiny_models, stored_head, monkeypatch):
     """Group B joins after group A's third step (other prompt lengths, another max length, a logits rule of its
     own); every row equals ``generate`` on that prompt alone, and finished rows come back before the others. The
-    decoder drops unattended leading cache columns as soon as there is one (Decoder._trim)."""
+    decoder drops unattended leading cache columns as soon as there is one (Decoder._trim). With a stored head, B's
+    prompts go through the model inside A's next step (one packed forward) instead of a prefill of their own."""
     from steerlab.generation import decode as decode_mod
 
     monkeypatch.setattr(decode_mod, "TRIM_COLUMNS", 1)
@@ -56,15 +57,16 @@ def test_rows_joining_mid_decode_equal_each_row_alone(tiny_models, stored_head, 
             seen[i] = g
             order.append(i)
     rule = ForcedPrefix(lambda i: forced if i == 0 else None)
-    b = stream.admit(_ids(lm, LATER), _rules(lm, 2, 5, logits_rule=rule), head=head)
+    b = stream.admit(_ids(lm, LATER), _rules(lm, 2, 4, logits_rule=rule), head=head)
     assert (a, b) == (0, 3)
     assert stream.rows == 5  # both groups share the next step
+    assert stream.dec.pending_rows == (2 if stored_head else 0)
     while stream:
         for i, g in stream.step():
             seen[i] = g
             order.append(i)
     assert sorted(seen) == [0, 1, 2, 3, 4]
-    assert order.index(3) < order.index(0)  # B's 5-token rows finished first: they were not held for A's
+    assert order.index(3) < order.index(0)  # B's 4-token rows finished first: they were not held for A's
     kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True)
     for i, p in enumerate(FIRST):
         assert seen[a + i].token_ids == generate(lm, [p], max_new_tokens=9, **kw)[0].token_ids
@@ -72,7 +74,7 @@ def test_rows_joining_mid_decode_equal_each_row_alone(tiny_models, stored_head, 
         ref = generate(
             lm,
             [p],
-            max_new_tokens=5,
+            max_new_tokens=4,
             logits_rule=ForcedPrefix(lambda _, i=i: forced if i == 0 else None),
             **kw,
         )
@@ -178,3 +180,79 @@ def test_a_long_running_batch_forgets_the_rows_that_left(tiny_models):
         stream.step()
         assert len(stream.dec.rows) <= 3 and len(stream.rules.parts.offsets) <= 3
     assert len(dict(stream.run())) == 1  # the first row, which ran through all of them
+
+
+class _Record:
+    """A logits rule that keeps every row's logits by (prompt index, tokens generated so far)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __call__(self, rows, gen, logits):  # noqa: ANN001, ANN204
+        for j, i in enumerate(rows):
+            self.seen[(i, len(gen[j]))] = logits[j].clone()
+        return logits
+
+
+def test_prompts_packed_into_a_step_equal_each_row_alone(tiny_models):
+    """Prompts prefilled inside the running rows' step (``Decoder.add_prompt``): two groups in one step, a prompt
+    longer than the running rows' cache (the batch widens), and a step whose running rows all stop as the prompts go
+    in (the forward carries the prompts alone). Every row's tokens equal ``generate`` alone, and every logit before
+    every token equals the same stream's with each prompt prefilled apart (``fuse=False``); without a stored head (no
+    prefix kept once) the groups are prefilled apart."""
+    lm = tiny_models("llama")
+    store, head = PrefixStore(lm), _head(lm)
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True)
+    long = (
+        "please write a very long and detailed answer about the history of the city of Paris and its bridges"
+    )
+
+    def widen(fuse: bool) -> tuple[dict, dict, int]:
+        recs = [_Record() for _ in range(3)]  # one per group: a rule sees its group's own prompt indices
+        stream = DecodeStream(lm, store, fuse=fuse)
+        stream.admit(_ids(lm, ["hi"]), _rules(lm, 1, 8, logits_rule=recs[0]), head=head)
+        stream.step()
+        width = int(stream.dec.mask.shape[1])
+        assert len(_ids(lm, [long])[0]) - len(head) > width
+        stream.admit(_ids(lm, [long, "ok"]), _rules(lm, 2, 5, logits_rule=recs[1]), head=head)
+        stream.admit(_ids(lm, FIRST[:1]), _rules(lm, 1, 3, logits_rule=recs[2]), head=head)
+        pending = stream.dec.pending_rows
+        seen = {(g, *k): x for g, r in enumerate(recs) for k, x in r.seen.items()}
+        return dict(stream.run()), seen, pending
+
+    got, seen, pending = widen(True)
+    apart, seen_apart, pending_apart = widen(False)
+    assert (pending, pending_apart) == (3, 0)
+    assert seen.keys() == seen_apart.keys()
+    for k in seen:
+        torch.testing.assert_close(seen[k], seen_apart[k], rtol=1e-4, atol=1e-4)
+    assert got[0].token_ids == generate(lm, ["hi"], max_new_tokens=8, **kw)[0].token_ids
+    assert [got[1].token_ids, got[2].token_ids] == [
+        g.token_ids for g in generate(lm, [long, "ok"], max_new_tokens=5, batch_size=1, **kw)
+    ]
+    assert got[3].token_ids == generate(lm, FIRST[:1], max_new_tokens=3, **kw)[0].token_ids
+    assert {i: g.token_ids for i, g in got.items()} == {i: g.token_ids for i, g in apart.items()}
+
+    rec = _Record()
+    stream = DecodeStream(lm, store)
+    a = stream.admit(_ids(lm, ["hi"]), _rules(lm, 1, 2), head=head)
+    stream.step()
+    b = stream.admit(_ids(lm, LATER), _rules(lm, 2, 4, logits_rule=rec), head=head)
+    first = stream.step()  # "hi" takes its last token; the forward carries LATER's prompts alone
+    assert [i for i, _ in first] == [a] and stream.rows == 2
+    got = dict(stream.run())
+    ref = generate(lm, LATER, max_new_tokens=4, batch_size=1, **kw)
+    assert [got[b].token_ids, got[b + 1].token_ids] == [g.token_ids for g in ref]
+    alone = _Record()
+    s2 = DecodeStream(lm, store)
+    s2.admit(_ids(lm, LATER), _rules(lm, 2, 4, logits_rule=alone), head=head)
+    s2.run()
+    assert rec.seen.keys() == alone.seen.keys()
+    for (i, t), x in rec.seen.items():
+        torch.testing.assert_close(x, alone.seen[(i, t)], rtol=1e-4, atol=1e-4)
+
+    stream = DecodeStream(lm)  # no store: nothing kept once, so a prompt is its own forward
+    stream.admit(_ids(lm, ["hi"]), _rules(lm, 1, 4))
+    stream.step()
+    stream.admit(_ids(lm, LATER), _rules(lm, 2, 4))
+    assert stream.dec.pending_rows == 0

@@ -102,6 +102,9 @@ class Decoder:
         self.compact = croppable(self.cache)
         self.handles = active_handles(lm)
         self.finished = False
+        self.pending: list[
+            _Prompt
+        ] = []  # rows whose prompts go through the next step's forward (``add_prompt``)
         for j in range(bsz):
             if rules.max_new[self.index[j]] < 1:
                 self.stopped[j] = "length"
@@ -128,7 +131,7 @@ class Decoder:
             for b in self.live:
                 if stopped[b] is None and rules.cancelled(index[b]):
                     stopped[b] = "cancelled"
-        if all(s is not None for s in stopped):
+        if all(s is not None for s in stopped) and not self.pending:
             self.finished = True
             return
         need_text = rules.needs_text()
@@ -157,7 +160,7 @@ class Decoder:
                     stopped[b] = "length"
                 if stopped[b] is not None:
                     break
-        if all(s is not None for s in stopped):
+        if all(s is not None for s in stopped) and not self.pending:
             self.finished = True
             return
         alive = torch.tensor([stopped[b] is None for b in self.live], device=self.lm.device)
@@ -174,6 +177,9 @@ class Decoder:
         n = len(self.live)
         feed = torch.where(alive, nxt, torch.full_like(nxt, tok.pad_token_id)).view(n, 1)
         self.mask = torch.cat([self.mask, alive.long().view(n, 1)], dim=1)
+        if self.pending:
+            self._packed_forward(feed)
+            return
         with forward_phase(self.lm, DECODE):
             out = self.lm.model(
                 input_ids=feed,
@@ -186,6 +192,92 @@ class Decoder:
         self.cache = output_cache(out)
         self.next_pos = self.next_pos + 1
         self.logits = out.logits[:, -1]
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows added by ``add_prompt`` that join at the next step."""
+        return sum(len(p.index) for p in self.pending)
+
+    def fusable(self) -> bool:
+        """Whether ``add_prompt`` can take rows: finished rows leave the cache, no steering handle watches the steps,
+        and the cache keeps a shared prefix once (``steerlab.models.prefix_attention``), whose attention knows a
+        packed forward."""
+        layers = getattr(self.cache, "layers", None) or []
+        return (
+            self.compact
+            and not self.handles
+            and not self.finished
+            and bool(layers)
+            and all(getattr(x, "prefix", None) is not None and hasattr(x, "pack") for x in layers)
+        )
+
+    def add_prompt(
+        self,
+        rows: list[list[int]],
+        index: Sequence[int],
+        suffix: torch.Tensor,
+        suffix_mask: torch.Tensor,
+        pos: torch.Tensor,
+    ) -> None:
+        """Rows that join this batch with their prompts' forward packed into the next step's (a server's request
+        admitted while others decode: one read of the weights for both, ``steerlab.models.packed``). ``suffix``,
+        ``suffix_mask``, ``pos`` [n, L]: each row's tokens after the cache's shared prefix, left-padded, and their
+        positions; ``index``: the rows' prompt indices (the rules are this decoder's). Needs ``fusable()``."""
+        if not self.fusable():
+            raise ValueError("this decoder cannot take prompts into its steps (see Decoder.fusable)")
+        self.pending.append(_Prompt(list(rows), list(index), suffix, suffix_mask, pos))
+
+    def _packed_forward(self, feed: torch.Tensor) -> None:
+        """The step's forward with the pending prompts packed after the running rows' tokens; the new rows join the
+        batch with the logits of their last prompt tokens (they sample their first token at the next step)."""
+        from ..models.packed import Packing
+
+        new, self.pending = self.pending, []
+        b = len(self.live)
+        length = max(int(p.suffix.shape[1]) for p in new)
+        suffix = torch.cat([_left_pad(p.suffix, length, 1, self.lm.tokenizer.pad_token_id) for p in new])
+        smask = torch.cat([_left_pad(p.suffix_mask, length, 1) for p in new])
+        pos = torch.cat([_left_pad(p.pos, length, 1) for p in new])
+        k = int(suffix.shape[0])
+        width = max(int(self.mask.shape[1]), length) if b else length
+        mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(smask, width, 1)]) if b else smask
+        pack = Packing(b, k, length, mask.bool())
+        ids = torch.cat([feed.view(1, b), suffix.view(1, k * length)], dim=1)
+        positions = torch.cat([self.next_pos.view(1, b), pos.view(1, k * length)], dim=1)
+        keep = torch.cat([torch.arange(b), b + length * torch.arange(1, k + 1) - 1]).to(
+            self.lm.device
+        )  # each running row's token and each new row's last prompt token
+        layers = self.cache.layers
+        for layer in layers:
+            layer.pack = pack
+        try:
+            with forward_phase(self.lm, DECODE):
+                out = self.lm.model(
+                    input_ids=ids,
+                    position_ids=positions,
+                    use_cache=True,
+                    logits_to_keep=keep,
+                    **cache_kwargs(self.lm.model, self.cache),
+                )
+        finally:
+            for layer in layers:
+                layer.pack = None
+        self.cache = output_cache(out)
+        self.mask = mask.long()
+        self.next_pos = torch.cat([self.next_pos + 1, pos[:, -1:] + 1])
+        self.logits = out.logits[0]
+        base = len(self.rows)
+        for p in new:
+            for r, i in zip(p.rows, p.index):
+                self.live.append(base)
+                self.rows.append(r)
+                self.index.append(i)
+                self.gen.append([])
+                self.text.append("")
+                self.sent.append(0)
+                self.stopped.append("length" if self.rules.max_new[i] < 1 else None)
+                base += 1
+        self.finished = all(s is not None for s in self.stopped)
 
     def _trim(self) -> None:
         """Drop the leading cache columns that no live row attends to (padding left by rows that have left): a batch
@@ -266,20 +358,31 @@ class Decoder:
         return out
 
 
+@dataclass
+class _Prompt:
+    """Rows waiting for their prompts' forward (``Decoder.add_prompt``)."""
+
+    rows: list[list[int]]
+    index: list[int]
+    suffix: torch.Tensor
+    suffix_mask: torch.Tensor
+    pos: torch.Tensor
+
+
 def _same_prefix(a: tuple | None, b: tuple | None) -> bool:
     if a is None or b is None:
         return a is b
     return all(x.data_ptr() == y.data_ptr() and x.shape == y.shape for x, y in zip(a, b))
 
 
-def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    """``t`` with zeros before its columns along ``dim`` up to ``width`` (masked slots: never attended)."""
+def _left_pad(t: torch.Tensor, width: int, dim: int, fill: int = 0) -> torch.Tensor:
+    """``t`` with ``fill`` before its columns along ``dim`` up to ``width`` (masked slots: never attended)."""
     n = width - int(t.shape[dim])
     if n <= 0:
         return t
     shape = list(t.shape)
     shape[dim] = n
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
+    return torch.cat([t.new_full(shape, fill), t], dim=dim)
 
 
 def by_part(parts: Sequence[DecodeRules], n: int) -> DecodeRules:

@@ -147,8 +147,10 @@ class DecodeStream:
     returns the group's global offset, and ``step`` reports rows by global index (``offset + i``). ``store`` holds the
     shared heads' caches (``head``: the token ids every row of the group starts with, computed once and kept)."""
 
-    def __init__(self, lm: LoadedModel, store: PrefixStore | None = None) -> None:
+    def __init__(self, lm: LoadedModel, store: PrefixStore | None = None, fuse: bool = True) -> None:
         self.lm, self.store = lm, store
+        self.fuse = fuse  # a group with no setup is prefilled inside the next step's forward where it can be
+        self.packed_rows = 0  # rows whose prompts went through a running step's forward
         self.eos = eos_ids(lm)
         self.rules = _JoinedRules(self.eos)
         self.dec: Decoder | None = None
@@ -158,7 +160,7 @@ class DecodeStream:
     @property
     def rows(self) -> int:
         """Rows decoding now."""
-        return 0 if self.dec is None else len(self.dec.live)
+        return 0 if self.dec is None else len(self.dec.live) + self.dec.pending_rows
 
     def __bool__(self) -> bool:
         return self.dec is not None
@@ -196,6 +198,8 @@ class DecodeStream:
         if not self.can_take(rows, head, max_new):
             return None
         prefix = self._prefix(rows, head, max_new)
+        if self._fused(rows, rules, setup, prefix):
+            return self._next - n
         before = {id(h) for h in active_interventions(self.lm)}
         with torch.inference_mode():
             with setup(list(range(n))) if setup is not None else contextlib.nullcontext():
@@ -222,6 +226,28 @@ class DecodeStream:
                 return None
             self._next += n
         return off
+
+    def _fused(
+        self, rows: list[list[int]], rules: DecodeRules, setup: object | None, prefix: object | None
+    ) -> bool:
+        """Hand the group's prompts to the running decoder, to go through the model with its next step (one read of
+        the weights for both, ``Decoder.add_prompt``); False where that is not exact or possible: a row setup (its
+        hooks act on the group's prefill alone), no shared prefix kept once, a context-touching intervention."""
+        if not self.fuse or setup is not None or prefix is None or self.dec is None:
+            return False
+        if not self.dec.fusable() or not context_safe(self.lm):
+            return False
+        from ..models import left_pad
+
+        share = len(prefix)
+        suffix, smask = left_pad([r[share:] for r in rows], self.lm.tokenizer.pad_token_id, self.lm.device)
+        pos = (share + smask.cumsum(-1) - 1).clamp(min=0)
+        off = self._next
+        self.rules.parts.add(off, len(rows), rules)
+        self.dec.add_prompt(rows, [off + i for i in range(len(rows))], suffix, smask, pos)
+        self._next += len(rows)
+        self.packed_rows += len(rows)
+        return True
 
     def _prefix(
         self, rows: Sequence[Sequence[int]], head: Sequence[int] | None, max_new: int

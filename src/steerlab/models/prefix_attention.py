@@ -21,6 +21,7 @@ import sys
 import torch
 
 _PREFIX_ATTR = "_steerlab_prefix"
+_PACK_ATTR = "_steerlab_packing"  # a packed forward's layout (``steerlab.models.packed``)
 _BASES = ("sdpa", "eager")
 _NAME = "steerlab_prefix_{}"
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)  # enable_gqa came in torch 2.5
@@ -101,6 +102,11 @@ def prefix_attention(
     if kwargs.get("s_aux") is not None:
         raise ValueError("attention sinks are not supported with a shared-prefix cache")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    pack = getattr(key, _PACK_ATTR, None)
+    if pack is not None:  # running rows' next tokens and new rows' prompts in one forward
+        from .packed import packed_attention
+
+        return packed_attention(query, key, value, prefix, pack, scale, softcap), None
     if query.shape[2] > 1 and softcap is None:
         return prompt_attention(query, key, value, prefix, attention_mask, scale), None
     return split_attention(query, key, value, prefix, attention_mask, scale, softcap), None
@@ -235,6 +241,7 @@ def _layer_class():  # noqa: ANN202
             self._v: tuple = (None, 0)
             super().__init__()
             self.prefix, self.keep = (prefix_keys, prefix_values), keep
+            self.pack = None  # set for one packed forward (``steerlab.models.packed``)
 
         @property
         def keys(self) -> torch.Tensor | None:
@@ -262,10 +269,18 @@ def _layer_class():  # noqa: ANN202
                 keys = key_states.view_as(key_states)
                 setattr(keys, _PREFIX_ATTR, self.prefix)
                 return keys, value_states
-            self._k = _append(self._k, key_states)
-            self._v = _append(self._v, value_states)
+            if self.pack is not None:
+                from .packed import packed_write
+
+                self._k = packed_write(self._k, key_states, self.pack)
+                self._v = packed_write(self._v, value_states, self.pack)
+            else:
+                self._k = _append(self._k, key_states)
+                self._v = _append(self._v, value_states)
             keys = self.keys
             setattr(keys, _PREFIX_ATTR, self.prefix)
+            if self.pack is not None:
+                setattr(keys, _PACK_ATTR, self.pack)
             return keys, self.values
 
     return RowsLayer

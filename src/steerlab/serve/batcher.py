@@ -51,6 +51,7 @@ class BatchStats:
     max_rows: int = 0
     admitted: int = 0
     admissions: int = 0  # prefills that started rows (each pauses the running rows for one forward)
+    packed: int = 0  # rows whose prompts went through the running rows' next step (no pause)
     errors: int = 0
     cancelled: int = 0  # rows stopped because their client disconnected
 
@@ -183,9 +184,12 @@ class Batcher:
                     self.stats.cancelled += 1
             t.put(kind, payload)
 
+        packed = running.packed
         waiting = set(running.admit(rows, emit, [id(t) for t in live]))
+        packed = running.packed - packed
         self.stats.admitted += len(live) - len(waiting)
-        self.stats.admissions += len(live) > len(waiting)
+        self.stats.packed += packed
+        self.stats.admissions += len(live) - len(waiting) > packed
         return [t for t in live if id(t) in waiting]
 
     def _step(self, running: object) -> None:

@@ -160,6 +160,9 @@ class Engine:
         self.steerer = None
         self.asset_name: str | None = None
         self.max_prompt_tokens = max_prompt_tokens
+        # a request admitted while others decode goes through the model with their next step, where that is exact
+        # (``DecodeStream(fuse=...)``); False prefills it on its own (benchmarks' A/B)
+        self.fuse_prompts = True
         self.lock = threading.Lock()
         prompt: dict = {
             "call_format": call_format or "tool_call_json",
@@ -474,7 +477,7 @@ class Running:
         from ..generation.stream import DecodeStream
 
         self.engine = engine
-        self.stream = DecodeStream(engine.lm, engine.prefixes)
+        self.stream = DecodeStream(engine.lm, engine.prefixes, fuse=engine.fuse_prompts)
         self._rows: dict[int, tuple[Prepared, int, object, int, Emit]] = {}  # global index -> its row's facts
 
     @property
@@ -484,6 +487,11 @@ class Running:
 
     def __bool__(self) -> bool:
         return bool(self.stream)
+
+    @property
+    def packed(self) -> int:
+        """Rows so far whose prompts went through the running rows' step instead of a forward of their own."""
+        return self.stream.packed_rows
 
     def admit(self, rows: list[Prepared], emit: Emit, ids: list[int]) -> list[int]:
         """Prefill rows and join them to the running ones (grouped by stop rule and shared head); ``ids[j]`` names
