@@ -256,3 +256,33 @@ def test_prompts_packed_into_a_step_equal_each_row_alone(tiny_models):
     stream.step()
     stream.admit(_ids(lm, LATER), _rules(lm, 2, 4))
     assert stream.dec.pending_rows == 0
+
+
+@pytest.mark.parametrize("family", ["qwen3", "gpt2", "mistral", "gemma2"])
+def test_packed_prompts_equal_prompts_apart_on_other_families(tiny_models, family):
+    """Other attention layouts (q/k norms, learned positions, grouped heads, softcapping): every logit before every
+    token equals the stream's with each late prompt prefilled apart; where a family cannot share steps (a sliding
+    window), nothing is packed and the rows still decode."""
+    lm = tiny_models(family)
+    store, head = PrefixStore(lm), _head(lm)
+
+    def run(fuse: bool) -> tuple[dict, dict, int]:
+        recs = [_Record(), _Record()]
+        stream = DecodeStream(lm, store, fuse=fuse)
+        stream.admit(_ids(lm, ["hi"]), _rules(lm, 1, 6, logits_rule=recs[0]), head=head)
+        stream.step()
+        off = stream.admit(_ids(lm, LATER), _rules(lm, 2, 4, logits_rule=recs[1]), head=head)
+        pending = stream.dec.pending_rows if stream.dec is not None else 0
+        got = dict(stream.run())
+        if off is None:  # it waited for the running rows
+            off = stream.admit(_ids(lm, LATER), _rules(lm, 2, 4, logits_rule=recs[1]), head=head)
+            got.update(stream.run())
+        seen = {(g, *k): x for g, r in enumerate(recs) for k, x in r.seen.items()}
+        return {i: g.token_ids for i, g in got.items()}, seen, pending
+
+    packed, seen, pending = run(True)
+    apart, seen_apart, _ = run(False)
+    assert pending == (0 if lm.arch.sliding_window is not None else 2)
+    assert packed == apart and seen.keys() == seen_apart.keys()
+    for k in seen:
+        torch.testing.assert_close(seen[k], seen_apart[k], rtol=1e-4, atol=1e-4)
