@@ -194,7 +194,11 @@ def test_a_request_admitted_mid_decode_is_prefilled_inside_the_step_and_equals_i
     for eng, packs in ((Engine(lm), True), (Engine(lm, asset), False)):
         running = eng.running()
         done: dict[int, object] = {}
-        keep = lambda i, kind, payload: done.__setitem__(i, payload) if kind == "done" else None  # noqa: E731
+
+        def keep(i: int, kind: str, payload: object, done: dict = done) -> None:
+            if kind == "done":
+                done[i] = payload
+
         running.admit([eng.render(specs[0])], keep, [0])
         running.step()
         running.admit([eng.render(s) for s in specs[1:]], keep, [1, 2])

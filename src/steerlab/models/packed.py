@@ -33,6 +33,22 @@ class Packing:
     def width(self) -> int:
         return int(self.mask.shape[1])
 
+    def write(self, state: tuple, new: torch.Tensor) -> tuple:
+        """A layer cache's (buffer, columns) after this forward (``packed_write``)."""
+        return packed_write(state, new, self)
+
+    def attention(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        prefix: tuple[torch.Tensor, torch.Tensor],
+        scale: float,
+        softcap: float | None = None,
+    ) -> torch.Tensor:
+        """This forward's attention (``packed_attention``)."""
+        return packed_attention(query, key, value, prefix, self, scale, softcap)
+
 
 def packed_write(state: tuple, new: torch.Tensor, pack: Packing) -> tuple:
     """(buffer, columns) of one layer's keys or values after a packed forward: the running rows' buffer (its first

@@ -103,10 +103,8 @@ def prefix_attention(
         raise ValueError("attention sinks are not supported with a shared-prefix cache")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     pack = getattr(key, _PACK_ATTR, None)
-    if pack is not None:  # running rows' next tokens and new rows' prompts in one forward
-        from .packed import packed_attention
-
-        return packed_attention(query, key, value, prefix, pack, scale, softcap), None
+    if pack is not None:  # running rows' next tokens and new rows' prompts in one forward (``models.packed``)
+        return pack.attention(query, key, value, prefix, scale, softcap), None
     if query.shape[2] > 1 and softcap is None:
         return prompt_attention(query, key, value, prefix, attention_mask, scale), None
     return split_attention(query, key, value, prefix, attention_mask, scale, softcap), None
@@ -269,11 +267,9 @@ def _layer_class():  # noqa: ANN202
                 keys = key_states.view_as(key_states)
                 setattr(keys, _PREFIX_ATTR, self.prefix)
                 return keys, value_states
-            if self.pack is not None:
-                from .packed import packed_write
-
-                self._k = packed_write(self._k, key_states, self.pack)
-                self._v = packed_write(self._v, value_states, self.pack)
+            if self.pack is not None:  # a ``models.packed.Packing``: its layout decides where each token goes
+                self._k = self.pack.write(self._k, key_states)
+                self._v = self.pack.write(self._v, value_states)
             else:
                 self._k = _append(self._k, key_states)
                 self._v = _append(self._v, value_states)
