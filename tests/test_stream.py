@@ -286,3 +286,52 @@ def test_packed_prompts_equal_prompts_apart_on_other_families(tiny_models, famil
     assert packed == apart and seen.keys() == seen_apart.keys()
     for k in seen:
         torch.testing.assert_close(seen[k], seen_apart[k], rtol=1e-4, atol=1e-4)
+
+
+class _PackableSteer:
+    """A row setup that declares itself packable: a per-row push at each row's last prompt token."""
+
+    packable = True
+
+    def __init__(self, lm, v, coefs) -> None:  # noqa: ANN001
+        self.lm, self.v, self.coefs = lm, v, coefs
+
+    def __call__(self, idx):  # noqa: ANN001, ANN204
+        return steer(self.lm, self.v, layer=1, coef=self.coefs[idx])
+
+
+def test_a_packable_setup_steers_its_rows_inside_the_packed_step_alone(tiny_models):
+    """A group whose setup is packable goes into the running rows' step; its push lands on its own rows' last prompt
+    tokens only (the running rows and the other rows' tokens are untouched): every logit equals the stream's with
+    the group prefilled apart, and a setup that is not packable is prefilled apart."""
+    lm = tiny_models("llama")
+    store, head = PrefixStore(lm), _head(lm)
+    v = torch.randn(32, generator=torch.Generator().manual_seed(3)) * 8
+    setup = _PackableSteer(lm, v, torch.tensor([2.0, -2.0]))
+
+    def run(fuse: bool) -> tuple[dict, dict, int]:
+        recs = [_Record(), _Record()]
+        stream = DecodeStream(lm, store, fuse=fuse)
+        stream.admit(_ids(lm, FIRST), _rules(lm, 3, 6, logits_rule=recs[0]), head=head)
+        stream.step()
+        stream.admit(_ids(lm, LATER), _rules(lm, 2, 5, logits_rule=recs[1]), setup=setup, head=head)
+        pending = stream.dec.pending_rows
+        got = {i: g.token_ids for i, g in stream.run()}
+        return got, {(g, *k): x for g, r in enumerate(recs) for k, x in r.seen.items()}, pending
+
+    packed, seen, pending = run(True)
+    apart, seen_apart, _ = run(False)
+    assert pending == 2 and packed == apart and seen.keys() == seen_apart.keys()
+    for k in seen:
+        torch.testing.assert_close(seen[k], seen_apart[k], rtol=1e-4, atol=1e-4)
+    kw = dict(chat=True, system=SYSTEM, progress=False, ignore_eos=True, max_new_tokens=5)
+    steered = generate(lm, LATER, row_setup=setup, batch_size=1, **kw)
+    assert [packed[3], packed[4]] == [g.token_ids for g in steered]
+    assert steered[0].token_ids != generate(lm, LATER[:1], **kw)[0].token_ids  # the push did change the reply
+
+    stream = DecodeStream(lm, store)
+    stream.admit(_ids(lm, FIRST), _rules(lm, 3, 6), head=head)
+    stream.step()
+    plain = lambda idx: steer(lm, v, layer=1, coef=torch.tensor([2.0, -2.0])[idx])  # noqa: E731
+    stream.admit(_ids(lm, LATER), _rules(lm, 2, 5), setup=plain, head=head)
+    assert stream.dec.pending_rows == 0  # not declared packable: its own prefill

@@ -37,6 +37,10 @@ class GatedSteering:
     0 leaving a row unsteered. ``decisions()`` gives each prompt's routed domain, p(tool) and gate.
     """
 
+    # its hooks read and push each row's last prompt token only (``prompt_last`` controllers), so a running batch may
+    # take its rows' prompts into a decode step's forward (``steerlab.models.packed``)
+    packable = True
+
     def __init__(
         self,
         lm: LoadedModel,

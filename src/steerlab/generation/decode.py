@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -218,14 +219,17 @@ class Decoder:
         suffix: torch.Tensor,
         suffix_mask: torch.Tensor,
         pos: torch.Tensor,
+        setup: object | None = None,
     ) -> None:
         """Rows that join this batch with their prompts' forward packed into the next step's (a server's request
         admitted while others decode: one read of the weights for both, ``steerlab.models.packed``). ``suffix``,
         ``suffix_mask``, ``pos`` [n, L]: each row's tokens after the cache's shared prefix, left-padded, and their
-        positions; ``index``: the rows' prompt indices (the rules are this decoder's). Needs ``fusable()``."""
+        positions; ``index``: the rows' prompt indices (the rules are this decoder's). ``setup``: the group's row setup
+        (``setup(list(range(n)))``), entered for that forward only; its hooks must be ``prompt_last`` steering handles,
+        which then act at these rows' last prompt tokens alone. Needs ``fusable()``."""
         if not self.fusable():
             raise ValueError("this decoder cannot take prompts into its steps (see Decoder.fusable)")
-        self.pending.append(_Prompt(list(rows), list(index), suffix, suffix_mask, pos))
+        self.pending.append(_Prompt(list(rows), list(index), suffix, suffix_mask, pos, setup))
 
     def _packed_forward(self, feed: torch.Tensor) -> None:
         """The step's forward with the pending prompts packed after the running rows' tokens; the new rows join the
@@ -251,7 +255,8 @@ class Decoder:
         for layer in layers:
             layer.pack = pack
         try:
-            with forward_phase(self.lm, DECODE):
+            with contextlib.ExitStack() as stack, forward_phase(self.lm, DECODE):
+                _enter_setups(self.lm, stack, new, b, length)
                 out = self.lm.model(
                     input_ids=ids,
                     position_ids=positions,
@@ -367,6 +372,31 @@ class _Prompt:
     suffix: torch.Tensor
     suffix_mask: torch.Tensor
     pos: torch.Tensor
+    setup: object | None = None
+
+
+def _enter_setups(
+    lm: LoadedModel, stack: contextlib.ExitStack, new: list[_Prompt], start: int, length: int
+) -> None:
+    """Enter each pending group's row setup for the packed forward, its handles pointed at the flat positions of its
+    rows' last prompt tokens (row k of the packed prompts ends at ``start + (k + 1) * length - 1``)."""
+    from ..models.phase import active_interventions
+
+    for p in new:
+        n = len(p.index)
+        if p.setup is not None:
+            before = {id(h) for h in active_interventions(lm)}
+            stack.enter_context(p.setup(list(range(n))))
+            at = torch.tensor([start + (k + 1) * length - 1 for k in range(n)], device=lm.device)
+            for h in active_interventions(lm):
+                if id(h) in before:
+                    continue
+                if not hasattr(h, "packed_at") or getattr(h, "policy", None) != "prompt_last" or h.record:
+                    raise ValueError(
+                        "a packed row setup may add prompt_last steering handles only; prefill this group apart"
+                    )
+                h.packed_at = at
+        start += n * length
 
 
 def _same_prefix(a: tuple | None, b: tuple | None) -> bool:

@@ -231,9 +231,12 @@ class DecodeStream:
         self, rows: list[list[int]], rules: DecodeRules, setup: object | None, prefix: object | None
     ) -> bool:
         """Hand the group's prompts to the running decoder, to go through the model with its next step (one read of
-        the weights for both, ``Decoder.add_prompt``); False where that is not exact or possible: a row setup (its
-        hooks act on the group's prefill alone), no shared prefix kept once, a context-touching intervention."""
-        if not self.fuse or setup is not None or prefix is None or self.dec is None:
+        the weights for both, ``Decoder.add_prompt``); False where that is not exact or possible: a row setup that
+        does not declare itself ``packable`` (its hooks must act at the rows' last prompt tokens alone), no shared
+        prefix kept once, a context-touching intervention."""
+        if setup is not None and not getattr(setup, "packable", False):
+            return False
+        if not self.fuse or prefix is None or self.dec is None:
             return False
         if not self.dec.fusable() or not context_safe(self.lm):
             return False
@@ -244,7 +247,7 @@ class DecodeStream:
         pos = (share + smask.cumsum(-1) - 1).clamp(min=0)
         off = self._next
         self.rules.parts.add(off, len(rows), rules)
-        self.dec.add_prompt(rows, [off + i for i in range(len(rows))], suffix, smask, pos)
+        self.dec.add_prompt(rows, [off + i for i in range(len(rows))], suffix, smask, pos, setup)
         self._next += len(rows)
         self.packed_rows += len(rows)
         return True

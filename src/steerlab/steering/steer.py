@@ -102,6 +102,9 @@ class SteeringHandle:
         self.touched: list[torch.Tensor] = []  # masks of positions changed, when record=True
         self.record = False
         self.row_index: list[int] | None = None  # set by a decoder that dropped finished rows from the batch
+        # set for one packed forward (``steerlab.models.packed``): the flat positions of this handle's rows' last
+        # prompt tokens, the only positions it reads and changes then
+        self.packed_at: torch.Tensor | None = None
         self._static: tuple[torch.Tensor, torch.Tensor] | None = None  # coef, vector on the hidden's device
         self._state = register(lm, base_model(lm.model, lm.arch), self)
         self._hook = hook_site(lm.model, lm.arch, layer, site, self._apply)
@@ -132,7 +135,10 @@ class SteeringHandle:
         if not bool((pos.last_prompt >= 0).any()):
             return
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        coef, vec = self.controller(hidden[rows, pos.last_prompt.clamp(min=0)])
+        self._decide_rows(hidden[rows, pos.last_prompt.clamp(min=0)])
+
+    def _decide_rows(self, h_last: torch.Tensor) -> None:
+        coef, vec = self.controller(h_last)
         coef = _check_coef(coef)
         vec = check_vector(vec, self.lm.hidden_size, "controller vector")
         self.last_decision = (coef, vec.detach())
@@ -173,9 +179,29 @@ class SteeringHandle:
             return None if pos.phase == DECODE and not self.record else pos.generated
         return None if not self.record else pos.valid
 
+    def _apply_packed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """A packed forward ([1, tokens, d]): this handle's rows are the last prompt tokens at ``packed_at``; it
+        decides from them and changes them, as a ``prompt_last`` handle does in the rows' own prefill."""
+        if self.policy != "prompt_last" or self.record:
+            raise RuntimeError(
+                f"a packed forward takes prompt_last handles only, not {self.policy!r} (or recording)"
+            )
+        at = self.packed_at.to(hidden.device)
+        h_last = hidden[0, at]
+        if self.controller is not None:
+            self._decide_rows(h_last)
+        delta = _delta(*self._row_values(h_last))
+        out = hidden.clone()
+        out[0, at] = (h_last.to(torch.float32) + delta).to(hidden.dtype)
+        return out
+
     def _apply(self, hidden: torch.Tensor) -> torch.Tensor | None:
         pos = self._state.current
-        if not self._active or _paused or pos is None:
+        if not self._active or _paused:
+            return None
+        if self.packed_at is not None:
+            return self._apply_packed(hidden)
+        if pos is None:
             return None
         if self.controller is not None and pos.phase in (PROMPT, MIXED):
             self._decide(hidden, pos)
@@ -193,9 +219,7 @@ class SteeringHandle:
             self.touched.append((mask if mask is not None else pos.valid).detach().cpu().clone())
         if mask is not None and not bool(mask.any()):
             return None
-        coef, vec = self._row_values(hidden)
-        delta = (coef.view(-1, 1) if coef.dim() == 1 else coef) * (vec if vec.dim() == 2 else vec.view(1, -1))
-        delta = delta.to(torch.float32).unsqueeze(1)  # [B or 1, 1, d]
+        delta = _delta(*self._row_values(hidden)).unsqueeze(1)  # [B or 1, 1, d]
         if mask is not None:
             delta = delta * mask.unsqueeze(-1)
         if hidden.dtype == torch.float32:
@@ -214,6 +238,12 @@ class SteeringHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def _delta(coef: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """What each row adds: [B or 1, d] in float32 from per-row or shared coefficients and vectors."""
+    delta = (coef.view(-1, 1) if coef.dim() == 1 else coef) * (vec if vec.dim() == 2 else vec.view(1, -1))
+    return delta.to(torch.float32)
 
 
 def steer(
