@@ -335,3 +335,28 @@ def test_a_packable_setup_steers_its_rows_inside_the_packed_step_alone(tiny_mode
     plain = lambda idx: steer(lm, v, layer=1, coef=torch.tensor([2.0, -2.0])[idx])  # noqa: E731
     stream.admit(_ids(lm, LATER), _rules(lm, 2, 5), setup=plain, head=head)
     assert stream.dec.pending_rows == 0  # not declared packable: its own prefill
+
+
+def test_a_packable_setup_that_steers_more_than_the_last_prompt_token_is_refused(tiny_models):
+    """A setup that calls itself packable but adds a handle acting beyond its rows' last prompt tokens gets a clear
+    error at the packed step, and leaves no handle behind."""
+    from steerlab.models.phase import active_interventions
+
+    lm = tiny_models("llama")
+    store, head = PrefixStore(lm), _head(lm)
+    v = torch.randn(32, generator=torch.Generator().manual_seed(3))
+
+    class Liar:
+        packable = True
+
+        def __call__(self, idx):  # noqa: ANN001, ANN204
+            return steer(lm, v, layer=1, policy="prompt_all")
+
+    stream = DecodeStream(lm, store)
+    stream.admit(_ids(lm, ["hi"]), _rules(lm, 1, 4), head=head)
+    stream.step()
+    stream.admit(_ids(lm, LATER), _rules(lm, 2, 4), setup=Liar(), head=head)
+    assert stream.dec.pending_rows == 2
+    with pytest.raises(ValueError, match="prompt_last"):
+        stream.step()
+    assert active_interventions(lm) == []

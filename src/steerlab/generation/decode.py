@@ -103,9 +103,8 @@ class Decoder:
         self.compact = croppable(self.cache)
         self.handles = active_handles(lm)
         self.finished = False
-        self.pending: list[
-            _Prompt
-        ] = []  # rows whose prompts go through the next step's forward (``add_prompt``)
+        # rows whose prompts go through the next step's forward (``add_prompt``)
+        self.pending: list[_Prompt] = []
         for j in range(bsz):
             if rules.max_new[self.index[j]] < 1:
                 self.stopped[j] = "length"
@@ -391,11 +390,12 @@ def _enter_setups(
             for h in active_interventions(lm):
                 if id(h) in before:
                     continue
-                if not hasattr(h, "packed_at") or getattr(h, "policy", None) != "prompt_last" or h.record:
+                if not hasattr(h, "pack_at"):
                     raise ValueError(
-                        "a packed row setup may add prompt_last steering handles only; prefill this group apart"
+                        f"a packed row setup may add steering handles only, not {type(h).__name__}; "
+                        "prefill this group apart"
                     )
-                h.packed_at = at
+                h.pack_at(at)
         start += n * length
 
 

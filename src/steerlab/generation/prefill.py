@@ -40,7 +40,7 @@ def prefill(
     """Forward the rows' tokens after the shared prefix; returns (output, the mask later forwards extend, last
     position ids). The mask covers the prefix's columns only where the prefix is copied into every row."""
     bsz = len(rows)
-    suffix_ids, suffix_mask = left_pad([r[share:] for r in rows], lm.tokenizer.pad_token_id, lm.device)
+    suffix_ids, suffix_mask, pos = suffix_inputs(lm, rows, share)
     cache = None
     if share:
         from ..models.prefix import cache_for_rows
@@ -49,7 +49,6 @@ def prefill(
         mask = torch.cat([torch.ones(bsz, cols, dtype=torch.long, device=lm.device), suffix_mask], dim=1)
     else:
         mask = suffix_mask
-    pos = (share + suffix_mask.cumsum(-1) - 1).clamp(min=0)
     with forward_phase(lm, phase):
         out = lm.model(
             input_ids=suffix_ids,
@@ -60,6 +59,15 @@ def prefill(
             **cache_kwargs(lm.model, cache),
         )
     return out, mask, pos[:, -1:]
+
+
+def suffix_inputs(
+    lm: LoadedModel, rows: list[list[int]], share: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's tokens after the first ``share``, left-padded: (ids, mask, position ids [n, L]), positions counted
+    from the start of the whole sequence (pads at 0)."""
+    ids, mask = left_pad([r[share:] for r in rows], lm.tokenizer.pad_token_id, lm.device)
+    return ids, mask, (share + mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def last_token_forward(

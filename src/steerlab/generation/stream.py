@@ -24,7 +24,7 @@ import torch
 from ..models import LoadedModel
 from ..models.phase import active_interventions, context_safe
 from .decode import Decoder, DecodeRules, Generation, eos_ids
-from .prefill import prefill
+from .prefill import prefill, suffix_inputs
 from .prefix_store import PrefixStore, stored_prefix
 
 
@@ -149,7 +149,7 @@ class DecodeStream:
 
     def __init__(self, lm: LoadedModel, store: PrefixStore | None = None, fuse: bool = True) -> None:
         self.lm, self.store = lm, store
-        self.fuse = fuse  # a group with no setup is prefilled inside the next step's forward where it can be
+        self.fuse = fuse  # a group without a setup, or with a packable one, is prefilled inside the next step
         self.packed_rows = 0  # rows whose prompts went through a running step's forward
         self.eos = eos_ids(lm)
         self.rules = _JoinedRules(self.eos)
@@ -240,11 +240,7 @@ class DecodeStream:
             return False
         if not self.dec.fusable() or not context_safe(self.lm):
             return False
-        from ..models import left_pad
-
-        share = len(prefix)
-        suffix, smask = left_pad([r[share:] for r in rows], self.lm.tokenizer.pad_token_id, self.lm.device)
-        pos = (share + smask.cumsum(-1) - 1).clamp(min=0)
+        suffix, smask, pos = suffix_inputs(self.lm, rows, len(prefix))
         off = self._next
         self.rules.parts.add(off, len(rows), rules)
         self.dec.add_prompt(rows, [off + i for i in range(len(rows))], suffix, smask, pos, setup)

@@ -179,13 +179,19 @@ class SteeringHandle:
             return None if pos.phase == DECODE and not self.record else pos.generated
         return None if not self.record else pos.valid
 
+    def pack_at(self, at: torch.Tensor) -> None:
+        """Act in a packed forward (``steerlab.models.packed``) at the flat positions ``at`` of this handle's rows'
+        last prompt tokens, and nowhere else; only a ``prompt_last`` handle that records nothing can."""
+        if self.policy != "prompt_last" or self.record:
+            raise ValueError(
+                f"a packed forward takes prompt_last handles that record nothing, not policy {self.policy!r}"
+                f"{' (recording)' if self.record else ''}; prefill this group apart"
+            )
+        self.packed_at = at
+
     def _apply_packed(self, hidden: torch.Tensor) -> torch.Tensor:
         """A packed forward ([1, tokens, d]): this handle's rows are the last prompt tokens at ``packed_at``; it
         decides from them and changes them, as a ``prompt_last`` handle does in the rows' own prefill."""
-        if self.policy != "prompt_last" or self.record:
-            raise RuntimeError(
-                f"a packed forward takes prompt_last handles only, not {self.policy!r} (or recording)"
-            )
         at = self.packed_at.to(hidden.device)
         h_last = hidden[0, at]
         if self.controller is not None:
