@@ -104,6 +104,32 @@ def main() -> None:
                 f"**{floor['ratio_stage_over_forward_shapes']:.2f}x** those forwards (steering, gate, grammar, stop "
                 "rules, cache bookkeeping, metrics)."
             )
+        if "ratio_bound_over_floor" in floor:
+            b, one = floor["ratio_bound_over_floor"], floor["one_token_step_cpu_seconds"]
+            verdict = (
+                "so no schedule of one-token steps meets the 1.5x target on this machine"
+                if b > 1.5
+                else "so the target is within reach of one-token steps here"
+            )
+            lines[-1] += (
+                f" The least any decoder making one token per row per step could spend here (the contexts at the bare "
+                f"rate, every row's last prompt token in one step, then every row of every batch and condition in the "
+                f"same {floor['one_token_schedule_steps'] - 1} steps, no memory cap, no attention to a cache, nothing "
+                f"between forwards, each step a bare one-token forward of its rows): "
+                f"{floor['one_token_schedule_bound_cpu_seconds']:.1f} CPU s, **{b:.2f}x** the floor. A bare one-token "
+                f"forward costs {one['1']:.3f} s for one row (the weights are read once per step whatever it carries) "
+                f"and a large one {1000 * floor['per_row_of_a_large_step_cpu_seconds']:.2f} ms more per row, "
+                f"{floor['per_row_over_floor_token']:.2f}x a token of the bare batched forward (each row's step "
+                f"computes logits over the whole vocabulary, which the floor's prompt tokens skip): {verdict}. The "
+                f"stage is **{floor['ratio_stage_over_bound']:.2f}x** that bound."
+            )
+        sm = floor.get("schema_mask")
+        if sm:
+            lines[-1] += (
+                f" The tool's schema (xgrammar's token mask, applied to every constrained row at every step) cost "
+                f"{sm['cpu_seconds']:.2f} CPU s over {sm['constrained_tokens']} constrained row-tokens: "
+                f"{sm['ms_per_constrained_token']:.2f} ms each, {100 * sm['share_of_stage']:.1f}% of the stage."
+            )
         off = _load("evaluate_floor_merge_off", args.results)
         if off and floor.get("merge_conditions") == "on":
             lines += [

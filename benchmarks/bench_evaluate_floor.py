@@ -9,7 +9,12 @@ command line chose, one on a busy machine; the wall time is in the result too). 
 with bootstrap intervals, plots), rerun on a copy of a finished run directory so the run itself is untouched.
 Target: <= 1.5x. Beside it, the arithmetic of the forwards the stage ran (each one-token forward, bare, at the rows
 it carried; the contexts at the bare batched rate): how much a CPU's one token per row per step costs over the floor,
-and how much steerlab adds above those forwards. Run: ``.venv/bin/python benchmarks/bench_evaluate_floor.py --run runs/asa-smollm2-135m``
+and how much steerlab adds above those forwards. And the least any decoder that makes one token per row per step could
+spend on these tokens (the one-token schedule bound): the contexts at the bare rate, then every row of every batch and
+condition in the same steps with no memory cap, as many steps as the longest row needs, each costing a bare one-token
+forward of its rows (interpolated between measured row counts); attention to the cache and everything between forwards
+cost it nothing. A bound above 1.5x the floor means no such schedule meets the target on this
+machine. Run: ``.venv/bin/python benchmarks/bench_evaluate_floor.py --run runs/asa-smollm2-135m``
 (a run of ``steerlab asa run``; ``--preset full`` for a run of ``--full``).
 """
 
@@ -25,6 +30,7 @@ from _common import asa_run_copy, first_test_rows, parse_args, write_result
 
 import steerlab.asa.evaluation as evaluation
 from steerlab import threads
+from steerlab.asa.calls import CallGrammar
 from steerlab.asa.stages import AsaInputs
 from steerlab.models import render_prompts, tokenize_texts
 from steerlab.models.prefix import common_prefix_len
@@ -59,6 +65,28 @@ def one_token_seconds(lm, rows: list[int], n: int = 2) -> dict[int, float]:  # n
                 times.append(time.process_time() - t)
             out[r] = min(times)
     return out
+
+
+STEP_GRID = (1, 8, 16, 32, 64, 128, 256, 512)  # rows of the bare one-token forwards the bound interpolates
+
+
+def step_cost(grid: dict[int, float], rows: int) -> float:
+    """CPU seconds of a one-token forward of ``rows`` rows: linear between the measured row counts of ``grid``, and
+    beyond its largest along its last segment."""
+    xs = sorted(grid)
+    lo = max([x for x in xs if x <= rows], default=xs[0])
+    hi = min([x for x in xs if x > rows], default=None)
+    if hi is None:  # past the grid: the last segment's slope
+        lo, hi = xs[-2], xs[-1]
+    return grid[lo] + (grid[hi] - grid[lo]) * (rows - lo) / (hi - lo)
+
+
+def schedule_bound(needed: list[int], grid: dict[int, float]) -> tuple[float, int]:
+    """(CPU seconds, steps) of one-token steps if every row ran in the same steps: first every row's last prompt
+    token, then step s carries the rows that still need an s-th forward (``needed[k]``: row k's generated tokens
+    that another follows)."""
+    steps = [len(needed)] + [sum(1 for n in needed if n >= s) for s in range(1, max(needed, default=0) + 1)]
+    return sum(step_cost(grid, r) for r in steps), len(steps)
 
 
 def _counter(steps: list[int]):  # noqa: ANN202
@@ -97,6 +125,7 @@ def main() -> None:
         rate_before = bare_rate(lm)
         generated = [0, 0]  # generated tokens that another follows; conditions (counted as each call returns:
         # a caller may add to the dict it got, which once counted some conditions twice)
+        needed: list[int] = []  # per row of every condition: its generated tokens that another follows
         gen_seconds = [0.0]
         real = evaluation.generate_conditions
 
@@ -106,9 +135,21 @@ def main() -> None:
             gen_seconds[0] += time.process_time() - t
             generated[0] += sum(max(0, len(g.token_ids) - 1) for rows in out.values() for g in rows)
             generated[1] += len(out)
+            needed.extend(max(0, len(g.token_ids) - 1) for rows in out.values() for g in rows)
             return out
 
         evaluation.generate_conditions = timed
+        mask_cost = [0.0, 0]  # CPU seconds inside the schema mask; constrained rows it shaped
+        real_mask = CallGrammar.__call__
+
+        def masked(self, rows, gen, logits):  # noqa: ANN001, ANN202
+            t = time.process_time()
+            out = real_mask(self, rows, gen, logits)
+            mask_cost[0] += time.process_time() - t
+            mask_cost[1] += sum(1 for i in rows if i in self._rows)
+            return out
+
+        CallGrammar.__call__ = masked
         steps: list[int] = []  # rows of each one-token forward (decode steps and last prompt tokens)
         hook = lm.model.get_decoder().register_forward_pre_hook(_counter(steps), with_kwargs=True)
         try:
@@ -118,6 +159,7 @@ def main() -> None:
                 stage_seconds, wall = time.process_time() - t0, time.perf_counter() - w0
         finally:
             evaluation.generate_conditions = real
+            CallGrammar.__call__ = real_mask
             hook.remove()
         rate_after = bare_rate(lm)
         done = json.loads((r.path("evaluate") / "_DONE.json").read_text())
@@ -136,6 +178,14 @@ def main() -> None:
         # last prompt token) at the bare batched rate
         one = one_token_seconds(lm, steps)
         shapes_seconds = sum(one[r] for r in steps) + (prefix + suffix - len(ids)) / rate
+        # the least any schedule of one-token steps could cost: the contexts at the bare rate, every row's last prompt
+        # token in one step and then every row decoding in the same steps (as many as the longest row needs), no
+        # memory cap, no attention to a cache, nothing between forwards; each step a bare one-token forward
+        grid = one_token_seconds(lm, list(STEP_GRID))
+        steps_seconds, bound_steps = schedule_bound(needed, grid)
+        bound_seconds = (prefix + suffix - len(ids)) / rate + steps_seconds
+        big, bigger = STEP_GRID[-2], STEP_GRID[-1]
+        per_row = (grid[bigger] - grid[big]) / (bigger - big)  # what a row adds to a large step
         result = {
             "what": "ASA evaluate stage (TEST, every condition by generation) vs the compute floor of its tokens",
             "model": lm.name,
@@ -169,6 +219,20 @@ def main() -> None:
             "one_token_forward_cpu_seconds": {
                 str(r): round(t, 4) for r, t in one.items() if r in (1, 8, 16, 32, 64)
             },
+            "one_token_step_cpu_seconds": {str(r): round(t, 4) for r, t in grid.items()},
+            "per_row_of_a_large_step_cpu_seconds": round(per_row, 5),
+            "per_row_over_floor_token": round(per_row * rate, 2),
+            "one_token_schedule_steps": bound_steps,
+            # what the tool's schema costs: the logits rule of constrained rows (xgrammar's bitmask and its apply)
+            "schema_mask": {
+                "cpu_seconds": round(mask_cost[0], 3),
+                "constrained_tokens": mask_cost[1],
+                "ms_per_constrained_token": round(1000 * mask_cost[0] / max(1, mask_cost[1]), 3),
+                "share_of_stage": round(mask_cost[0] / stage_seconds, 4),
+            },
+            "one_token_schedule_bound_cpu_seconds": round(bound_seconds, 2),
+            "ratio_bound_over_floor": round(bound_seconds / floor_seconds, 2),
+            "ratio_stage_over_bound": round(stage_seconds / bound_seconds, 2),
             "target": "<= 1.5x",
             "threads": torch.get_num_threads(),
             "merge_conditions": args.merge,
