@@ -64,6 +64,25 @@ def profile_lines(prof: dict, n: int = 8) -> list[str]:
     return out
 
 
+def ab_lines(ab: dict) -> list[str]:
+    """One A/B of ``ab_evaluate_stage.py``: each arm's median, decode steps and peak memory."""
+    parts = []
+    for name, runs in ab["arms"].items():
+        steps = sorted({r["decode_steps"] for r in runs})
+        peaks = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
+        parts.append(
+            f"{name}: median {ab['median_cpu_seconds'][name]:.1f} CPU s over {len(runs)} runs, "
+            f"{'/'.join(map(str, steps))} decode steps, peak {min(peaks):.0f}-{max(peaks):.0f} MB"
+        )
+    first, second = ab["median_cpu_seconds"].values()
+    return [
+        f"**A/B of the evaluate stage** (`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/{ab['command']}`, "
+        f"{ab['what']}; the arms alternating in one process): "
+        + "; ".join(parts)
+        + f": **{first / second:.2f}x**."
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
@@ -106,10 +125,11 @@ def main() -> None:
             )
         if "ratio_bound_over_floor" in floor:
             b, one = floor["ratio_bound_over_floor"], floor["one_token_step_cpu_seconds"]
-            verdict = (
-                "so no schedule of one-token steps meets the 1.5x target on this machine"
+            verdict = f"the 1.5x target leaves {1.5 / b:.2f}x of room above this ideal" + (
+                ": none, so no schedule of one-token steps meets it on this machine"
                 if b > 1.5
-                else "so the target is within reach of one-token steps here"
+                else " for everything a real decoder adds to it (a memory cap, attention to its cache, the grammar "
+                "and stop rules between steps)"
             )
             lines[-1] += (
                 f" The least any decoder making one token per row per step could spend here (the contexts at the bare "
@@ -149,6 +169,9 @@ def main() -> None:
                     f"({floor['one_token_forwards_of_one_row']} of one row, {floor['mean_rows_per_one_token_forward']} "
                     "rows on average) with it."
                 )
+    ab = _load("ab_evaluate_pool_count", args.results)
+    if ab:
+        lines += ["", *ab_lines(ab)]
     th = _load("threads_under_load", args.results)
     if th:
         c = th["steerlab_choice"]

@@ -118,6 +118,16 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
             "stage_cpu_seconds",
             "ratio_stage_over_floor",
             "ratio_generation_over_floor",
+            "one_token_schedule_bound_cpu_seconds",
+            "ratio_bound_over_floor",
+            "schema_mask.ms_per_constrained_token",
+        ],
+    ),
+    "ab_evaluate_stage.py": (
+        "ab_evaluate_pool_count_cpu.json",
+        [
+            "median_cpu_seconds.every row at the longest room",
+            "median_cpu_seconds.the peak over the coming steps",
         ],
     ),
     "profile_asa_stages.py": (

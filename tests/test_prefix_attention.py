@@ -73,33 +73,6 @@ def test_the_rows_cache_grows_in_place_and_restores_a_context(tiny_models):
     assert layer.keys.shape[0] == 1
 
 
-def test_rows_leave_and_join_the_rows_cache_into_buffers_that_still_grow_in_place(tiny_models):
-    """A batch dropping finished rows and a pool taking another batch's rows get exactly the rows they keep (the
-    narrower part right-aligned after zero columns), and the next decode step still writes in place."""
-    lm = tiny_models("llama")
-    pcache = prefix_cache(lm, list(range(10, 20)))
-    kv = pcache.layers[0].keys.shape
-    g = torch.Generator().manual_seed(0)
-    a, b = rows_cache(pcache).layers[0], rows_cache(pcache).layers[0]
-    ka, kb = torch.randn(4, kv[1], 5, kv[3], generator=g), torch.randn(3, kv[1], 2, kv[3], generator=g)
-    a.update(ka, -ka)
-    b.update(kb, -kb)
-    a.keep_rows(torch.tensor([0, 2, 3]))
-    torch.testing.assert_close(a.keys, ka[[0, 2, 3]], rtol=0, atol=0)
-    torch.testing.assert_close(a.values, -ka[[0, 2, 3]], rtol=0, atol=0)
-    a.join_rows(b, 5)
-    assert a.keys.shape == (6, kv[1], 5, kv[3])
-    torch.testing.assert_close(a.keys[:3], ka[[0, 2, 3]], rtol=0, atol=0)
-    torch.testing.assert_close(a.values[3:, :, 3:], -kb, rtol=0, atol=0)
-    assert not a.keys[3:, :, :3].any()  # the narrower rows' padding: zeros the mask hides, not garbage
-    before = a.keys.data_ptr()
-    step = torch.full((6, kv[1], 1, kv[3]), 7.0)
-    keys, values = a.update(step, -step)
-    assert keys.data_ptr() == before and keys.shape[2] == 6  # in place: no copy of the cache for this step
-    torch.testing.assert_close(keys[:, :, -1:], step, rtol=0, atol=0)
-    torch.testing.assert_close(values[:3, :, :5], -ka[[0, 2, 3]], rtol=0, atol=0)
-
-
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "lfm2"])
 def test_generation_through_the_shared_prefix_equals_one_prompt_at_a_time(tiny_models, family):
     import steerlab.models.prefix_attention as pa

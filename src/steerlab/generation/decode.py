@@ -167,10 +167,7 @@ class Decoder:
         if self.compact and not bool(alive.all()):
             keep = torch.nonzero(alive).flatten()
             for layer in self.cache.layers:
-                if hasattr(layer, "keep_rows"):  # a shared-prefix cache: gathered into a buffer with room
-                    layer.keep_rows(keep)
-                else:
-                    layer.keys, layer.values = layer.keys[keep], layer.values[keep]
+                layer.keys, layer.values = layer.keys[keep], layer.values[keep]
             self.mask, self.next_pos, nxt = self.mask[keep], self.next_pos[keep], nxt[keep]
             self.live = [self.live[int(i)] for i in keep]
             alive = alive[keep]
@@ -333,9 +330,6 @@ class Decoder:
             raise ValueError("these decoders cannot share a batch (see Decoder.joinable)")
         width = max(int(self.mask.shape[1]), int(other.mask.shape[1]))
         for a, b in zip(self.cache.layers, other.cache.layers):
-            if hasattr(a, "join_rows") and type(a) is type(b):  # shared-prefix caches: one buffer with room
-                a.join_rows(b, width)
-                continue
             a.keys = torch.cat([_left_pad(a.keys, width, 2), _left_pad(b.keys, width, 2)])
             a.values = torch.cat([_left_pad(a.values, width, 2), _left_pad(b.values, width, 2)])
         self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)])

@@ -218,40 +218,13 @@ def _append(state: tuple, new: torch.Tensor) -> tuple:
     buf, n = state
     m = new.shape[2]
     if buf is None or buf.dim() != 4 or buf.shape[0] != new.shape[0] or buf.shape[2] < n + m:
-        cap = _room(n + m)
+        cap = max(n + m + 64, (n + m) * 3 // 2)
         grown = new.new_empty(new.shape[0], new.shape[1], cap, new.shape[3])
         if n:
             grown[:, :, :n] = buf[:, :, :n]
         buf = grown
     buf[:, :, n : n + m] = new
     return (buf, n + m)
-
-
-def _room(n: int) -> int:
-    """The capacity a buffer of ``n`` columns is given when it is (re)allocated: room for the next decode steps."""
-    return max(n + 64, n * 3 // 2)
-
-
-def _gather(state: tuple, index: torch.Tensor) -> tuple:
-    """The rows at ``index`` gathered straight into a buffer of the same capacity: one copy, and the next decode step
-    still writes in place (indexing the view, then growing it, copied the cache twice)."""
-    buf, n = state
-    if buf is None or buf.dim() != 4:
-        return state
-    out = buf.new_empty((len(index), *buf.shape[1:]))
-    torch.index_select(buf[:, :, :n], 0, index, out=out[:, :, :n])
-    return (out, n)
-
-
-def _stack(a: tuple, b: tuple, width: int) -> tuple:
-    """Rows of two buffers in one, each right-aligned to ``width`` columns (the pad columns before a narrower part
-    are zeros its mask hides), with room to grow: one copy of each."""
-    ba, bb = a[0], b[0]
-    out = ba.new_empty(ba.shape[0] + bb.shape[0], ba.shape[1], _room(width), ba.shape[3])
-    for rows, (buf, n) in ((slice(0, ba.shape[0]), a), (slice(ba.shape[0], None), b)):
-        out[rows, :, : width - n].zero_()
-        out[rows, :, width - n : width] = buf[:, :, :n]
-    return (out, width)
 
 
 def _layer_class():  # noqa: ANN202
@@ -285,15 +258,6 @@ def _layer_class():  # noqa: ANN202
         @values.setter
         def values(self, t: torch.Tensor | None) -> None:
             self._v = _adopt(self._v, t)
-
-        def keep_rows(self, index: torch.Tensor) -> None:
-            """Keep only the rows at ``index`` (a batch dropping its finished rows)."""
-            self._k, self._v = _gather(self._k, index), _gather(self._v, index)
-
-        def join_rows(self, other: RowsLayer, width: int) -> None:
-            """Append ``other``'s rows after this layer's, both right-aligned to ``width`` columns."""
-            self._k = _stack(self._k, other._k, width)
-            self._v = _stack(self._v, other._v, width)
 
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
             if not self.is_initialized:
