@@ -6,8 +6,8 @@ with room for s more tokens remain, at width + s), so more short rows fit beside
 row drops and joins written into buffers with room, was measured at commit 29824a9 and reverted: docs/limits.md.)
 
 The arms alternate (old, new, then new, old, ...) on a copy of the run (``--run``); each prints the stage's CPU
-seconds, its decode steps and the process's peak resident memory so far (the first arm's peak is its own; later ones
-carry the earlier arms' high-water mark). Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ab_evaluate_stage.py
+seconds, its decode steps and its peak resident memory (the runner resets the high-water mark before each stage where
+Linux allows; memory the heap kept from an earlier arm can still count). Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ab_evaluate_stage.py
 --run runs/asa-smollm2-135m --arm pool-count --rounds 2``.
 """
 

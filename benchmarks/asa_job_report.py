@@ -74,12 +74,12 @@ def ab_lines(ab: dict) -> list[str]:
             f"{name}: median {ab['median_cpu_seconds'][name]:.1f} CPU s over {len(runs)} runs, "
             f"{'/'.join(map(str, steps))} decode steps, peak {min(peaks):.0f}-{max(peaks):.0f} MB"
         )
-    first, second = ab["median_cpu_seconds"].values()
+    (base, first), (other, second) = ab["median_cpu_seconds"].items()
     return [
         f"**A/B of the evaluate stage** (`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/{ab['command']}`, "
         f"{ab['what']}; the arms alternating in one process): "
         + "; ".join(parts)
-        + f": **{first / second:.2f}x**."
+        + f". '{other}' took **{second / first:.2f}x** the CPU time of '{base}' (the default)."
     ]
 
 
