@@ -65,14 +65,14 @@ def main() -> None:
     setups = arms(args.arm)
     names = list(setups)
     steps = [0]
-    real_step = decode.Decoder._step
+    real_step = decode.Decoder.step  # the pool's steps (a decoder decoding alone runs its own loop)
     real_count = decode.Decoder.live_tokens
 
     def counted(self):  # noqa: ANN001, ANN202
         steps[0] += 1
         return real_step(self)
 
-    decode.Decoder._step = counted
+    decode.Decoder.step = counted
     runs: dict[str, list[dict]] = {n: [] for n in names}
     try:
         with asa_run_copy(ap, args, "ab-evaluate-") as (src, r), first_test_rows(args.test_rows):
@@ -90,7 +90,7 @@ def main() -> None:
                     )
                     print(name, runs[name][-1], flush=True)
     finally:
-        decode.Decoder._step = real_step
+        decode.Decoder.step = real_step
         decode.Decoder.live_tokens = real_count
     result = {
         "what": f"evaluate stage A/B ({args.arm}) on {args.test_rows} TEST rows of {src}",
