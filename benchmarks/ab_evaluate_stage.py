@@ -23,12 +23,6 @@ from _common import asa_run_copy, first_test_rows, parse_args, write_result
 from steerlab.generation import decode
 
 
-def _count_every_row_at_the_longest_room(self: decode.Decoder) -> int:
-    rows = [b for b in self.live if self.stopped[b] is None]
-    room = max((self.rules.max_new[self.index[b]] - len(self.gen[b]) for b in rows), default=0)
-    return len(self.live) * (int(self.mask.shape[1]) + room)
-
-
 def _count_the_peak_over_the_coming_steps(self: decode.Decoder) -> int:
     width = int(self.mask.shape[1])
     rooms = sorted(
@@ -39,13 +33,12 @@ def _count_the_peak_over_the_coming_steps(self: decode.Decoder) -> int:
 
 
 def arms(which: str) -> dict:
-    """name -> a function that puts that arm in place (the default first)."""
+    """name -> a function that puts that arm in place (the default, steerlab's own count, first)."""
     if which != "pool-count":
         raise ValueError(f"unknown arm {which!r}; known: pool-count")
+    default = decode.Decoder.live_tokens
     return {
-        "every row at the longest room": lambda: setattr(
-            decode.Decoder, "live_tokens", _count_every_row_at_the_longest_room
-        ),
+        "every row at the longest room": lambda: setattr(decode.Decoder, "live_tokens", default),
         "the peak over the coming steps": lambda: setattr(
             decode.Decoder, "live_tokens", _count_the_peak_over_the_coming_steps
         ),

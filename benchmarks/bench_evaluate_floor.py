@@ -123,9 +123,10 @@ def main() -> None:
     with asa_run_copy(ap, args, "bench-evaluate-") as (src, r):
         lm = r.model()
         rate_before = bare_rate(lm)
-        generated = [0, 0]  # generated tokens that another follows; conditions (counted as each call returns:
-        # a caller may add to the dict it got, which once counted some conditions twice)
-        needed: list[int] = []  # per row of every condition: its generated tokens that another follows
+        # per row of every condition, its generated tokens that another follows, and the conditions: counted as each
+        # call returns (a caller may add to the dict it got, which once counted some conditions twice)
+        needed: list[int] = []
+        conditions_seen = [0]
         gen_seconds = [0.0]
         real = evaluation.generate_conditions
 
@@ -133,8 +134,7 @@ def main() -> None:
             t = time.process_time()
             out = real(*a, **kw, merge_conditions=args.merge == "on")
             gen_seconds[0] += time.process_time() - t
-            generated[0] += sum(max(0, len(g.token_ids) - 1) for rows in out.values() for g in rows)
-            generated[1] += len(out)
+            conditions_seen[0] += len(out)
             needed.extend(max(0, len(g.token_ids) - 1) for rows in out.values() for g in rows)
             return out
 
@@ -170,19 +170,21 @@ def main() -> None:
         ids = tokenize_texts(lm.tokenizer, render_prompts(lm.tokenizer, msgs))
         prefix = common_prefix_len(ids)
         suffix = sum(len(x) - prefix for x in ids)
-        conditions = generated[1]
-        floor_tokens = prefix + suffix + generated[0]
+        conditions = conditions_seen[0]
+        generated = sum(needed)
+        floor_tokens = prefix + suffix + generated
         rate = max(rate_before, rate_after)
         floor_seconds = floor_tokens / rate
         # the arithmetic of the forwards the stage ran, at the row counts it ran them: every one-token forward
         # (decode steps, each condition's last prompt token) bare at its rows, the contexts (all but each row's
         # last prompt token) at the bare batched rate
-        one = one_token_seconds(lm, steps)
+        # one measurement of bare one-token forwards: at the rows the stage ran, and on the grid the bound uses
+        one = one_token_seconds(lm, sorted(set(steps) | set(STEP_GRID)))
         shapes_seconds = sum(one[r] for r in steps) + (prefix + suffix - len(ids)) / rate
         # the least any schedule of one-token steps could cost: the contexts at the bare rate, every row's last prompt
         # token in one step and then every row decoding in the same steps (as many as the longest row needs), no
         # memory cap, no attention to a cache, nothing between forwards; each step a bare one-token forward
-        grid = one_token_seconds(lm, list(STEP_GRID))
+        grid = {r: one[r] for r in STEP_GRID}
         steps_seconds, bound_steps = schedule_bound(needed, grid)
         bound_seconds = (prefix + suffix - len(ids)) / rate + steps_seconds
         big, bigger = STEP_GRID[-2], STEP_GRID[-1]
@@ -198,7 +200,7 @@ def main() -> None:
             "tokens": {
                 "shared_context": prefix,
                 "row_suffixes": suffix,
-                "generated_needing_a_forward": generated[0],
+                "generated_needing_a_forward": generated,
                 "floor_total": floor_tokens,
             },
             "bare_forward_tokens_per_cpu_s": {"before": round(rate_before, 1), "after": round(rate_after, 1)},

@@ -209,9 +209,8 @@ def test_a_request_admitted_mid_decode_is_prefilled_inside_the_step_and_equals_i
             alone = eng.run([eng.render(s)])[0]
             assert (done[i].text, done[i].finish) == (alone.text, alone.finish)
             got, ref = done[i].gate.to_dict(), alone.gate.to_dict()
-            assert got["p_tool"] == pytest.approx(
-                ref["p_tool"], abs=1e-4
-            )  # other matmul shapes: float rounding
+            # other matmul shapes: float rounding
+            assert got["p_tool"] == pytest.approx(ref["p_tool"], abs=1e-4)
             assert {**got, "p_tool": None} == {**ref, "p_tool": None}
 
 
