@@ -727,3 +727,14 @@ def test_reduction_keeps_conversations_and_they_can_be_left_out():
         assert [e for e in full[s] if e.kind == "single"] == v
     cfg = AsaConfig(model="tiny", limit_per_cell=2, conversations=False)
     assert AsaInputs(cfg).examples == single
+
+
+def test_the_shared_prefix_is_computed_once_for_the_stages_that_read_the_same_prompts(tiny_run):
+    """Each stage's _DONE.json says how many shared-prefix caches it computed and how many it reused: the stages
+    after the first that reads the TEST/VALID prompts reuse their system prompt and tool list's cache."""
+    r, _ = tiny_run
+    done = {s: load_json(r.path(s) / "_DONE.json") for s in ("extract", "actions", "evaluate")}
+    stats = {s: d.get("prefix_cache", {}) for s, d in done.items()}
+    assert stats["extract"]["computed"] >= 1
+    for stage in ("actions", "evaluate"):  # after the gate's one-off tool lists passed through
+        assert stats[stage]["computed"] == 0 and stats[stage]["reused"] >= 1

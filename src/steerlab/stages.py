@@ -102,6 +102,15 @@ class ModelHolder:
         """Use an already loaded model whenever ``spec`` is asked for (e.g. a tiny model in tests)."""
         self._pinned[spec] = lm
 
+    def prefix_stats(self) -> dict[str, float]:
+        """The shared-prefix caches the held models computed and reused so far (``models.prefix.prefix_cache``)."""
+        total: dict[str, float] = {}
+        for lm in {id(m): m for m in [*self._pinned.values(), *self._models.values()]}.values():
+            memo = getattr(lm, "_prefixes", None)
+            for k, v in (memo.stats() if hasattr(memo, "stats") else {}).items():
+                total[k] = total.get(k, 0) + v
+        return total
+
 
 class StageContext:
     """What a running stage sees: its output folder, its config fields, its inputs, the model."""
@@ -260,9 +269,11 @@ class Runner:
         log.info("stage %s: computing", name)
         with atomic_dir(self.path(name)) as tmp:
             reset_peak_rss()
+            prefixes = self.models.prefix_stats()
             t0, c0 = time.perf_counter(), time.process_time()
             result = s.run(StageContext(self, s, tmp))
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            prefixes = {k: round(v - prefixes.get(k, 0), 3) for k, v in self.models.prefix_stats().items()}
             peak = peak_rss_mb()
             release_memory()
             save_json(tmp / RESULT, result if result is not None else {})
@@ -276,6 +287,8 @@ class Runner:
                     "seconds": round(seconds, 2),
                     "cpu_seconds": round(cpu, 2),  # with one thread, about its wall time on an idle machine
                     "peak_rss_mb": peak,
+                    # shared prefixes this stage computed, and those it reused from earlier calls and stages
+                    **({"prefix_cache": prefixes} if any(prefixes.values()) else {}),
                     "steerlab_version": __version__,
                 },
             )

@@ -18,6 +18,7 @@ from torch import nn
 from ..base import LayerError, UserError, atomic_write_json
 from .assembled import ASSEMBLED, CHAT_TEMPLATES, assembled_gguf
 from .errors import ModelLoadError
+from .prefix_memo import PrefixMemo
 from .registry import ArchInfo, detect_architecture
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,14 @@ class LoadedModel:
     source: dict = field(default_factory=dict)
     _fp: tuple[tuple, str] | None = field(default=None, repr=False, compare=False)
     _loaded_state: tuple | None = field(default=None, repr=False, compare=False)
+    # recent shared prefixes' KV caches (``models.prefix.prefix_cache``), reused across calls and stages
+    _prefixes: PrefixMemo = field(default_factory=PrefixMemo, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from ..versions import check_tested_versions
 
         check_tested_versions()
-        self._loaded_state = _weights_state(self.model)
+        self._loaded_state = weights_state(self.model)
 
     @property
     def fingerprint(self) -> str:
@@ -63,7 +66,7 @@ class LoadedModel:
         for unmodified file-backed models it is remembered per file in the steerlab cache. Edits through ``.data``
         are invisible to torch's version counters: call ``refresh_fingerprint()`` after them (steerlab's LoRA merge
         does)."""
-        state = _weights_state(self.model)
+        state = weights_state(self.model)
         if self._fp is not None and self._fp[0] == state:
             return self._fp[1]
         key = self.source.get("file_key") if state == self._loaded_state else None
@@ -79,6 +82,7 @@ class LoadedModel:
         """Forget what is known about the weights and hash them again."""
         self._fp = None
         self._loaded_state = None
+        self._prefixes.clear()
         return self.fingerprint
 
     @property
@@ -98,7 +102,7 @@ class LoadedModel:
         return self.arch.hidden_size
 
 
-def _weights_state(model: nn.Module) -> tuple:
+def weights_state(model: nn.Module) -> tuple:
     """Which tensors the model holds, where their storage is and how often each was modified in place."""
     return tuple((id(p), p.data_ptr(), p._version) for p in model.parameters())
 

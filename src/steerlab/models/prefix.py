@@ -8,6 +8,7 @@ could reach past the window (the window would count the pad slots).
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 
 import torch
@@ -39,11 +40,53 @@ def sharing_allowed(lm: LoadedModel, width: int) -> bool:
 
 
 def prefix_cache(lm: LoadedModel, prefix: list[int]) -> object:
-    """The KV cache of ``prefix`` (one row), computed as prompt context: no row's last prompt token is in it."""
+    """The KV cache of ``prefix`` (one row), computed as prompt context: no row's last prompt token is in it.
+
+    The last few are kept on ``lm`` and returned again (callers never write into a prefix cache) while the same ids
+    meet the same weights (``weights_state``), the same hooks on the model and the same autograd mode: a run's stages
+    and calls all start from one system prompt and tool list, which every call used to compute again. Nothing is kept
+    with gradients on (a graph would stay alive) or under an active intervention; ``prefix_memo_stats`` counts."""
+    key = _memo_key(lm, prefix)
+    hit = lm._prefixes.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    t = time.perf_counter()
     ids = torch.tensor([prefix], device=lm.device)
     with forward_phase(lm, CONTEXT):
         out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
-    return output_cache(out)
+    cache = output_cache(out)
+    if key is not None:
+        lm._prefixes.put(key, cache, time.perf_counter() - t)
+    return cache
+
+
+def prefix_memo_stats(lm: LoadedModel) -> dict:
+    """How often ``prefix_cache`` computed a prefix it kept on ``lm`` and how often it handed one back."""
+    return lm._prefixes.stats()
+
+
+def _memo_key(lm: LoadedModel, prefix: list[int]) -> tuple | None:
+    """What a kept prefix cache depends on besides its ids, or None where it must not be kept."""
+    from .loading import weights_state
+    from .phase import active_interventions
+
+    if torch.is_grad_enabled() or active_interventions(lm):
+        return None
+    hooks = []
+    for m in lm.model.modules():
+        for d in (m._forward_hooks, m._forward_pre_hooks):
+            if d:
+                hooks.append((id(m), *d))
+    from torch.nn.modules import module as torch_module
+
+    hooks.append(tuple(torch_module._global_forward_hooks) + tuple(torch_module._global_forward_pre_hooks))
+    return (
+        tuple(int(x) for x in prefix),
+        weights_state(lm.model),
+        tuple(hooks),
+        torch.is_inference_mode_enabled(),
+        str(lm.device),
+    )
 
 
 def expand_cache(cache: object, n: int) -> object:
