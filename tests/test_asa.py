@@ -735,6 +735,7 @@ def test_the_shared_prefix_is_computed_once_for_the_stages_that_read_the_same_pr
     r, _ = tiny_run
     done = {s: load_json(r.path(s) / "_DONE.json") for s in ("extract", "actions", "evaluate")}
     stats = {s: d.get("prefix_cache", {}) for s, d in done.items()}
-    assert stats["extract"]["computed"] >= 1
+    # extract asks for the head first (an earlier test may have computed it already)
+    assert stats["extract"]["computed"] + stats["extract"]["reused"] >= 1
     for stage in ("actions", "evaluate"):  # after the gate's one-off tool lists passed through
         assert stats[stage]["computed"] == 0 and stats[stage]["reused"] >= 1
