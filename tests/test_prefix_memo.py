@@ -27,6 +27,14 @@ def test_the_same_prefix_is_computed_once_and_handed_back(tiny_models):
     torch.testing.assert_close(a.layers[0].keys, fresh.layers[0].keys)
 
 
+def _fresh_and_different(lm, plain):
+    """The prefix computed now is a new cache whose keys differ from ``plain``'s (the model computes otherwise)."""
+    with torch.inference_mode():
+        now = prefix_cache(lm, HEAD)
+    assert now is not plain
+    assert not torch.allclose(now.layers[1].keys, plain.layers[1].keys)
+
+
 def test_a_weight_edit_a_hook_an_intervention_or_autograd_get_their_own_prefix(tiny_models):
     lm = tiny_models("llama")
     lm._prefixes.clear()
@@ -37,10 +45,7 @@ def test_a_weight_edit_a_hook_an_intervention_or_autograd_get_their_own_prefix(t
         lambda m, i, o: (o[0] * 2.0, *o[1:]) if isinstance(o, tuple) else o * 2.0
     )
     try:
-        with torch.inference_mode():
-            hooked = prefix_cache(lm, HEAD)
-        assert hooked is not plain
-        assert not torch.allclose(hooked.layers[1].keys, plain.layers[1].keys)
+        _fresh_and_different(lm, plain)
     finally:
         handle.remove()
     with torch.inference_mode():
@@ -52,16 +57,14 @@ def test_a_weight_edit_a_hook_an_intervention_or_autograd_get_their_own_prefix(t
     assert ng is not plain and not ng.layers[0].keys.is_inference()
     assert prefix_cache(lm, HEAD) is not prefix_cache(lm, HEAD)  # gradients on: nothing kept
     w = lm.model.model.layers[0].mlp.down_proj.weight
+    saved = w.detach().clone()  # the session's shared tiny model must come back bit for bit
     with torch.no_grad():
         w.mul_(1.5)
     try:
-        with torch.inference_mode():
-            edited = prefix_cache(lm, HEAD)
-        assert edited is not plain
-        assert not torch.allclose(edited.layers[1].keys, plain.layers[1].keys)
+        _fresh_and_different(lm, plain)
     finally:
         with torch.no_grad():
-            w.div_(1.5)
+            w.copy_(saved)
 
 
 def test_the_memo_is_bounded(tiny_models):

@@ -67,6 +67,8 @@ def prefix_memo_stats(lm: LoadedModel) -> dict:
 
 def _memo_key(lm: LoadedModel, prefix: list[int]) -> tuple | None:
     """What a kept prefix cache depends on besides its ids, or None where it must not be kept."""
+    from torch.nn.modules import module as torch_module
+
     from .loading import weights_state
     from .phase import active_interventions
 
@@ -77,8 +79,6 @@ def _memo_key(lm: LoadedModel, prefix: list[int]) -> tuple | None:
         for d in (m._forward_hooks, m._forward_pre_hooks):
             if d:
                 hooks.append((id(m), *d))
-    from torch.nn.modules import module as torch_module
-
     hooks.append(tuple(torch_module._global_forward_hooks) + tuple(torch_module._global_forward_pre_hooks))
     return (
         tuple(int(x) for x in prefix),
